@@ -1,0 +1,259 @@
+//! An opened disk image of any input format, seen as its guest map and its guest bytes; format probing, and
+//! opening backing files and extents through the caller's [`FileResolver`].
+
+use crate::error::{Error, Result};
+use crate::extent::Extent;
+use crate::io::ReadAt;
+use std::fmt;
+
+/// Backing chains deeper than this are refused (qemu has no limit and hangs on a loop).
+pub const MAX_CHAIN_DEPTH: usize = 16;
+
+/// Input and output formats, named as qemu-img names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// QEMU copy-on-write v2/v3.
+    Qcow2,
+    /// A plain disk image.
+    Raw,
+    /// VMware virtual disk.
+    Vmdk,
+    /// Hyper-V virtual hard disk v2.
+    Vhdx,
+}
+
+impl Format {
+    /// qemu-img's name for the format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Qcow2 => "qcow2",
+            Format::Raw => "raw",
+            Format::Vmdk => "vmdk",
+            Format::Vhdx => "vhdx",
+        }
+    }
+
+    /// Parses qemu-img's name for a format.
+    pub fn from_name(name: &str) -> Result<Format> {
+        Ok(match name {
+            "qcow2" => Format::Qcow2,
+            "raw" => Format::Raw,
+            "vmdk" => Format::Vmdk,
+            "vhdx" => Format::Vhdx,
+            _ => return Err(Error::argument(format!("Unknown format '{name}'"))),
+        })
+    }
+
+    /// Recognises a format from the first bytes of a file (at least 8, more is better); raw when nothing matches.
+    pub fn probe(head: &[u8]) -> Format {
+        if head.starts_with(b"QFI\xfb") {
+            Format::Qcow2
+        } else if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") {
+            Format::Vmdk
+        } else if head.starts_with(b"vhdxfile") {
+            Format::Vhdx
+        } else {
+            Format::Raw
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Format-specific facts for `info`, with qemu-img's JSON keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatSpecific {
+    /// qcow2 header facts.
+    Qcow2 {
+        /// "0.10" (version 2) or "1.1" (version 3).
+        compat: String,
+        /// "zlib" or "zstd", as qemu names them.
+        compression_type: String,
+        /// Compatible feature bit 0.
+        lazy_refcounts: bool,
+        /// 1 << refcount_order.
+        refcount_bits: u32,
+        /// Incompatible feature bit 1.
+        corrupt: bool,
+        /// Incompatible feature bit 4.
+        extended_l2: bool,
+    },
+}
+
+/// What `info` reports about one image of a chain (not its backing files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The format.
+    pub format: Format,
+    /// Guest size in bytes.
+    pub virtual_size: u64,
+    /// Allocation unit, where the format has one.
+    pub cluster_size: Option<u64>,
+    /// Whether the image was not closed cleanly (qcow2 dirty bit).
+    pub dirty: bool,
+    /// The backing file name as stored in the image.
+    pub backing_filename: Option<String>,
+    /// The backing file as resolved by the caller's resolver (a path in the CLI).
+    pub full_backing_filename: Option<String>,
+    /// The backing format as stored, if any.
+    pub backing_format: Option<String>,
+    /// Format-specific facts.
+    pub specific: Option<FormatSpecific>,
+    /// Things a user should know that do not stop reading (a corrupt or dirty flag).
+    pub warnings: Vec<String>,
+}
+
+impl ImageInfo {
+    /// Info with only the format and size filled in.
+    pub fn basic(format: Format, virtual_size: u64) -> Self {
+        ImageInfo {
+            format,
+            virtual_size,
+            cluster_size: None,
+            dirty: false,
+            backing_filename: None,
+            full_backing_filename: None,
+            backing_format: None,
+            specific: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// A readable disk image: its guest map (lazily, from metadata) and its guest bytes.
+pub trait Image {
+    /// Facts about this image (not its backing file).
+    fn info(&self) -> &ImageInfo;
+
+    /// Guest size in bytes.
+    fn virtual_size(&self) -> u64 {
+        self.info().virtual_size
+    }
+
+    /// The extent that starts at `offset` (which must be below the virtual size), as far as the metadata at
+    /// hand reaches — typically to the end of one L2 table. Never empty. Backing files are consulted, so
+    /// `Unallocated` means nothing in the chain holds the range.
+    fn extent_at(&mut self, offset: u64) -> Result<Extent>;
+
+    /// Reads guest bytes; `offset + buf.len()` must not exceed the virtual size.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// The backing image, if there is one.
+    fn backing(&mut self) -> Option<&mut dyn Image> {
+        None
+    }
+
+    /// Bytes of the image file itself (qemu's `actual-size` is the allocated size; this is the length).
+    fn file_length(&self) -> u64;
+}
+
+/// Opens the files an image refers to: backing files, extents, parents.
+pub trait FileResolver {
+    /// Opens `name` as written inside `referrer` (a relative name is relative to the referrer's directory).
+    /// Returns the resolved name (a path in the CLI, the picked file's name in the page) and the file.
+    fn open(&self, name: &str, referrer: &str) -> Result<(String, Box<dyn ReadAt>)>;
+}
+
+/// A resolver for single files: any reference to another file is an error.
+#[derive(Debug, Default)]
+pub struct NoFiles;
+
+impl FileResolver for NoFiles {
+    fn open(&self, name: &str, _referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
+        Err(Error::new(crate::error::ErrorKind::Io, format!("Cannot open '{name}': no other files are available")))
+    }
+}
+
+/// State carried while opening an image and, recursively, its backing chain.
+pub struct OpenContext<'a> {
+    resolver: &'a dyn FileResolver,
+    /// Resolved names of the images opened so far, outermost first.
+    chain: Vec<String>,
+}
+
+impl<'a> OpenContext<'a> {
+    /// A context for opening one top-level image.
+    pub fn new(resolver: &'a dyn FileResolver) -> Self {
+        OpenContext { resolver, chain: Vec::new() }
+    }
+
+    /// Opens a backing file named `name` inside `referrer`, in the format given or probed.
+    ///
+    /// # Errors
+    /// `LimitExceeded` past [`MAX_CHAIN_DEPTH`], `Corrupt` on a loop, and whatever opening the file gives.
+    pub fn open_backing(&mut self, name: &str, referrer: &str, format: Option<Format>) -> Result<Box<dyn Image>> {
+        let (resolved, file) = self.resolver.open(name, referrer).map_err(|e| e.in_file(referrer.to_string()))?;
+        self.open_file(&resolved, file, format)
+    }
+
+    /// Opens `file` (named `name`) in the format given, or the probed one.
+    pub fn open_file(&mut self, name: &str, file: Box<dyn ReadAt>, format: Option<Format>) -> Result<Box<dyn Image>> {
+        if self.chain.iter().any(|n| n == name) {
+            return Err(Error::corrupt(format!("Backing chain loops back to '{name}'")));
+        }
+        if self.chain.len() >= MAX_CHAIN_DEPTH {
+            return Err(Error::limit(format!("Backing chain is deeper than {MAX_CHAIN_DEPTH} images")));
+        }
+        self.chain.push(name.to_string());
+        let format = match format {
+            Some(f) => f,
+            None => {
+                let mut head = [0u8; 32];
+                let n = file.read_at(0, &mut head).map_err(|e| e.in_file(name.to_string()))?;
+                Format::probe(&head[..n])
+            }
+        };
+        let image: Result<Box<dyn Image>> = match format {
+            Format::Qcow2 => crate::qcow2::Qcow2::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
+            Format::Raw => Ok(Box::new(crate::raw::RawImage::new(file))),
+            Format::Vmdk | Format::Vhdx => {
+                Err(Error::unsupported(format!("Reading {format} images is not supported yet")))
+            }
+        };
+        self.chain.pop();
+        image.map_err(|e| e.in_file(name.to_string()))
+    }
+}
+
+/// Opens an image and its backing chain.
+///
+/// # Errors
+/// Any error names the file it concerns (see [`Error::file`]).
+pub fn open(name: &str, file: Box<dyn ReadAt>, format: Option<Format>, resolver: &dyn FileResolver) -> Result<Box<dyn Image>> {
+    OpenContext::new(resolver).open_file(name, file, format)
+}
+
+/// A disk of a given size with nothing in it — the source for `create`.
+pub struct Blank {
+    info: ImageInfo,
+}
+
+impl Blank {
+    /// An empty disk of `virtual_size` bytes (reported as raw).
+    pub fn new(virtual_size: u64) -> Self {
+        Blank { info: ImageInfo::basic(Format::Raw, virtual_size) }
+    }
+}
+
+impl Image for Blank {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+
+    fn extent_at(&mut self, offset: u64) -> Result<Extent> {
+        Ok(Extent { offset, length: self.info.virtual_size - offset, kind: crate::extent::ExtentKind::Unallocated })
+    }
+
+    fn read_at(&mut self, _offset: u64, buf: &mut [u8]) -> Result<()> {
+        buf.fill(0);
+        Ok(())
+    }
+
+    fn file_length(&self) -> u64 {
+        0
+    }
+}

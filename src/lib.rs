@@ -1,0 +1,26 @@
+//! diskbridge: convert disk images between hypervisors' formats, streaming, in bounded memory — the same core
+//! for the native CLI and for WebAssembly in a browser tab.
+//!
+//! The pieces:
+//! - [`io`]: positioned reads ([`io::ReadAt`]) and writes ([`io::Sink`]); the core never opens files itself.
+//! - [`image`]: an opened input ([`image::Image`]) as a guest map plus guest reads; probing and backing chains.
+//! - [`convert`]: the pipeline from an image to an [`convert::ImageWriter`], encoding on all cores.
+//! - one module per format: [`qcow2`], [`vmdk`], [`vhdx`], [`raw`].
+#![deny(missing_docs)]
+
+pub mod convert;
+pub mod error;
+pub mod extent;
+pub mod image;
+pub mod io;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
+pub mod options;
+pub mod qcow2;
+pub mod random;
+pub mod raw;
+pub mod target;
+pub mod vhdx;
+pub mod vmdk;
+
+pub use error::{Error, ErrorKind, Result};

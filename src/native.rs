@@ -1,0 +1,118 @@
+//! Native files for the CLI and tests: a file as [`ReadAt`], a file or stdout as [`Sink`], and backing files
+//! resolved relative to the image that names them, as qemu-img does. Not built for wasm32.
+
+use crate::error::{Error, Result};
+use crate::image::FileResolver;
+use crate::io::{ReadAt, Sink};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// An input file opened read-only; its length is taken once, at open.
+#[derive(Debug)]
+pub struct InputFile {
+    file: File,
+    len: u64,
+}
+
+impl InputFile {
+    /// Opens `path` read-only.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(e, "Cannot open"))?;
+        let meta = file.metadata().map_err(|e| Error::io(e, "Cannot stat"))?;
+        if meta.is_dir() {
+            return Err(Error::argument("Is a directory"));
+        }
+        Ok(InputFile { len: meta.len(), file })
+    }
+
+    /// Bytes the file occupies on disk (qemu-img's `actual-size`).
+    pub fn allocated(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)
+    }
+}
+
+impl ReadAt for InputFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        if offset >= self.len {
+            return Ok(0);
+        }
+        let n = buf.len().min((self.len - offset) as usize);
+        loop {
+            match self.file.read_at(&mut buf[..n], offset) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => return r.map_err(|e| Error::io(e, "Read failed").at(offset)),
+            }
+        }
+    }
+}
+
+/// An output file, written with positioned writes; holes are left where nothing is written.
+#[derive(Debug)]
+pub struct OutputFile {
+    file: File,
+}
+
+impl OutputFile {
+    /// Creates (or truncates) `path` for writing.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::io(e, "Cannot create"))?;
+        Ok(OutputFile { file })
+    }
+}
+
+impl Sink for OutputFile {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.file.write_all_at(data, offset).map_err(|e| Error::io(e, "Write failed").at(offset))
+    }
+
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn finish(&mut self, len: u64) -> Result<()> {
+        self.file.set_len(len).map_err(|e| Error::io(e, "Cannot set the output's length"))?;
+        self.file.sync_all().map_err(|e| Error::io(e, "Cannot flush the output"))
+    }
+}
+
+/// Resolves names found inside an image against the directory of the image that names them.
+#[derive(Debug, Default)]
+pub struct DirResolver;
+
+impl DirResolver {
+    /// Where `name`, written inside `referrer`, points to.
+    pub fn resolve(name: &str, referrer: &str) -> PathBuf {
+        let name = Path::new(name);
+        if name.is_absolute() {
+            return name.to_path_buf();
+        }
+        match Path::new(referrer).parent() {
+            Some(dir) => dir.join(name),
+            None => name.to_path_buf(),
+        }
+    }
+}
+
+impl FileResolver for DirResolver {
+    fn open(&self, name: &str, referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
+        let path = Self::resolve(name, referrer);
+        let shown = path.to_string_lossy().into_owned();
+        let file = InputFile::open(&path).map_err(|e| {
+            Error::new(e.kind(), format!("Cannot open backing file '{shown}': {}", e.message()))
+        })?;
+        Ok((shown, Box::new(file)))
+    }
+}
+
+/// Opens the image at `path` (and its backing chain, relative to it) in the given or probed format.
+pub fn open_image(path: &Path, format: Option<crate::image::Format>) -> Result<Box<dyn crate::image::Image>> {
+    let name = path.to_string_lossy().into_owned();
+    let file = InputFile::open(path).map_err(|e| e.in_file(name.clone()))?;
+    crate::image::open(&name, Box::new(file), format, &DirResolver)
+}

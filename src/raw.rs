@@ -1,0 +1,106 @@
+//! Raw images: the guest bytes as they are. Reading maps the whole file as data (zero detection happens in the
+//! writers' encoders); writing leaves holes wherever a unit is all zeros, as `qemu-img convert -O raw` does.
+
+use crate::convert::{ImageWriter, SkipZeros, UnitEncoder};
+use crate::error::Result;
+use crate::extent::{Extent, ExtentKind};
+use crate::image::{Format, Image, ImageInfo};
+use crate::io::{ReadAt, Sink};
+use std::sync::Arc;
+
+/// A raw image opened for reading.
+pub struct RawImage {
+    file: Box<dyn ReadAt>,
+    info: ImageInfo,
+}
+
+impl RawImage {
+    /// Takes the whole file as the guest disk, its size rounded up to 512 bytes (the tail reads as zeros).
+    pub fn new(file: Box<dyn ReadAt>) -> Self {
+        let size = file.len().div_ceil(512) * 512;
+        RawImage { info: ImageInfo::basic(Format::Raw, size), file }
+    }
+}
+
+impl Image for RawImage {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+
+    fn extent_at(&mut self, offset: u64) -> Result<Extent> {
+        Ok(Extent { offset, length: self.info.virtual_size - offset, kind: ExtentKind::Data })
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let file_len = self.file.len();
+        let in_file = file_len.saturating_sub(offset).min(buf.len() as u64) as usize;
+        self.file.read_exact_at(offset, &mut buf[..in_file])?;
+        buf[in_file..].fill(0);
+        Ok(())
+    }
+
+    fn file_length(&self) -> u64 {
+        self.file.len()
+    }
+}
+
+/// Guest bytes per unit: large enough to keep reads coalesced, small enough to find holes.
+const RAW_UNIT: u64 = 1 << 20;
+
+/// Writes a raw image, leaving all-zero megabytes as holes.
+pub struct RawWriter {
+    sink: Box<dyn Sink>,
+    virtual_size: u64,
+}
+
+impl RawWriter {
+    /// A writer for a disk of `virtual_size` bytes.
+    pub fn new(sink: Box<dyn Sink>, virtual_size: u64) -> Self {
+        RawWriter { sink, virtual_size }
+    }
+}
+
+impl ImageWriter for RawWriter {
+    fn unit_size(&self) -> u64 {
+        RAW_UNIT
+    }
+
+    fn encoder(&self) -> Arc<dyn UnitEncoder> {
+        Arc::new(SkipZeros)
+    }
+
+    fn write_unit(&mut self, index: u64, encoded: Option<Vec<u8>>) -> Result<()> {
+        match encoded {
+            Some(data) => self.sink.write_at(index * RAW_UNIT, &data),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Box<dyn Sink>> {
+        self.sink.finish(self.virtual_size)?;
+        Ok(self.sink)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::{RunOptions, run};
+    use crate::io::MemorySink;
+
+    #[test]
+    fn raw_round_trip_rounds_size_up_to_a_sector() {
+        let mut data = vec![0u8; 3 << 20];
+        data[(2 << 20) + 5] = 7;
+        data.truncate((3 << 20) - 100);
+        let image = Box::new(RawImage::new(Box::new(data.clone())));
+        assert_eq!(image.virtual_size(), 3 << 20);
+        let out = MemorySink::default();
+        let writer = Box::new(RawWriter::new(Box::new(out.clone()), image.virtual_size()));
+        run(image, writer, RunOptions { threads: 3, ..Default::default() }).unwrap();
+        let out = out.bytes();
+        assert_eq!(out.len(), 3 << 20);
+        assert_eq!(&out[..data.len()], &data[..]);
+        assert!(out[data.len()..].iter().all(|&b| b == 0));
+    }
+}
