@@ -6,6 +6,7 @@
 //! - [`image`]: an opened input ([`image::Image`]) as a guest map plus guest reads; probing and backing chains.
 //! - [`convert`]: the pipeline from an image to an [`convert::ImageWriter`], encoding on all cores.
 //! - one module per format: [`qcow2`], [`vmdk`], [`vhdx`], [`raw`].
+//! - `web` (wasm32 only): the bindings the browser page's workers call.
 #![deny(missing_docs)]
 
 pub mod convert;
@@ -22,5 +23,7 @@ pub mod raw;
 pub mod target;
 pub mod vhdx;
 pub mod vmdk;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,51 @@
+// Assembles dist/index.html from index.html, www/ and the wasm-bindgen output: everything inlined, workers
+// started from blob: URLs, and a Content-Security-Policy that allows exactly these inline parts and no network.
+// Usage: node scripts/inline-site.mjs <wasm-bindgen out dir> <output html>
+import {createHash} from 'node:crypto';
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs';
+import {dirname} from 'node:path';
+
+const [bindgenDir, outFile] = process.argv.slice(2);
+const read = (path) => readFileSync(path, 'utf8');
+
+// Workers get the glue, the message shapes and their own code as one classic script each.
+const worker = [read(`${bindgenDir}/diskbridge.js`), read('www/protocol.js'), read('www/worker.js')].join('\n');
+const build = {wasm: readFileSync(`${bindgenDir}/diskbridge_bg.wasm`).toString('base64'), worker};
+// JSON with '<' escaped cannot end the <script> element early, whatever the sources contain.
+const script = [
+  `const DISKBRIDGE = ${JSON.stringify(build).replace(/</g, '\\u003c')};`,
+  read('www/protocol.js'),
+  read('www/app.js'),
+].join('\n');
+const style = read('www/style.css');
+for (const [name, text] of [['www/protocol.js', read('www/protocol.js')], ['www/app.js', read('www/app.js')],
+  ['www/style.css', style]]) {
+  if (/<\/(script|style)/i.test(text)) throw new Error(`${name} contains a closing tag that would end its element`);
+}
+
+const hash = (text) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
+const csp = [
+  "default-src 'none'",
+  `script-src ${hash(script)} 'wasm-unsafe-eval'`,
+  'worker-src blob:',
+  `style-src ${hash(style)}`,
+  "connect-src 'none'",
+  "img-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+].join('; ');
+
+const page = read('index.html');
+const parts = {
+  '<!--CSP-->': `<meta http-equiv="Content-Security-Policy" content="${csp}">`,
+  '<!--STYLE-->': `<style>${style}</style>`,
+  '<!--SCRIPTS-->': `<script>${script}</script>`,
+};
+let html = page;
+for (const [marker, replacement] of Object.entries(parts)) {
+  if (html.split(marker).length !== 2) throw new Error(`index.html must contain ${marker} exactly once`);
+  html = html.replace(marker, () => replacement);
+}
+mkdirSync(dirname(outFile), {recursive: true});
+writeFileSync(outFile, html);
+console.log(`${outFile}: ${(html.length / 1024).toFixed(0)} KiB`);

@@ -1,0 +1,284 @@
+//! What the page's workers call: [`inspect`] a picked image, run a conversion [`Job`] step by step (encoding
+//! in-process, or handing units to a pool of [`Encoder`]s in other workers), and errors as plain objects.
+
+use super::blob::{BlobReader, PickedFiles};
+use super::sink::ChunkSink;
+use crate::convert::{Converter, UnitEncoder};
+use crate::error::{Error, Result};
+use crate::extent::{ExtentKind, Extents};
+use crate::image::{Blank, FormatSpecific, Image};
+use crate::options::OptionList;
+use crate::target::{self, Target};
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+use web_sys::File;
+
+/// Runs when a worker instantiates the module: panics become readable, both in the console and for the worker,
+/// which finds the message in `globalThis.diskbridgePanic` after the call traps.
+#[wasm_bindgen(start)]
+fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let _ = Reflect::set(&js_sys::global(), &"diskbridgePanic".into(), &info.to_string().into());
+    }));
+}
+
+/// An error as the plain object the page shows: `{kind, message, offset, file}`, with `null` where unknown.
+pub fn js_error(e: &Error) -> JsValue {
+    let obj = Object::new();
+    set(&obj, "kind", e.kind().name());
+    set(&obj, "message", e.message());
+    set(&obj, "offset", e.offset().map(|o| o as f64));
+    set(&obj, "file", e.file());
+    obj.into()
+}
+
+impl From<Error> for JsValue {
+    fn from(e: Error) -> JsValue {
+        js_error(&e)
+    }
+}
+
+fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
+    // Reflect.set only fails on frozen objects or throwing setters; these are fresh plain objects.
+    let _ = Reflect::set(obj, &key.into(), &value.into());
+}
+
+fn files(list: &Array) -> Vec<File> {
+    list.iter().filter_map(|v| v.dyn_into::<File>().ok()).collect()
+}
+
+fn target(format: &str, options: &str, seed: u64, epoch: u64, output_name: &str) -> Result<Target> {
+    Ok(Target {
+        format: crate::image::Format::from_name(format)?,
+        options: OptionList::parse(options)?,
+        seed,
+        epoch,
+        output_name: output_name.to_string(),
+    })
+}
+
+fn open(input: &File, resolver: &PickedFiles) -> Result<Box<dyn Image>> {
+    let name = input.name();
+    let reader = BlobReader::new(input.clone().into()).map_err(|e| e.in_file(name.clone()))?;
+    crate::image::open(&name, Box::new(reader), None, resolver)
+}
+
+/// Looks at a picked image: `{name, format, virtualSize, fileSize, clusterSize, compression, allocatedBytes,
+/// backingFile, backingFormat, needsBacking, dirty, warnings}`.
+///
+/// `others` are the other picked files, searched for backing files by name. A backing file that is not among
+/// them is listed in `needsBacking` (the page asks for it) instead of failing; `allocatedBytes` then counts
+/// what the picked files hold. `clusterSize`, `compression` and `backingFile` are `null` where the format has
+/// none.
+///
+/// # Errors
+/// The core's error as `{kind, message, offset, file}`.
+#[wasm_bindgen]
+pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
+    let resolver = PickedFiles::tolerant(files(&others));
+    let mut image = open(&input, &resolver)?;
+    let mut allocated = 0;
+    for extent in Extents::all(image.as_mut()) {
+        let extent = extent?;
+        if extent.kind == ExtentKind::Data {
+            allocated += extent.length;
+        }
+    }
+    let info = image.info();
+    let obj = Object::new();
+    set(&obj, "name", input.name());
+    set(&obj, "format", info.format.name());
+    set(&obj, "virtualSize", info.virtual_size as f64);
+    set(&obj, "fileSize", input.size());
+    set(&obj, "clusterSize", info.cluster_size.map(|c| c as f64));
+    let compression = info.specific.as_ref().map(|s| match s {
+        FormatSpecific::Qcow2 { compression_type, .. } => compression_type.clone(),
+    });
+    set(&obj, "compression", compression);
+    set(&obj, "allocatedBytes", allocated as f64);
+    set(&obj, "backingFile", info.backing_filename.clone());
+    set(&obj, "backingFormat", info.backing_format.clone());
+    set(&obj, "needsBacking", resolver.missing().into_iter().map(JsValue::from).collect::<Array>());
+    set(&obj, "dirty", info.dirty);
+    set(&obj, "warnings", info.warnings.iter().map(|w| JsValue::from(w.as_str())).collect::<Array>());
+    Ok(obj.into())
+}
+
+/// A conversion in a worker: reads the input, encodes, and queues output chunks for the worker to write.
+///
+/// Either call [`Job::step`] until it returns `true` (encoding here), or take units with [`Job::next_units`],
+/// encode them with [`Encoder`]s elsewhere and give them back with [`Job::write_unit`] in ascending order. Drain
+/// [`Job::take_chunks`] after every call, then [`Job::finish`] and drain once more.
+#[wasm_bindgen]
+pub struct Job {
+    conv: Option<Converter>,
+    encoder: Arc<dyn UnitEncoder>,
+    sink: ChunkSink,
+    virtual_size: u64,
+}
+
+#[wasm_bindgen]
+impl Job {
+    /// Converts `input` (backing files found among `others`) to `format` with the `-o` list `options`.
+    ///
+    /// # Errors
+    /// The core's error: a bad option, an unreadable image, a backing file that was not picked.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        input: File,
+        others: Array,
+        format: &str,
+        options: &str,
+        seed: u64,
+        epoch: u64,
+        output_name: &str,
+    ) -> Result<Job, JsValue> {
+        let target = target(format, options, seed, epoch, output_name)?;
+        let image = open(&input, &PickedFiles::new(files(&others)))?;
+        Ok(Job::start(image, &target)?)
+    }
+
+    /// An empty disk of `size` bytes in `format` — the `create` command.
+    ///
+    /// # Errors
+    /// The core's error for a bad option or size.
+    pub fn blank(size: f64, format: &str, options: &str, seed: u64, epoch: u64, output_name: &str) -> Result<Job, JsValue> {
+        let target = target(format, options, seed, epoch, output_name)?;
+        Ok(Job::start(Box::new(Blank::new(size as u64)), &target)?)
+    }
+
+    fn start(image: Box<dyn Image>, target: &Target) -> Result<Job> {
+        let virtual_size = image.virtual_size();
+        let sink = ChunkSink::default();
+        let writer = target::writer(target, virtual_size, Box::new(sink.clone()))?;
+        let conv = Converter::new(image, writer)?;
+        Ok(Job { encoder: conv.encoder(), conv: Some(conv), sink, virtual_size })
+    }
+
+    fn conv(&mut self) -> Result<&mut Converter> {
+        self.conv.as_mut().ok_or_else(|| Error::argument("The conversion has already finished"))
+    }
+
+    /// The guest disk's size in bytes (what an [`Encoder`] for this job is built with).
+    #[wasm_bindgen(getter, js_name = virtualSize)]
+    pub fn virtual_size(&self) -> f64 {
+        self.virtual_size as f64
+    }
+
+    /// Guest bytes the conversion reads in all.
+    #[wasm_bindgen(getter)]
+    pub fn total(&self) -> f64 {
+        self.conv.as_ref().map_or(0, |c| c.total()) as f64
+    }
+
+    /// Guest bytes read so far.
+    #[wasm_bindgen(getter)]
+    pub fn done(&self) -> f64 {
+        self.conv.as_ref().map_or(0, |c| c.done()) as f64
+    }
+
+    /// Reads, encodes and writes units until about `budget` guest bytes are done or as much output is queued.
+    /// Returns `true` once no unit is left (then call [`Job::finish`]).
+    ///
+    /// # Errors
+    /// The core's error; the job cannot go on after one.
+    pub fn step(&mut self, budget: f64) -> Result<bool, JsValue> {
+        let encoder = Arc::clone(&self.encoder);
+        let sink = self.sink.clone();
+        let conv = self.conv()?;
+        let start = conv.done();
+        while ((conv.done() - start) as f64) < budget && (sink.queued() as f64) < budget {
+            let Some((index, data)) = conv.next_unit()? else { return Ok(true) };
+            let encoded = encoder.encode(index, data)?;
+            conv.write_unit(index, encoded)?;
+        }
+        Ok(false)
+    }
+
+    /// Reads units until about `budget` guest bytes: an array of `{index, data}` (data a `Uint8Array`),
+    /// empty once no unit is left.
+    ///
+    /// # Errors
+    /// The core's error reading the source.
+    #[wasm_bindgen(js_name = nextUnits)]
+    pub fn next_units(&mut self, budget: f64) -> Result<Array, JsValue> {
+        let conv = self.conv()?;
+        let units = Array::new();
+        let mut bytes = 0usize;
+        while (bytes as f64) < budget {
+            let Some((index, data)) = conv.next_unit()? else { break };
+            bytes += data.len();
+            let unit = Object::new();
+            set(&unit, "index", index as f64);
+            set(&unit, "data", Uint8Array::from(&data[..]));
+            units.push(&unit);
+        }
+        Ok(units)
+    }
+
+    /// Gives the writer unit `index` as an [`Encoder`] encoded it (`undefined` for a unit that needs nothing).
+    /// Units must come back in the order [`Job::next_units`] gave them.
+    ///
+    /// # Errors
+    /// The core's error, including a unit out of order.
+    #[wasm_bindgen(js_name = writeUnit)]
+    pub fn write_unit(&mut self, index: f64, encoded: Option<Vec<u8>>) -> Result<(), JsValue> {
+        Ok(self.conv()?.write_unit(index as u64, encoded)?)
+    }
+
+    /// The output queued since the last call: an array of `{offset, data}`, to be written in order (later
+    /// chunks may overwrite earlier ones).
+    #[wasm_bindgen(js_name = takeChunks)]
+    pub fn take_chunks(&self) -> Array {
+        self.sink
+            .drain()
+            .into_iter()
+            .map(|(offset, data)| {
+                let chunk = Object::new();
+                set(&chunk, "offset", offset as f64);
+                set(&chunk, "data", Uint8Array::from(&data[..]));
+                JsValue::from(chunk)
+            })
+            .collect()
+    }
+
+    /// Writes the trailing metadata (into the queue) and returns the output's final length.
+    ///
+    /// # Errors
+    /// The core's error.
+    pub fn finish(&mut self) -> Result<f64, JsValue> {
+        let conv = self.conv.take().ok_or_else(|| Error::argument("The conversion has already finished"))?;
+        conv.finish()?;
+        let len = self.sink.final_len().ok_or_else(|| Error::argument("The writer did not set the output's length"))?;
+        Ok(len as f64)
+    }
+}
+
+/// A writer's unit encoder, rebuilt in a pool worker from the same target as the [`Job`] it serves.
+#[wasm_bindgen]
+pub struct Encoder {
+    inner: Arc<dyn UnitEncoder>,
+}
+
+#[wasm_bindgen]
+impl Encoder {
+    /// The encoder a [`Job`] with these arguments uses, for a disk of `virtual_size` bytes.
+    ///
+    /// # Errors
+    /// The core's error for a bad option.
+    #[wasm_bindgen(constructor)]
+    pub fn new(format: &str, options: &str, seed: u64, epoch: u64, output_name: &str, virtual_size: f64) -> Result<Encoder, JsValue> {
+        let target = target(format, options, seed, epoch, output_name)?;
+        Ok(Encoder { inner: target::encoder(&target, virtual_size as u64)? })
+    }
+
+    /// Encodes unit `index`: the bytes to store, or `undefined` when the unit needs nothing.
+    ///
+    /// # Errors
+    /// The core's error.
+    pub fn encode(&self, index: f64, data: Vec<u8>) -> Result<Option<Vec<u8>>, JsValue> {
+        Ok(self.inner.encode(index as u64, data)?)
+    }
+}

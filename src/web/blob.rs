@@ -1,0 +1,155 @@
+//! Reading picked files: a `Blob` as [`ReadAt`] through `FileReaderSync`, and backing files found among the
+//! other picked files by base name.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::image::FileResolver;
+use crate::io::ReadAt;
+use js_sys::Uint8Array;
+use std::cell::RefCell;
+use web_sys::{Blob, File, FileReaderSync};
+
+/// A `Blob` (a picked `File`) read in slices; only usable in a dedicated worker, where `FileReaderSync` exists.
+#[derive(Debug)]
+pub struct BlobReader {
+    blob: Blob,
+    reader: FileReaderSync,
+    len: u64,
+}
+
+impl BlobReader {
+    /// Wraps `blob`, taking its size once (a picked file must not change while it is read).
+    ///
+    /// # Errors
+    /// `Io` when `FileReaderSync` is missing — outside a dedicated worker.
+    pub fn new(blob: Blob) -> Result<Self> {
+        let reader = FileReaderSync::new()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("Cannot read files here: {}", describe(&e))))?;
+        let len = blob.size() as u64;
+        Ok(BlobReader { blob, reader, len })
+    }
+}
+
+impl ReadAt for BlobReader {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        if offset >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = buf.len().min((self.len - offset) as usize);
+        let failed = |e: wasm_bindgen::JsValue| {
+            // NotReadableError here usually means the file changed or was removed after it was picked.
+            Error::new(ErrorKind::Io, format!("Read failed: {}", describe(&e))).at(offset)
+        };
+        let slice = self.blob.slice_with_f64_and_f64(offset as f64, (offset + n as u64) as f64).map_err(failed)?;
+        let bytes = self.reader.read_as_array_buffer(&slice).map_err(failed)?;
+        let bytes = Uint8Array::new(&bytes);
+        let got = (bytes.length() as usize).min(n);
+        bytes.subarray(0, got as u32).copy_to(&mut buf[..got]);
+        Ok(got)
+    }
+}
+
+/// A JS exception as text: `Name: message` for DOMExceptions and Errors, else its string form.
+pub(crate) fn describe(value: &wasm_bindgen::JsValue) -> String {
+    match value.dyn_ref::<js_sys::Error>() {
+        Some(e) => format!("{}: {}", String::from(e.name()), String::from(e.message())),
+        None => value.as_string().unwrap_or_else(|| format!("{value:?}")),
+    }
+}
+
+use wasm_bindgen::JsCast;
+
+/// The files picked together with the image: a backing file is the one whose name is the base name of the
+/// reference stored in the image, as DECISIONS.md says (a page cannot follow paths).
+#[derive(Debug, Default)]
+pub struct PickedFiles {
+    files: Vec<File>,
+    /// Base names asked for and not found, when missing files are tolerated (see [`PickedFiles::tolerant`]).
+    missing: Option<RefCell<Vec<String>>>,
+}
+
+impl PickedFiles {
+    /// A resolver that fails on a backing file nobody picked.
+    pub fn new(files: Vec<File>) -> Self {
+        PickedFiles { files, missing: None }
+    }
+
+    /// A resolver for looking at an image before its backing file is picked: a missing file reads as an empty
+    /// raw image and its name is recorded for [`PickedFiles::missing`].
+    pub fn tolerant(files: Vec<File>) -> Self {
+        PickedFiles { files, missing: Some(RefCell::new(Vec::new())) }
+    }
+
+    /// Base names of backing files that were asked for and not picked.
+    pub fn missing(&self) -> Vec<String> {
+        self.missing.as_ref().map(|m| m.borrow().clone()).unwrap_or_default()
+    }
+}
+
+/// The last component of a path written on any system.
+pub fn base_name(name: &str) -> &str {
+    name.rsplit(['/', '\\']).next().unwrap_or(name)
+}
+
+impl FileResolver for PickedFiles {
+    fn open(&self, name: &str, _referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
+        let wanted = base_name(name);
+        if let Some(file) = self.files.iter().find(|f| f.name() == wanted) {
+            let reader = BlobReader::new(file.clone().into())?;
+            return Ok((wanted.to_string(), Box::new(reader)));
+        }
+        match &self.missing {
+            Some(missing) => {
+                missing.borrow_mut().push(wanted.to_string());
+                Ok((wanted.to_string(), Box::new(Vec::<u8>::new())))
+            }
+            None => Err(Error::new(
+                ErrorKind::Io,
+                format!("Backing file '{wanted}' is needed: pick it together with the image"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::*;
+
+    wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+    fn file(bytes: &[u8], name: &str) -> File {
+        let parts = js_sys::Array::of1(&Uint8Array::from(bytes));
+        File::new_with_u8_array_sequence(&parts, name).unwrap()
+    }
+
+    #[wasm_bindgen_test]
+    fn blob_reader_reads_slices_and_stops_at_the_end() {
+        let data: Vec<u8> = (0..=255).cycle().take(5000).map(|b: u32| b as u8).collect();
+        let reader = BlobReader::new(file(&data, "a.img").into()).unwrap();
+        assert_eq!(reader.len(), 5000);
+        let mut buf = [0u8; 100];
+        reader.read_exact_at(4000, &mut buf).unwrap();
+        assert_eq!(&buf[..], &data[4000..4100]);
+        assert_eq!(reader.read_at(4950, &mut buf).unwrap(), 50);
+        assert_eq!(&buf[..50], &data[4950..]);
+        assert_eq!(reader.read_at(5000, &mut buf).unwrap(), 0);
+        let err = reader.read_exact_at(4990, &mut buf).unwrap_err();
+        assert_eq!((err.kind(), err.offset()), (ErrorKind::Corrupt, Some(5000)));
+    }
+
+    #[wasm_bindgen_test]
+    fn backing_files_match_by_base_name_only() {
+        let files = PickedFiles::new(vec![file(b"base", "base.qcow2"), file(b"other", "x.img")]);
+        let (name, reader) = files.open("/var/lib/images/base.qcow2", "top.qcow2").unwrap();
+        assert_eq!((name.as_str(), reader.len()), ("base.qcow2", 4));
+        assert_eq!(files.open("C:\\vm\\x.img", "top").unwrap().0, "x.img");
+        assert_eq!(files.open("gone.qcow2", "top").unwrap_err().kind(), ErrorKind::Io);
+        let tolerant = PickedFiles::tolerant(Vec::new());
+        assert_eq!(tolerant.open("dir/gone.qcow2", "top").unwrap().1.len(), 0);
+        assert_eq!(tolerant.missing(), ["gone.qcow2"]);
+    }
+}

@@ -1,0 +1,149 @@
+// Shared pieces of the browser tests: fixtures made with qemu-img, the diskbridge CLI as the reference, a
+// static server for dist/, and Debian's Chromium driven by playwright-core (browser downloads fail here).
+import {execFileSync} from 'node:child_process';
+import {createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync} from 'node:fs';
+import {createServer} from 'node:http';
+import {tmpdir} from 'node:os';
+import {basename, join, resolve} from 'node:path';
+import {pathToFileURL} from 'node:url';
+import {chromium} from 'playwright-core';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const DIST = join(ROOT, 'dist');
+export const SEED = '42';
+export const EPOCH = '1700000000';
+
+export function tempDir(t) {
+  const dir = mkdtempSync(join(tmpdir(), 'diskbridge-browser-'));
+  t.after(() => rmSync(dir, {recursive: true, force: true}));
+  return dir;
+}
+
+export function run(cmd, args, options = {}) {
+  return execFileSync(cmd, args, {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...options});
+}
+
+/** The CLI to compare with: $DISKBRIDGE_BIN, or this checkout's release build. */
+export function cliPath() {
+  if (process.env.DISKBRIDGE_BIN) return process.env.DISKBRIDGE_BIN;
+  run('cargo', ['build', '--release', '--bin', 'diskbridge'], {cwd: ROOT, stdio: 'inherit'});
+  return join(ROOT, 'target/release/diskbridge');
+}
+
+/** Runs the CLI deterministically; returns {status, stderr}. */
+export function cli(args) {
+  const env = {...process.env, DISKBRIDGE_SEED: SEED, SOURCE_DATE_EPOCH: EPOCH};
+  try {
+    run(cliPath(), args, {env});
+    return {status: 0, stderr: ''};
+  } catch (e) {
+    return {status: e.status, stderr: String(e.stderr)};
+  }
+}
+
+/**
+ * A raw disk image with recognisable data in a few places and holes elsewhere (a sparse file), plus the same
+ * image as qcow2: `{raw, qcow2}` paths in `dir`.
+ */
+export function makeFixture(dir, name = 'guest', sizeMiB = 24) {
+  const raw = join(dir, `${name}.img`);
+  run('qemu-img', ['create', '-f', 'raw', raw, `${sizeMiB}M`]);
+  for (const [seek, count] of [[0, 1], [3, 2], [sizeMiB - 1, 1]]) {
+    run('dd', [`if=/dev/urandom`, `of=${raw}`, 'bs=1M', `seek=${seek}`, `count=${count}`, 'conv=notrunc',
+      'status=none']);
+  }
+  const qcow2 = join(dir, `${name}.qcow2`);
+  run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
+  return {raw, qcow2};
+}
+
+/** Serves `dir` on 127.0.0.1 and logs every request path. */
+export async function serve(t, dir = DIST) {
+  const requests = [];
+  const server = createServer((req, res) => {
+    requests.push(req.url);
+    const path = join(dir, decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (!path.startsWith(dir) || !existsSync(path) || !statSync(path).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, {'content-type': path.endsWith('.html') ? 'text/html; charset=utf-8' : 'application/octet-stream'});
+    createReadStream(path).pipe(res);
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  t.after(() => new Promise((ok) => server.close(ok)));
+  return {url: `http://127.0.0.1:${server.address().port}/index.html`, requests};
+}
+
+export async function launch(t) {
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  t.after(() => browser.close());
+  return browser;
+}
+
+/** The page's address in each mode the tests cover: served over http, and opened as a saved file. */
+export async function pageUrl(t, mode) {
+  if (mode === 'file') return {url: pathToFileURL(join(DIST, 'index.html')).href, requests: null};
+  return serve(t);
+}
+
+/**
+ * Opens the page with `query` (e.g. `?seed=42`). `picker`: 'hidden' removes showSaveFilePicker (the page then
+ * takes its OPFS or in-memory path), 'opfs' replaces it with a function returning an OPFS file handle (the
+ * picker's code path without a native dialog).
+ */
+export async function openPage(t, browser, mode, {query = '', picker = 'hidden'} = {}) {
+  const {url, requests: served} = await pageUrl(t, mode);
+  const context = await browser.newContext({acceptDownloads: true});
+  t.after(() => context.close());
+  if (picker === 'hidden') await context.addInitScript(() => { delete window.showSaveFilePicker; });
+  if (picker === 'opfs') {
+    await context.addInitScript(() => {
+      window.showSaveFilePicker = async ({suggestedName}) =>
+        (await navigator.storage.getDirectory()).getFileHandle(suggestedName, {create: true});
+    });
+  }
+  const requests = [];
+  context.on('request', (r) => requests.push(r.url()));
+  const errors = [];
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(url + query);
+  return {page, requests, served, errors, url: url + query};
+}
+
+/** Picks `paths` in the page's file input and waits for the image's info. */
+export async function pick(page, paths) {
+  await page.setInputFiles('#file', paths);
+  await page.locator('#info:not([hidden]), #error:not([hidden])').first().waitFor();
+}
+
+/** Clicks the button named `name` and saves the download into `dir`; returns its path and suggested name. */
+export async function clickAndDownload(page, name, dir) {
+  const [download] = await Promise.all([
+    page.waitForEvent('download', {timeout: 120_000}),
+    page.getByRole('button', {name, exact: true}).click(),
+  ]);
+  const path = join(dir, `page-${download.suggestedFilename()}`);
+  await download.saveAs(path);
+  return {path, name: download.suggestedFilename()};
+}
+
+/** Names of the files in the page's origin-private file system. */
+export function opfsNames(page) {
+  return page.evaluate(async () => {
+    const names = [];
+    for await (const name of (await navigator.storage.getDirectory()).keys()) names.push(name);
+    return names;
+  });
+}
+
+export function sameBytes(a, b) {
+  return Buffer.compare(readFileSync(a), readFileSync(b)) === 0;
+}
+
+export {basename, join};

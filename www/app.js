@@ -1,0 +1,377 @@
+// The page: picking, info, choosing the target and where to save, progress, cancel and errors. All the work
+// happens in the coordinator worker (worker.js); this file only talks to it through protocol.js's messages.
+// The build defines DISKBRIDGE = {wasm: base64 string, worker: source of the coordinator's blob}.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+// DECISIONS.md: without the picker or OPFS the output is assembled in memory, and refused above this.
+const MEMORY_LIMIT = 2 * 2 ** 30;
+// A cooperative cancel is answered within one step; past this the worker is presumed stuck and terminated.
+const CANCEL_GRACE_MS = 3000;
+const OPFS_PREFIX = 'diskbridge-';
+
+const TARGETS = {
+  vmdk: {button: 'to-vmdk', options: 'vmdk-options', ext: 'vmdk', mime: 'application/x-vmdk', label: 'VMDK disk image'},
+  vhdx: {button: 'to-vhdx', options: 'vhdx-options', ext: 'vhdx', mime: 'application/x-vhdx', label: 'VHDX disk image'},
+  raw: {button: 'to-raw', options: null, ext: 'img', mime: 'application/octet-stream', label: 'Raw disk image'},
+};
+
+// ---- the coordinator worker ----------------------------------------------------------------------------
+
+const wasmModule = WebAssembly.compile(Uint8Array.from(atob(DISKBRIDGE.wasm), (c) => c.charCodeAt(0)));
+const workerUrl = URL.createObjectURL(new Blob([DISKBRIDGE.worker], {type: 'text/javascript'}));
+let worker = null;
+let workerReady = null;
+const pending = new Map();
+let nextId = 1;
+
+function startWorker() {
+  worker = new Worker(workerUrl, {name: 'diskbridge'});
+  workerReady = new Promise((resolve, reject) => {
+    worker.onmessage = (event) => {
+      const msg = event.data;
+      if (msg.type === MSG.READY) return resolve();
+      const request = pending.get(msg.id);
+      if (!request) return;
+      if (msg.type === MSG.PROGRESS) return request.onProgress?.(msg.done, msg.total);
+      pending.delete(msg.id);
+      if (msg.type === MSG.ERROR) request.reject(msg.error);
+      else if (msg.type === MSG.CANCELLED) request.reject({kind: 'cancelled', message: 'Cancelled'});
+      else request.resolve(msg);
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      const error = diskError(event.message || 'The worker failed');
+      reject(error);
+      for (const request of pending.values()) request.reject(error);
+      pending.clear();
+    };
+  });
+  wasmModule.then((module) => worker.postMessage({type: MSG.INIT, module}));
+}
+
+/** Sends a request to the worker: its id, and a promise of its final message (rejected with a DiskError). */
+function request(message, onProgress) {
+  const id = nextId++;
+  const promise = new Promise((resolve, reject) => pending.set(id, {resolve, reject, onProgress}));
+  workerReady.then(() => worker.postMessage({...message, id}), () => {});
+  return {id, promise};
+}
+
+// ---- picking and info ------------------------------------------------------------------------------------
+
+let files = [];
+let image = null; // {file, info}
+let busy = false;
+
+function baseName(path) {
+  return path.split(/[/\\]/).pop();
+}
+
+function outputName(file, ext) {
+  const name = file.name.replace(/\.[^.]*$/, '') || file.name;
+  return `${name}.${ext}`;
+}
+
+function human(bytes) {
+  if (bytes < 1024) return `${bytes} bytes`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let value = bytes;
+  let unit = -1;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value >= 100 ? value.toFixed(0) : value.toFixed(value >= 10 ? 1 : 2)} ${units[unit]}`;
+}
+
+function sized(bytes) {
+  const span = document.createElement('span');
+  span.textContent = human(bytes);
+  span.title = `${bytes.toLocaleString('en')} bytes`;
+  return span;
+}
+
+async function pickFiles(list, add) {
+  if (!list.length || busy) return;
+  files = add ? [...files, ...list] : [...list];
+  hideError();
+  $('result').textContent = '';
+  try {
+    // The image is the picked file no other picked file names as its backing file.
+    const infos = await Promise.all(files.map((file) => request({
+      type: MSG.INSPECT, file, others: files.filter((f) => f !== file),
+    }).promise.then((msg) => ({file, info: msg.info}))));
+    const backings = new Set(infos.map((i) => i.info.backingFile).filter(Boolean).map(baseName));
+    image = infos.find((i) => !backings.has(i.file.name)) || infos[0];
+    showInfo(image);
+  } catch (error) {
+    image = null;
+    $('info').hidden = true;
+    showError(error);
+  }
+  updateButtons();
+}
+
+function showInfo({file, info}) {
+  $('info').hidden = false;
+  $('info-name').textContent = file.name;
+  const rows = [
+    ['Format', info.format],
+    ['Virtual size', sized(info.virtualSize)],
+    ['File size', sized(info.fileSize)],
+    ['Cluster size', info.clusterSize == null ? '—' : sized(info.clusterSize)],
+    ['Compression', info.compression ?? '—'],
+    ['Allocated data', sized(info.allocatedBytes)],
+    ['Backing file', info.backingFile ?? 'none'],
+  ];
+  for (const warning of info.warnings) rows.push(['Warning', warning]);
+  const list = $('info-list');
+  list.replaceChildren();
+  for (const [term, value] of rows) {
+    const dt = document.createElement('dt');
+    dt.textContent = term;
+    const dd = document.createElement('dd');
+    dd.append(value);
+    list.append(dt, dd);
+  }
+  const missing = info.needsBacking;
+  $('backing').hidden = missing.length === 0;
+  $('backing-text').textContent = missing.length === 0 ? '' :
+    `This image is an overlay: its data continues in "${missing.join('", "')}". Pick that file too ` +
+    '(it is matched by its name).';
+}
+
+function updateButtons() {
+  const ready = image !== null && image.info.needsBacking.length === 0 && !busy;
+  for (const target of Object.values(TARGETS)) $(target.button).disabled = !ready;
+  $('empty-vmdk').disabled = busy;
+}
+
+// ---- where the output goes -------------------------------------------------------------------------------
+
+/** Whether this browser can keep a file in OPFS (not from file://, not over plain http to another host). */
+const opfsAvailable = (async () => {
+  try {
+    await navigator.storage.getDirectory();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** Picks the output: the save dialog where there is one, else OPFS then a download, else memory. */
+async function chooseOutput(name, target) {
+  if (typeof window.showSaveFilePicker === 'function') {
+    try {
+      const handle = await window.showSaveFilePicker({
+        suggestedName: name,
+        types: [{description: target.label, accept: {[target.mime]: [`.${target.ext}`]}}],
+      });
+      return {kind: 'handle', handle};
+    } catch (e) {
+      if (e.name === 'AbortError') return null;
+      throw diskError(e);
+    }
+  }
+  if (await opfsAvailable) {
+    await removeOldOpfsFiles();
+    return {kind: 'opfs', name: `${OPFS_PREFIX}${Date.now()}-${name}`};
+  }
+  return {kind: 'memory', limit: MEMORY_LIMIT};
+}
+
+/** Finished outputs stay in OPFS until their download has surely been read; the next conversion clears them. */
+async function removeOldOpfsFiles() {
+  const dir = await navigator.storage.getDirectory();
+  for await (const name of dir.keys()) {
+    if (name.startsWith(OPFS_PREFIX)) await dir.removeEntry(name).catch(() => {});
+  }
+}
+
+async function storageNote() {
+  if (typeof window.showSaveFilePicker === 'function') return;
+  const note = $('storage-note');
+  note.hidden = false;
+  note.textContent = (await opfsAvailable)
+    ? 'This browser has no save dialog: the output is written to the browser\'s own storage first, then ' +
+      'offered as a download.'
+    : `This browser cannot write files directly here, so the output is assembled in memory and then offered ` +
+      `as a download — at most ${human(MEMORY_LIMIT)}. For larger images use Chromium (or Edge) over https, ` +
+      'or the diskbridge command-line tool.';
+}
+
+let downloadUrl = null;
+
+function download(blob, name) {
+  if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+  downloadUrl = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = downloadUrl;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+// ---- converting ------------------------------------------------------------------------------------------
+
+function determinism() {
+  const seed = params.get('seed') ?? crypto.getRandomValues(new BigUint64Array(1))[0].toString();
+  const epoch = params.get('epoch') ?? String(Math.floor(Date.now() / 1000));
+  for (const [key, value] of [['seed', seed], ['epoch', epoch]]) {
+    if (!/^\d+$/.test(value) || BigInt(value) >= 2n ** 64n) {
+      throw {kind: 'invalid-argument', message: `The URL's ${key}= must be a whole number below 2^64`};
+    }
+  }
+  return {seed, epoch};
+}
+
+let current = null; // {id, output, cancel()}
+
+async function convert(format, source) {
+  if (busy) return;
+  const target = TARGETS[format];
+  hideError();
+  $('result').textContent = '';
+  let output = null;
+  try {
+    const name = source.blankSize ? '64KiB.vmdk' : outputName(source.file, target.ext);
+    const options = target.options ? $(target.options).value.trim() : '';
+    const message = {
+      type: MSG.CONVERT,
+      input: source.file ?? null,
+      blankSize: source.blankSize ?? 0,
+      others: source.file ? files.filter((f) => f !== source.file) : [],
+      target: {format, options, ...determinism(), outputName: name},
+    };
+    output = await chooseOutput(name, target);
+    if (!output) return;
+    message.output = output;
+    setBusy(true);
+    const started = performance.now();
+    const result = await runCancellable(message, output);
+    const seconds = (performance.now() - started) / 1000;
+    if (result.output.kind === 'opfs') {
+      const dir = await navigator.storage.getDirectory();
+      download(await (await dir.getFileHandle(result.output.name)).getFile(), name);
+    } else if (result.output.kind === 'memory') {
+      download(result.output.blob, name);
+    }
+    const speed = source.file ? `, ${(source.file.size / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s` : '';
+    $('result').textContent = `Saved ${name} (${human(result.bytes)}) in ${seconds.toFixed(1)} s${speed}.`;
+  } catch (error) {
+    if (error.kind === 'cancelled') $('result').textContent = 'Cancelled. No file was left behind.';
+    else showError(error);
+  } finally {
+    setBusy(false);
+  }
+}
+
+function runCancellable(message, output) {
+  const started = performance.now();
+  const {id, promise} = request(message, (done, total) => showProgress(done, total, started));
+  current = {
+    cancel() {
+      $('status').textContent = 'Cancelling…';
+      $('cancel').disabled = true;
+      worker.postMessage({type: MSG.CANCEL, id});
+      setTimeout(() => {
+        if (pending.has(id)) forceCancel(id, output);
+      }, CANCEL_GRACE_MS);
+    },
+  };
+  return promise.finally(() => { current = null; });
+}
+
+/** The worker did not answer the cancel (stuck in a long call): end it and remove its output here. */
+async function forceCancel(id, output) {
+  const request = pending.get(id);
+  pending.clear();
+  worker.terminate();
+  startWorker();
+  if (output.kind === 'handle') await output.handle.remove().catch(() => {});
+  if (output.kind === 'opfs') {
+    const dir = await navigator.storage.getDirectory();
+    // The terminated worker's sync handle lock is released a moment later.
+    for (let i = 0; i < 20; i++) {
+      try {
+        await dir.removeEntry(output.name);
+        break;
+      } catch (e) {
+        if (e.name === 'NotFoundError') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+  request?.reject({kind: 'cancelled', message: 'Cancelled'});
+}
+
+function showProgress(done, total, started) {
+  const bar = $('bar');
+  bar.max = Math.max(total, 1);
+  bar.value = done;
+  const seconds = (performance.now() - started) / 1000;
+  const rate = seconds > 0 ? done / seconds : 0;
+  const left = rate > 0 ? (total - done) / rate : NaN;
+  const eta = Number.isFinite(left) && done > 0 ? `, about ${formatDuration(left)} left` : '';
+  $('status').textContent = `${human(done)} of ${human(total)} — ${(rate / 1e6).toFixed(1)} MB/s${eta}`;
+}
+
+function formatDuration(seconds) {
+  if (seconds < 60) return `${Math.ceil(seconds)} s`;
+  const minutes = Math.floor(seconds / 60);
+  return minutes < 60 ? `${minutes} min ${Math.ceil(seconds % 60)} s` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+function setBusy(value) {
+  busy = value;
+  $('progress').hidden = !value;
+  $('cancel').disabled = !value;
+  if (value) {
+    $('bar').value = 0;
+    $('status').textContent = 'Starting…';
+  }
+  updateButtons();
+}
+
+function showError(error) {
+  const e = diskError(error);
+  $('error').hidden = false;
+  $('error-kind').textContent = `Error (${e.kind}):`;
+  let text = e.message;
+  if (e.file) text = `${e.file}: ${text}`;
+  if (e.offset != null && !/offset 0x/.test(text)) text += ` (at offset 0x${e.offset.toString(16)})`;
+  $('error-message').textContent = text;
+}
+
+function hideError() {
+  $('error').hidden = true;
+}
+
+// ---- wiring ----------------------------------------------------------------------------------------------
+
+startWorker();
+workerReady.catch(showError);
+storageNote();
+$('file').addEventListener('change', (e) => pickFiles([...e.target.files], false));
+$('backing-file').addEventListener('change', (e) => pickFiles([...e.target.files], true));
+for (const [format, target] of Object.entries(TARGETS)) {
+  $(target.button).addEventListener('click', () => convert(format, {file: image.file}));
+}
+$('empty-vmdk').addEventListener('click', () => convert('vmdk', {blankSize: 64 * 1024}));
+$('cancel').addEventListener('click', () => current?.cancel());
+document.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  document.body.classList.add('dragging');
+});
+document.addEventListener('dragleave', (e) => {
+  if (!e.relatedTarget) document.body.classList.remove('dragging');
+});
+document.addEventListener('drop', (e) => {
+  e.preventDefault();
+  document.body.classList.remove('dragging');
+  pickFiles([...e.dataTransfer.files], false);
+});
+updateButtons();

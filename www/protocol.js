@@ -1,0 +1,42 @@
+// The only message shapes that cross between the page, the coordinator worker and the encoder workers.
+// Loaded as a classic script into every context (the page and each blob-URL worker), so it defines globals.
+//
+// page → coordinator
+//   {type: 'init', module: WebAssembly.Module}
+//   {type: 'inspect', id, file: File, others: File[]}
+//   {type: 'convert', id, input: File | null, blankSize: number, others: File[], target: Target, output: Output}
+//       Target = {format: 'vmdk'|'vhdx'|'raw', options: string, seed: string, epoch: string, outputName: string}
+//       (seed and epoch are decimal strings: they are u64 and would lose bits as numbers)
+//       Output = {kind: 'handle', handle: FileSystemFileHandle} | {kind: 'opfs', name} | {kind: 'memory', limit}
+//   {type: 'cancel', id}
+// coordinator → page
+//   {type: 'ready'}
+//   {type: 'info', id, info}            info as diskbridge's inspect() gives it
+//   {type: 'progress', id, done, total} guest bytes
+//   {type: 'done', id, bytes, output: {kind: 'handle'} | {kind: 'opfs', name} | {kind: 'memory', blob: Blob}}
+//   {type: 'cancelled', id}             the partial output is already gone
+//   {type: 'error', id, error: DiskError}
+// DiskError = {kind, message, offset: number|null, file: string|null}, kind as the core names it
+// ('io', 'invalid-format', 'corrupt', 'unsupported', 'limit-exceeded', 'invalid-argument', 'cancelled'), or
+// 'internal' for a panic or a browser failure outside the core.
+'use strict';
+
+const MSG = Object.freeze({
+  INIT: 'init', READY: 'ready', INSPECT: 'inspect', INFO: 'info', CONVERT: 'convert', CANCEL: 'cancel',
+  PROGRESS: 'progress', DONE: 'done', CANCELLED: 'cancelled', ERROR: 'error',
+});
+
+/** Whatever was thrown, as a DiskError: the core's objects pass through, anything else is 'internal'. */
+function diskError(thrown) {
+  if (thrown && typeof thrown === 'object' && typeof thrown.kind === 'string' && 'message' in thrown) {
+    return {kind: thrown.kind, message: String(thrown.message), offset: thrown.offset ?? null, file: thrown.file ?? null};
+  }
+  // A panic traps as "RuntimeError: unreachable"; the panic hook left the real message here.
+  const panic = globalThis.diskbridgePanic;
+  if (panic) {
+    globalThis.diskbridgePanic = undefined;
+    return {kind: 'internal', message: 'Internal error: ' + panic, offset: null, file: null};
+  }
+  const text = thrown instanceof Error ? `${thrown.name}: ${thrown.message}` : String(thrown);
+  return {kind: 'internal', message: text, offset: null, file: null};
+}
