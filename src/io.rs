@@ -86,7 +86,9 @@ impl<T: ReadAt + ?Sized> ReadAt for std::rc::Rc<T> {
 /// [`MAX_BUFFER`] and reporting allocation failure instead of aborting.
 pub fn zeroed_buffer(len: u64, what: &str) -> Result<Vec<u8>> {
     if len > MAX_BUFFER {
-        return Err(Error::limit(format!("{what} of {len} bytes exceeds the {MAX_BUFFER}-byte limit")));
+        return Err(Error::limit(format!(
+            "{what} of {len} bytes exceeds the {MAX_BUFFER}-byte limit"
+        )));
     }
     let mut v = Vec::new();
     v.try_reserve_exact(len as usize)
@@ -150,7 +152,8 @@ impl Sink for MemorySink {
             .ok_or_else(|| Error::limit("Output does not fit in memory"))?;
         if end > buf.len() {
             let grow = end - buf.len();
-            buf.try_reserve(grow).map_err(|_| Error::limit("Output does not fit in memory"))?;
+            buf.try_reserve(grow)
+                .map_err(|_| Error::limit("Output does not fit in memory"))?;
             buf.resize(end, 0);
         }
         buf[offset as usize..end].copy_from_slice(data);
@@ -182,10 +185,12 @@ impl<W: Write> StreamSink<W> {
     }
 
     fn fill_to(&mut self, offset: u64) -> Result<()> {
-        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         while self.position < offset {
             let n = (offset - self.position).min(ZEROS.len() as u64) as usize;
-            self.inner.write_all(&ZEROS[..n]).map_err(|e| Error::io(e, "Write failed").at(self.position))?;
+            self.inner
+                .write_all(&ZEROS[..n])
+                .map_err(|e| Error::io(e, "Write failed").at(self.position))?;
             self.position += n as u64;
         }
         Ok(())
@@ -201,7 +206,9 @@ impl<W: Write> Sink for StreamSink<W> {
             ));
         }
         self.fill_to(offset)?;
-        self.inner.write_all(data).map_err(|e| Error::io(e, "Write failed").at(offset))?;
+        self.inner
+            .write_all(data)
+            .map_err(|e| Error::io(e, "Write failed").at(offset))?;
         self.position += data.len() as u64;
         Ok(())
     }
@@ -257,7 +264,10 @@ mod tests {
 
     #[test]
     fn zeroed_buffer_refuses_huge_sizes() {
-        assert_eq!(zeroed_buffer(1 << 40, "L1 table").unwrap_err().kind(), ErrorKind::LimitExceeded);
+        assert_eq!(
+            zeroed_buffer(1 << 40, "L1 table").unwrap_err().kind(),
+            ErrorKind::LimitExceeded
+        );
         assert_eq!(zeroed_buffer(16, "x").unwrap(), vec![0; 16]);
     }
 }

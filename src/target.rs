@@ -33,7 +33,13 @@ pub fn writer(target: &Target, virtual_size: u64, sink: Box<dyn Sink>) -> Result
         Format::Raw => Box::new(crate::raw::RawWriter::new(sink, virtual_size)),
         Format::Vmdk => {
             let opts = crate::vmdk::VmdkOptions::from_options(&mut options)?;
-            Box::new(crate::vmdk::VmdkWriter::new(sink, virtual_size, &opts, target.seed, &target.output_name)?)
+            Box::new(crate::vmdk::VmdkWriter::new(
+                sink,
+                virtual_size,
+                &opts,
+                target.seed,
+                &target.output_name,
+            )?)
         }
         Format::Vhdx => {
             let opts = crate::vhdx::VhdxOptions::from_options(&mut options)?;
