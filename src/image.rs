@@ -20,6 +20,10 @@ pub enum Format {
     Vmdk,
     /// Hyper-V virtual hard disk v2.
     Vhdx,
+    /// An OVF package in one tar file (output only, for now).
+    Ova,
+    /// An OVF descriptor with its disk and manifest beside it (output only).
+    Ovf,
 }
 
 impl Format {
@@ -30,6 +34,8 @@ impl Format {
             Format::Raw => "raw",
             Format::Vmdk => "vmdk",
             Format::Vhdx => "vhdx",
+            Format::Ova => "ova",
+            Format::Ovf => "ovf",
         }
     }
 
@@ -40,6 +46,8 @@ impl Format {
             "raw" => Format::Raw,
             "vmdk" => Format::Vmdk,
             "vhdx" => Format::Vhdx,
+            "ova" => Format::Ova,
+            "ovf" => Format::Ovf,
             _ => return Err(Error::argument(format!("Unknown format '{name}'"))),
         })
     }
@@ -221,7 +229,7 @@ impl<'a> OpenContext<'a> {
         let image: Result<Box<dyn Image>> = match format {
             Format::Qcow2 => crate::qcow2::Qcow2::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Raw => Ok(Box::new(crate::raw::RawImage::new(file))),
-            Format::Vmdk | Format::Vhdx => Err(Error::unsupported(format!(
+            Format::Vmdk | Format::Vhdx | Format::Ova | Format::Ovf => Err(Error::unsupported(format!(
                 "Reading {format} images is not supported yet"
             ))),
         };

@@ -108,6 +108,12 @@ pub trait Sink {
 
     /// Makes the output exactly `len` bytes long (a gap at the end reads as zeros), and flushes it.
     fn finish(&mut self, len: u64) -> Result<()>;
+
+    /// Reads back bytes already written — an OVA checksums its finished disk member this way. Not every
+    /// output can (a pipe cannot).
+    fn read_back(&mut self, offset: u64, _buf: &mut [u8]) -> Result<()> {
+        Err(Error::argument("This output cannot be read back").at(offset))
+    }
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
@@ -121,6 +127,10 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
 
     fn finish(&mut self, len: u64) -> Result<()> {
         (**self).finish(len)
+    }
+
+    fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_back(offset, buf)
     }
 }
 
@@ -168,6 +178,10 @@ impl Sink for MemorySink {
         let len = usize::try_from(len).map_err(|_| Error::limit("Output does not fit in memory"))?;
         self.data.borrow_mut().resize(len, 0);
         Ok(())
+    }
+
+    fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        ReadAt::read_exact_at(self.data.borrow().as_slice(), offset, buf)
     }
 }
 

@@ -61,7 +61,13 @@ pub struct OutputFile {
 impl OutputFile {
     /// Creates (or truncates) `path` for writing.
     pub fn create(path: &Path) -> Result<Self> {
-        let file = File::create(path).map_err(|e| Error::io(e, "Cannot create"))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| Error::io(e, "Cannot create"))?;
         Ok(OutputFile { file })
     }
 }

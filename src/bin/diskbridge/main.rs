@@ -208,22 +208,37 @@ fn write_image(source: Box<dyn Image>, target: &Target, output: &str, progress: 
         }
     };
     let failed = |e: Error| Failure::Error(Some(output.to_string()), e);
-    let (sink, staged): (Box<dyn diskbridge::io::Sink>, _) = if output == "-" {
+    let mut staged = Vec::new();
+    let writer = if output == "-" {
         let stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-        (Box::new(diskbridge::io::StreamSink::new(stdout)), None)
+        target::writer(target, size, Box::new(diskbridge::io::StreamSink::new(stdout))).map_err(failed)?
+    } else if target.format == Format::Ovf {
+        // Three files side by side, named as inside an OVA; all appear together when complete.
+        let names = diskbridge::ova::Names::for_output(&target.output_name);
+        let mut stage = |name: &str| -> Result<Box<dyn diskbridge::io::Sink>, Failure> {
+            let (s, file) = output::Staged::create(&Path::new(output).with_file_name(name)).map_err(failed)?;
+            staged.push(s);
+            Ok(Box::new(file))
+        };
+        let layout = diskbridge::ova::Layout::Ovf {
+            descriptor: stage(&names.descriptor)?,
+            disk: stage(&names.disk)?,
+            manifest: stage(&names.manifest)?,
+        };
+        Box::new(diskbridge::ova::PackageWriter::new(target, size, layout).map_err(failed)?)
     } else {
-        let (staged, file) = output::Staged::create(Path::new(output)).map_err(failed)?;
-        (Box::new(file), Some(staged))
+        let (s, file) = output::Staged::create(Path::new(output)).map_err(failed)?;
+        staged.push(s);
+        target::writer(target, size, Box::new(file)).map_err(failed)?
     };
-    let writer = target::writer(target, size, sink).map_err(failed)?;
     let opts = RunOptions {
         threads,
         progress: progress.then_some(&mut show as _),
         cancel: Some(&CANCEL),
     };
     run(source, writer, opts).map_err(failed)?;
-    if let Some(staged) = staged {
-        staged.commit().map_err(failed)?;
+    for s in staged {
+        s.commit().map_err(failed)?;
     }
     if progress {
         eprintln!();
