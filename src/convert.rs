@@ -89,7 +89,16 @@ impl Converter {
         }
         writer.plan(source.as_mut())?;
         let size = source.virtual_size();
-        let mut conv = Converter { source, writer, unit, size, cursor: 0, total: 0, done: 0, next_write: 0 };
+        let mut conv = Converter {
+            source,
+            writer,
+            unit,
+            size,
+            cursor: 0,
+            total: 0,
+            done: 0,
+            next_write: 0,
+        };
         conv.total = conv.measure()?;
         Ok(conv)
     }
@@ -178,7 +187,11 @@ pub struct RunOptions<'a> {
 
 impl Default for RunOptions<'_> {
     fn default() -> Self {
-        RunOptions { threads: 1, progress: None, cancel: None }
+        RunOptions {
+            threads: 1,
+            progress: None,
+            cancel: None,
+        }
     }
 }
 
@@ -266,7 +279,9 @@ fn run_threads(
             if cancelled(opts) {
                 break Err(Error::cancelled());
             }
-            let Some((&lowest, _)) = in_flight.first_key_value() else { break Ok(()) };
+            let Some((&lowest, _)) = in_flight.first_key_value() else {
+                break Ok(());
+            };
             while in_flight.get(&lowest).is_some_and(|r| r.is_none()) {
                 match done_rx.recv() {
                     Ok((index, r)) => {

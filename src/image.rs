@@ -20,6 +20,10 @@ pub enum Format {
     Vmdk,
     /// Hyper-V virtual hard disk v2.
     Vhdx,
+    /// An OVF package in one tar file (output only, for now).
+    Ova,
+    /// An OVF descriptor with its disk and manifest beside it (output only).
+    Ovf,
 }
 
 impl Format {
@@ -30,6 +34,8 @@ impl Format {
             Format::Raw => "raw",
             Format::Vmdk => "vmdk",
             Format::Vhdx => "vhdx",
+            Format::Ova => "ova",
+            Format::Ovf => "ovf",
         }
     }
 
@@ -40,6 +46,8 @@ impl Format {
             "raw" => Format::Raw,
             "vmdk" => Format::Vmdk,
             "vhdx" => Format::Vhdx,
+            "ova" => Format::Ova,
+            "ovf" => Format::Ovf,
             _ => return Err(Error::argument(format!("Unknown format '{name}'"))),
         })
     }
@@ -164,7 +172,10 @@ pub struct NoFiles;
 
 impl FileResolver for NoFiles {
     fn open(&self, name: &str, _referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
-        Err(Error::new(crate::error::ErrorKind::Io, format!("Cannot open '{name}': no other files are available")))
+        Err(Error::new(
+            crate::error::ErrorKind::Io,
+            format!("Cannot open '{name}': no other files are available"),
+        ))
     }
 }
 
@@ -178,7 +189,10 @@ pub struct OpenContext<'a> {
 impl<'a> OpenContext<'a> {
     /// A context for opening one top-level image.
     pub fn new(resolver: &'a dyn FileResolver) -> Self {
-        OpenContext { resolver, chain: Vec::new() }
+        OpenContext {
+            resolver,
+            chain: Vec::new(),
+        }
     }
 
     /// Opens a backing file named `name` inside `referrer`, in the format given or probed.
@@ -186,7 +200,10 @@ impl<'a> OpenContext<'a> {
     /// # Errors
     /// `LimitExceeded` past [`MAX_CHAIN_DEPTH`], `Corrupt` on a loop, and whatever opening the file gives.
     pub fn open_backing(&mut self, name: &str, referrer: &str, format: Option<Format>) -> Result<Box<dyn Image>> {
-        let (resolved, file) = self.resolver.open(name, referrer).map_err(|e| e.in_file(referrer.to_string()))?;
+        let (resolved, file) = self
+            .resolver
+            .open(name, referrer)
+            .map_err(|e| e.in_file(referrer.to_string()))?;
         self.open_file(&resolved, file, format)
     }
 
@@ -196,7 +213,9 @@ impl<'a> OpenContext<'a> {
             return Err(Error::corrupt(format!("Backing chain loops back to '{name}'")));
         }
         if self.chain.len() >= MAX_CHAIN_DEPTH {
-            return Err(Error::limit(format!("Backing chain is deeper than {MAX_CHAIN_DEPTH} images")));
+            return Err(Error::limit(format!(
+                "Backing chain is deeper than {MAX_CHAIN_DEPTH} images"
+            )));
         }
         self.chain.push(name.to_string());
         let format = match format {
@@ -210,9 +229,9 @@ impl<'a> OpenContext<'a> {
         let image: Result<Box<dyn Image>> = match format {
             Format::Qcow2 => crate::qcow2::Qcow2::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Raw => Ok(Box::new(crate::raw::RawImage::new(file))),
-            Format::Vmdk | Format::Vhdx => {
-                Err(Error::unsupported(format!("Reading {format} images is not supported yet")))
-            }
+            Format::Vmdk | Format::Vhdx | Format::Ova | Format::Ovf => Err(Error::unsupported(format!(
+                "Reading {format} images is not supported yet"
+            ))),
         };
         self.chain.pop();
         image.map_err(|e| e.in_file(name.to_string()))
@@ -223,7 +242,12 @@ impl<'a> OpenContext<'a> {
 ///
 /// # Errors
 /// Any error names the file it concerns (see [`Error::file`]).
-pub fn open(name: &str, file: Box<dyn ReadAt>, format: Option<Format>, resolver: &dyn FileResolver) -> Result<Box<dyn Image>> {
+pub fn open(
+    name: &str,
+    file: Box<dyn ReadAt>,
+    format: Option<Format>,
+    resolver: &dyn FileResolver,
+) -> Result<Box<dyn Image>> {
     OpenContext::new(resolver).open_file(name, file, format)
 }
 
@@ -235,7 +259,9 @@ pub struct Blank {
 impl Blank {
     /// An empty disk of `virtual_size` bytes (reported as raw).
     pub fn new(virtual_size: u64) -> Self {
-        Blank { info: ImageInfo::basic(Format::Raw, virtual_size) }
+        Blank {
+            info: ImageInfo::basic(Format::Raw, virtual_size),
+        }
     }
 }
 
@@ -245,7 +271,11 @@ impl Image for Blank {
     }
 
     fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        Ok(Extent { offset, length: self.info.virtual_size - offset, kind: crate::extent::ExtentKind::Unallocated })
+        Ok(Extent {
+            offset,
+            length: self.info.virtual_size - offset,
+            kind: crate::extent::ExtentKind::Unallocated,
+        })
     }
 
     fn read_at(&mut self, _offset: u64, buf: &mut [u8]) -> Result<()> {

@@ -86,7 +86,9 @@ impl<T: ReadAt + ?Sized> ReadAt for std::rc::Rc<T> {
 /// [`MAX_BUFFER`] and reporting allocation failure instead of aborting.
 pub fn zeroed_buffer(len: u64, what: &str) -> Result<Vec<u8>> {
     if len > MAX_BUFFER {
-        return Err(Error::limit(format!("{what} of {len} bytes exceeds the {MAX_BUFFER}-byte limit")));
+        return Err(Error::limit(format!(
+            "{what} of {len} bytes exceeds the {MAX_BUFFER}-byte limit"
+        )));
     }
     let mut v = Vec::new();
     v.try_reserve_exact(len as usize)
@@ -106,6 +108,12 @@ pub trait Sink {
 
     /// Makes the output exactly `len` bytes long (a gap at the end reads as zeros), and flushes it.
     fn finish(&mut self, len: u64) -> Result<()>;
+
+    /// Reads back bytes already written — an OVA checksums its finished disk member this way. Not every
+    /// output can (a pipe cannot).
+    fn read_back(&mut self, offset: u64, _buf: &mut [u8]) -> Result<()> {
+        Err(Error::argument("This output cannot be read back").at(offset))
+    }
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
@@ -119,6 +127,10 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
 
     fn finish(&mut self, len: u64) -> Result<()> {
         (**self).finish(len)
+    }
+
+    fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_back(offset, buf)
     }
 }
 
@@ -150,7 +162,8 @@ impl Sink for MemorySink {
             .ok_or_else(|| Error::limit("Output does not fit in memory"))?;
         if end > buf.len() {
             let grow = end - buf.len();
-            buf.try_reserve(grow).map_err(|_| Error::limit("Output does not fit in memory"))?;
+            buf.try_reserve(grow)
+                .map_err(|_| Error::limit("Output does not fit in memory"))?;
             buf.resize(end, 0);
         }
         buf[offset as usize..end].copy_from_slice(data);
@@ -165,6 +178,10 @@ impl Sink for MemorySink {
         let len = usize::try_from(len).map_err(|_| Error::limit("Output does not fit in memory"))?;
         self.data.borrow_mut().resize(len, 0);
         Ok(())
+    }
+
+    fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        ReadAt::read_exact_at(self.data.borrow().as_slice(), offset, buf)
     }
 }
 
@@ -182,10 +199,12 @@ impl<W: Write> StreamSink<W> {
     }
 
     fn fill_to(&mut self, offset: u64) -> Result<()> {
-        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         while self.position < offset {
             let n = (offset - self.position).min(ZEROS.len() as u64) as usize;
-            self.inner.write_all(&ZEROS[..n]).map_err(|e| Error::io(e, "Write failed").at(self.position))?;
+            self.inner
+                .write_all(&ZEROS[..n])
+                .map_err(|e| Error::io(e, "Write failed").at(self.position))?;
             self.position += n as u64;
         }
         Ok(())
@@ -201,7 +220,9 @@ impl<W: Write> Sink for StreamSink<W> {
             ));
         }
         self.fill_to(offset)?;
-        self.inner.write_all(data).map_err(|e| Error::io(e, "Write failed").at(offset))?;
+        self.inner
+            .write_all(data)
+            .map_err(|e| Error::io(e, "Write failed").at(offset))?;
         self.position += data.len() as u64;
         Ok(())
     }
@@ -257,7 +278,10 @@ mod tests {
 
     #[test]
     fn zeroed_buffer_refuses_huge_sizes() {
-        assert_eq!(zeroed_buffer(1 << 40, "L1 table").unwrap_err().kind(), ErrorKind::LimitExceeded);
+        assert_eq!(
+            zeroed_buffer(1 << 40, "L1 table").unwrap_err().kind(),
+            ErrorKind::LimitExceeded
+        );
         assert_eq!(zeroed_buffer(16, "x").unwrap(), vec![0; 16]);
     }
 }

@@ -5,7 +5,8 @@
 //! - [`io`]: positioned reads ([`io::ReadAt`]) and writes ([`io::Sink`]); the core never opens files itself.
 //! - [`image`]: an opened input ([`image::Image`]) as a guest map plus guest reads; probing and backing chains.
 //! - [`convert`]: the pipeline from an image to an [`convert::ImageWriter`], encoding on all cores.
-//! - one module per format: [`qcow2`], [`vmdk`], [`vhdx`], [`raw`].
+//! - one module per format: [`qcow2`], [`vmdk`], [`vhdx`], [`raw`]; [`ova`] packages a VMDK with its [`ovf`]
+//!   descriptor for ESXi.
 //! - `web` (wasm32 only): the bindings the browser page's workers call.
 #![deny(missing_docs)]
 
@@ -17,9 +18,12 @@ pub mod io;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod options;
+pub mod ova;
+pub mod ovf;
 pub mod qcow2;
 pub mod random;
 pub mod raw;
+pub mod tar;
 pub mod target;
 pub mod vhdx;
 pub mod vmdk;

@@ -61,14 +61,22 @@ pub struct OutputFile {
 impl OutputFile {
     /// Creates (or truncates) `path` for writing.
     pub fn create(path: &Path) -> Result<Self> {
-        let file = File::create(path).map_err(|e| Error::io(e, "Cannot create"))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| Error::io(e, "Cannot create"))?;
         Ok(OutputFile { file })
     }
 }
 
 impl Sink for OutputFile {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        self.file.write_all_at(data, offset).map_err(|e| Error::io(e, "Write failed").at(offset))
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| Error::io(e, "Write failed").at(offset))
     }
 
     fn is_seekable(&self) -> bool {
@@ -76,8 +84,12 @@ impl Sink for OutputFile {
     }
 
     fn finish(&mut self, len: u64) -> Result<()> {
-        self.file.set_len(len).map_err(|e| Error::io(e, "Cannot set the output's length"))?;
-        self.file.sync_all().map_err(|e| Error::io(e, "Cannot flush the output"))
+        self.file
+            .set_len(len)
+            .map_err(|e| Error::io(e, "Cannot set the output's length"))?;
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io(e, "Cannot flush the output"))
     }
 }
 
@@ -103,9 +115,8 @@ impl FileResolver for DirResolver {
     fn open(&self, name: &str, referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
         let path = Self::resolve(name, referrer);
         let shown = path.to_string_lossy().into_owned();
-        let file = InputFile::open(&path).map_err(|e| {
-            Error::new(e.kind(), format!("Cannot open backing file '{shown}': {}", e.message()))
-        })?;
+        let file = InputFile::open(&path)
+            .map_err(|e| Error::new(e.kind(), format!("Cannot open backing file '{shown}': {}", e.message())))?;
         Ok((shown, Box::new(file)))
     }
 }

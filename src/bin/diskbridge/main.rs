@@ -1,1 +1,314 @@
-fn main() {}
+//! The `diskbridge` command line: `info`, `convert` and `create`, with qemu-img's flags, so qemu-img command
+//! lines work with `qemu-img` replaced by `diskbridge`.
+
+mod args;
+mod info;
+mod json;
+mod output;
+
+use args::{Arg, UsageError};
+use diskbridge::convert::{RunOptions, run};
+use diskbridge::image::{Blank, Format, Image};
+use diskbridge::options::{OptionList, parse_size};
+use diskbridge::target::{self, Target};
+use diskbridge::{Error, ErrorKind};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const USAGE: &str = "\
+usage: diskbridge COMMAND [OPTIONS]
+
+  info [-f FMT] [--output=human|json] [--backing-chain] FILE
+  convert [-p] [-q] [-f FMT] [-O FMT] [-o OPTIONS] [-m THREADS] INPUT OUTPUT
+  create [-q] [-f FMT] [-o OPTIONS] OUTPUT [SIZE]
+
+Formats: qcow2 (read), raw, vmdk (write: streamOptimized for ESXi), vhdx (write: dynamic).
+OUTPUT '-' writes to standard output. DISKBRIDGE_SEED=N makes random fields reproducible;
+SOURCE_DATE_EPOCH=SECS fixes timestamps. See README.md for every option.
+";
+
+/// Set by Ctrl-C; the conversion stops at the next unit and removes its partial output.
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+/// How a command failed: a usage mistake (exit 2) or an error about a file (exit 1, 130 if cancelled).
+enum Failure {
+    Usage(String),
+    Error(Option<String>, Error),
+}
+
+impl From<UsageError> for Failure {
+    fn from(e: UsageError) -> Self {
+        Failure::Usage(e.0)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Error(None, e)
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let result = match argv.first().map(String::as_str) {
+        Some("info") => cmd_info(&argv[1..]),
+        Some("convert") => cmd_convert(&argv[1..]),
+        Some("create") => cmd_create(&argv[1..]),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some("-V" | "--version") => {
+            println!("diskbridge {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some(other) => Err(Failure::Usage(format!("unknown command '{other}'"))),
+        None => Err(Failure::Usage("no command given".into())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("diskbridge: {msg}\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Error(fallback_file, e)) => {
+            match e.file().map(str::to_string).or(fallback_file) {
+                Some(file) => eprintln!("diskbridge: {file}: {e}"),
+                None => eprintln!("diskbridge: {e}"),
+            }
+            ExitCode::from(if e.kind() == ErrorKind::Cancelled { 130 } else { 1 })
+        }
+    }
+}
+
+fn warn(message: &str) {
+    eprintln!("diskbridge: warning: {message}");
+}
+
+fn format_arg(value: &str) -> Result<Format, Failure> {
+    Format::from_name(value).map_err(|e| Failure::Usage(e.message().to_string()))
+}
+
+fn positionals(args: &[Arg]) -> Vec<&str> {
+    args.iter()
+        .filter_map(|a| {
+            if let Arg::Positional(p) = a {
+                Some(p.as_str())
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn open_input(path: &str, format: Option<Format>) -> Result<Box<dyn Image>, Failure> {
+    let image =
+        diskbridge::native::open_image(Path::new(path), format).map_err(|e| Failure::Error(Some(path.into()), e))?;
+    for w in &image.info().warnings {
+        warn(&format!("{path}: {w}"));
+    }
+    Ok(image)
+}
+
+fn cmd_info(argv: &[String]) -> Result<(), Failure> {
+    let parsed = args::parse(argv, "f", &["output"])?;
+    let (mut format, mut json, mut chain) = (None, false, false);
+    for a in &parsed {
+        match a {
+            Arg::Short('f', Some(f)) => format = Some(format_arg(f)?),
+            Arg::Long(o, Some(v)) if o == "output" => match v.as_str() {
+                "json" => json = true,
+                "human" => json = false,
+                _ => return Err(Failure::Usage(format!("--output must be human or json, not '{v}'"))),
+            },
+            Arg::Long(o, None) if o == "backing-chain" => chain = true,
+            Arg::Positional(_) => {}
+            other => return Err(Failure::Usage(format!("info: unexpected {other:?}"))),
+        }
+    }
+    let [path] = positionals(&parsed)[..] else {
+        return Err(Failure::Usage("info needs exactly one FILE".into()));
+    };
+    let mut image = open_input(path, format)?;
+    let reports = info::collect(path, image.as_mut(), chain).map_err(|e| Failure::Error(Some(path.into()), e))?;
+    let text = if json {
+        info::json(&reports, chain)
+    } else {
+        info::human(&reports)
+    };
+    println!("{}", text.trim_end());
+    Ok(())
+}
+
+/// Seed for random fields: `DISKBRIDGE_SEED`, or fresh randomness from the OS (std's hasher keys).
+fn seed() -> Result<u64, Failure> {
+    match std::env::var("DISKBRIDGE_SEED") {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| Failure::Usage(format!("DISKBRIDGE_SEED must be a whole number, not '{v}'"))),
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos(),
+            );
+            Ok(h.finish())
+        }
+    }
+}
+
+/// Timestamp for the output: `SOURCE_DATE_EPOCH`, or now.
+fn epoch() -> Result<u64, Failure> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| Failure::Usage(format!("SOURCE_DATE_EPOCH must be a whole number, not '{v}'"))),
+        Err(_) => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)),
+    }
+}
+
+fn target_for(format: Format, options: OptionList, output: &str) -> Result<Target, Failure> {
+    let output_name = if output == "-" {
+        "disk".to_string()
+    } else {
+        Path::new(output)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| output.to_string())
+    };
+    Ok(Target {
+        format,
+        options,
+        seed: seed()?,
+        epoch: epoch()?,
+        output_name,
+    })
+}
+
+/// Converts `source` into `output` (a path or `-`), removing any partial output on failure or Ctrl-C.
+fn write_image(source: Box<dyn Image>, target: &Target, output: &str, progress: bool) -> Result<(), Failure> {
+    let size = source.virtual_size();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed));
+    let mut last_shown = u64::MAX;
+    let mut show = |done: u64, total: u64| {
+        let hundredths = (done * 10000).checked_div(total).unwrap_or(10000);
+        if hundredths != last_shown {
+            last_shown = hundredths;
+            eprint!("    ({:.2}/100%)\r", hundredths as f64 / 100.0);
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let failed = |e: Error| Failure::Error(Some(output.to_string()), e);
+    let mut staged = Vec::new();
+    let writer = if output == "-" {
+        let stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        target::writer(target, size, Box::new(diskbridge::io::StreamSink::new(stdout))).map_err(failed)?
+    } else if target.format == Format::Ovf {
+        // Three files side by side, named as inside an OVA; all appear together when complete.
+        let names = diskbridge::ova::Names::for_output(&target.output_name);
+        let mut stage = |name: &str| -> Result<Box<dyn diskbridge::io::Sink>, Failure> {
+            let (s, file) = output::Staged::create(&Path::new(output).with_file_name(name)).map_err(failed)?;
+            staged.push(s);
+            Ok(Box::new(file))
+        };
+        let layout = diskbridge::ova::Layout::Ovf {
+            descriptor: stage(&names.descriptor)?,
+            disk: stage(&names.disk)?,
+            manifest: stage(&names.manifest)?,
+        };
+        Box::new(diskbridge::ova::PackageWriter::new(target, size, layout).map_err(failed)?)
+    } else {
+        let (s, file) = output::Staged::create(Path::new(output)).map_err(failed)?;
+        staged.push(s);
+        target::writer(target, size, Box::new(file)).map_err(failed)?
+    };
+    let opts = RunOptions {
+        threads,
+        progress: progress.then_some(&mut show as _),
+        cancel: Some(&CANCEL),
+    };
+    run(source, writer, opts).map_err(failed)?;
+    for s in staged {
+        s.commit().map_err(failed)?;
+    }
+    if progress {
+        eprintln!();
+    }
+    Ok(())
+}
+
+fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
+    let parsed = args::parse(argv, "fOomSWtTlrF", &["target-is-zero"])?;
+    let (mut in_format, mut out_format, mut options, mut progress) = (None, Format::Raw, OptionList::default(), false);
+    for a in &parsed {
+        match a {
+            Arg::Short('f', Some(f)) => in_format = Some(format_arg(f)?),
+            Arg::Short('O', Some(f)) => out_format = format_arg(f)?,
+            Arg::Short('o', Some(o)) => options.extend(o).map_err(|e| Failure::Usage(e.message().into()))?,
+            Arg::Short('p', None) => progress = true,
+            Arg::Short('q', None) => progress = false,
+            // Accepted for qemu-img compatibility; they tune qemu's own I/O and mean nothing here.
+            Arg::Short('m' | 'S' | 't' | 'T' | 'W', _) => {}
+            Arg::Short('c', None) => {
+                return Err(Failure::Usage(
+                    "-c (compressed output) needs -O qcow2, which is not supported yet".into(),
+                ));
+            }
+            Arg::Positional(_) => {}
+            other => return Err(Failure::Usage(format!("convert: unsupported option {other:?}"))),
+        }
+    }
+    let [input, output] = positionals(&parsed)[..] else {
+        return Err(Failure::Usage("convert needs INPUT and OUTPUT".into()));
+    };
+    if output != "-" && output::same_file(Path::new(input), Path::new(output)) {
+        return Err(Failure::Error(
+            Some(output.into()),
+            Error::argument("Refusing to overwrite the input image"),
+        ));
+    }
+    let source = open_input(input, in_format)?;
+    let target = target_for(out_format, options, output)?;
+    write_image(source, &target, output, progress)
+}
+
+fn cmd_create(argv: &[String]) -> Result<(), Failure> {
+    let parsed = args::parse(argv, "foFbu", &[])?;
+    let (mut format, mut options) = (Format::Raw, OptionList::default());
+    for a in &parsed {
+        match a {
+            Arg::Short('f', Some(f)) => format = format_arg(f)?,
+            Arg::Short('o', Some(o)) => options.extend(o).map_err(|e| Failure::Usage(e.message().into()))?,
+            Arg::Short('q', None) => {}
+            Arg::Positional(_) => {}
+            other => return Err(Failure::Usage(format!("create: unsupported option {other:?}"))),
+        }
+    }
+    let pos = positionals(&parsed);
+    let option_size = options
+        .take_size("size")
+        .map_err(|e| Failure::Usage(e.message().into()))?;
+    let (output, size) = match (&pos[..], option_size) {
+        ([output, size], _) => (
+            *output,
+            parse_size(size).map_err(|e| Failure::Usage(e.message().into()))?,
+        ),
+        ([output], Some(size)) => (*output, size),
+        _ => return Err(Failure::Usage("create needs OUTPUT and SIZE".into())),
+    };
+    let target = target_for(format, options, output)?;
+    write_image(Box::new(Blank::new(size.div_ceil(512) * 512)), &target, output, false)?;
+    if output != "-" {
+        println!("Formatting '{output}', fmt={} size={size}", format.name());
+    }
+    Ok(())
+}
