@@ -122,12 +122,18 @@ export async function pick(page, paths) {
   await page.locator('#info:not([hidden]), #error:not([hidden])').first().waitFor();
 }
 
-/** Clicks the button named `name` and saves the download into `dir`; returns its path and suggested name. */
+/**
+ * Clicks the button named `name` and saves the download into `dir`; returns its path and suggested name.
+ * Fails at once with the page's error when one is shown instead.
+ */
 export async function clickAndDownload(page, name, dir) {
-  const [download] = await Promise.all([
-    page.waitForEvent('download', {timeout: 120_000}),
-    page.getByRole('button', {name, exact: true}).click(),
-  ]);
+  const downloaded = page.waitForEvent('download', {timeout: 120_000});
+  const failed = page.locator('#error:not([hidden])').waitFor({timeout: 120_000})
+    .then(async () => { throw new Error(`the page shows: ${await page.locator('#error').innerText()}`); });
+  await page.getByRole('button', {name, exact: true}).click();
+  const download = await Promise.race([downloaded, failed]);
+  failed.catch(() => {});
+  downloaded.catch(() => {});
   const path = join(dir, `page-${download.suggestedFilename()}`);
   await download.saveAs(path);
   return {path, name: download.suggestedFilename()};

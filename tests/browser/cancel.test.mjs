@@ -1,0 +1,46 @@
+// Cancel mid-conversion on each output path: the save picker's file (replaced by an OPFS handle, the picker's
+// code path), OPFS then download (picker hidden, http), and memory then download (picker hidden, file://).
+// Nothing may be left behind, no download may start, and the page must answer at once.
+import assert from 'node:assert/strict';
+import {test} from 'node:test';
+import * as h from './helpers.mjs';
+
+/** A raw image with 320 MiB of incompressible data: long enough to cancel in the middle. */
+function bigFixture(dir) {
+  const path = h.join(dir, 'big.img');
+  h.run('dd', ['if=/dev/urandom', `of=${path}`, 'bs=1M', 'count=320', 'status=none']);
+  return path;
+}
+
+const PATHS = [
+  {mode: 'http', picker: 'opfs', what: 'the picked file'},
+  {mode: 'http', picker: 'hidden', what: 'the OPFS file'},
+  {mode: 'file', picker: 'hidden', what: 'the in-memory output'},
+];
+
+for (const {mode, picker, what} of PATHS) {
+  test(`${mode}, picker ${picker}: cancel stops at once and removes ${what}`, async (t) => {
+    const dir = h.tempDir(t);
+    const input = bigFixture(dir);
+    const browser = await h.launch(t);
+    const {page, errors} = await h.openPage(t, browser, mode, {picker});
+    let downloads = 0;
+    page.on('download', () => downloads++);
+    await h.pick(page, [input]);
+    await page.getByText('Advanced options').click();
+    await page.getByRole('button', {name: 'Raw disk image (.img)'}).click();
+    // Cancel once real output has been written, not before the first step.
+    await page.waitForFunction(() => Number(document.getElementById('bar').value) > 0);
+    const started = Date.now();
+    await page.getByRole('button', {name: 'Cancel'}).click();
+    await page.getByText('Cancelled. No file was left behind.').waitFor({timeout: 5000});
+    assert.ok(Date.now() - started < 2000, `cancel took ${Date.now() - started} ms`);
+    assert.equal(await page.locator('#progress').isHidden(), true);
+    if (mode === 'http') assert.deepEqual(await h.opfsNames(page), []);
+    await page.waitForTimeout(500);
+    assert.equal(downloads, 0);
+    // The page stays usable: the next conversion runs.
+    await page.getByRole('button', {name: 'Empty 64 KiB VMDK'}).isEnabled();
+    assert.deepEqual(errors, []);
+  });
+}

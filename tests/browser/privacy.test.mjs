@@ -1,0 +1,43 @@
+// The page loads as one file and then makes no request at all (its CSP forbids connections), and every control
+// has a label a screen reader (and a test) can find.
+import assert from 'node:assert/strict';
+import {test} from 'node:test';
+import * as h from './helpers.mjs';
+
+for (const mode of ['http', 'file']) {
+  test(`${mode}: no network requests after load, and connections are forbidden`, async (t) => {
+    const dir = h.tempDir(t);
+    const {qcow2, raw} = h.makeFixture(dir);
+    const browser = await h.launch(t);
+    const {page, requests, served, url} = await h.openPage(t, browser, mode);
+    await h.pick(page, [qcow2]);
+    await h.pick(page, [raw]);
+    await page.getByText('Advanced options').click();
+    await h.clickAndDownload(page, 'Raw disk image (.img)', dir);
+    await h.clickAndDownload(page, 'Empty 64 KiB VMDK', dir);
+
+    const csp = await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute('content');
+    assert.match(csp, /connect-src 'none'/);
+    assert.match(csp, /default-src 'none'/);
+    const fetched = await page.evaluate((u) => fetch(u).then(() => 'fetched', () => 'blocked'), url);
+    assert.equal(fetched, 'blocked');
+
+    // Only the page itself, plus the blob: URLs the workers start from (memory, not network).
+    const network = requests.filter((r) => !r.startsWith('blob:'));
+    assert.deepEqual(network, [url]);
+    if (served) assert.deepEqual(served, [new URL(url).pathname + new URL(url).search]);
+  });
+}
+
+test('every control is labelled and the target buttons are named for their format', async (t) => {
+  const browser = await h.launch(t);
+  const {page} = await h.openPage(t, browser, 'http');
+  await page.getByText('Advanced options').click();
+  for (const name of ['VMDK for VMware ESXi', 'VHDX for Hyper-V', 'Empty 64 KiB VMDK']) {
+    assert.equal(await page.getByRole('button', {name, exact: true}).count(), 1, name);
+  }
+  const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, button, progress, select')]
+    .filter((el) => !(el.labels?.length || el.textContent.trim() || el.getAttribute('aria-labelledby')))
+    .map((el) => el.id));
+  assert.deepEqual(unlabelled, []);
+});
