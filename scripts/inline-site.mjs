@@ -9,8 +9,12 @@ const [bindgenDir, outFile] = process.argv.slice(2);
 const read = (path) => readFileSync(path, 'utf8');
 
 // Workers get the glue, the message shapes and their own code as one classic script each.
-const worker = [read(`${bindgenDir}/diskbridge.js`), read('www/protocol.js'), read('www/worker.js')].join('\n');
-const build = {wasm: readFileSync(`${bindgenDir}/diskbridge_bg.wasm`).toString('base64'), worker};
+const workerSource = (file) => [read(`${bindgenDir}/diskbridge.js`), read('www/protocol.js'), read(file)].join('\n');
+const build = {
+  wasm: readFileSync(`${bindgenDir}/diskbridge_bg.wasm`).toString('base64'),
+  worker: workerSource('www/worker.js'),
+  encoder: workerSource('www/encoder.js'),
+};
 // JSON with '<' escaped cannot end the <script> element early, whatever the sources contain.
 const script = [
   `const DISKBRIDGE = ${JSON.stringify(build).replace(/</g, '\\u003c')};`,

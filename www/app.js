@@ -1,6 +1,6 @@
 // The page: picking, info, choosing the target and where to save, progress, cancel and errors. All the work
 // happens in the coordinator worker (worker.js); this file only talks to it through protocol.js's messages.
-// The build defines DISKBRIDGE = {wasm: base64 string, worker: source of the coordinator's blob}.
+// The build defines DISKBRIDGE = {wasm: base64 string, worker, encoder: sources of the workers' blobs}.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -21,14 +21,26 @@ const TARGETS = {
 
 const wasmModule = WebAssembly.compile(Uint8Array.from(atob(DISKBRIDGE.wasm), (c) => c.charCodeAt(0)));
 const workerUrl = URL.createObjectURL(new Blob([DISKBRIDGE.worker], {type: 'text/javascript'}));
+const encoderUrl = URL.createObjectURL(new Blob([DISKBRIDGE.encoder], {type: 'text/javascript'}));
+// One encoder per core: the coordinator mostly waits on them, so it does not need a core of its own.
+const POOL_SIZE = Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 16));
 let worker = null;
+let encoders = [];
 let workerReady = null;
 const pending = new Map();
 let nextId = 1;
 
+/** Starts the coordinator and its pool of encoders, each instantiating the one compiled module. */
 function startWorker() {
+  for (const encoder of encoders) encoder.terminate();
   worker = new Worker(workerUrl, {name: 'diskbridge'});
+  encoders = Array.from({length: POOL_SIZE}, (_, i) => new Worker(encoderUrl, {name: `diskbridge-encoder-${i}`}));
   workerReady = new Promise((resolve, reject) => {
+    const fail = (error) => {
+      reject(error);
+      for (const request of pending.values()) request.reject(error);
+      pending.clear();
+    };
     worker.onmessage = (event) => {
       const msg = event.data;
       if (msg.type === MSG.READY) return resolve();
@@ -40,15 +52,21 @@ function startWorker() {
       else if (msg.type === MSG.CANCELLED) request.reject({kind: 'cancelled', message: 'Cancelled'});
       else request.resolve(msg);
     };
-    worker.onerror = (event) => {
-      event.preventDefault();
-      const error = diskError(event.message || 'The worker failed');
-      reject(error);
-      for (const request of pending.values()) request.reject(error);
-      pending.clear();
-    };
+    for (const w of [worker, ...encoders]) {
+      w.onerror = (event) => {
+        event.preventDefault();
+        fail(diskError(event.message || 'A worker failed to start'));
+      };
+    }
+    wasmModule.then((module) => {
+      const pool = encoders.map((encoder) => {
+        const channel = new MessageChannel();
+        encoder.postMessage({type: MSG.INIT, module, port: channel.port1}, [channel.port1]);
+        return channel.port2;
+      });
+      worker.postMessage({type: MSG.INIT, module, pool}, pool);
+    }, (e) => fail(diskError(e)));
   });
-  wasmModule.then((module) => worker.postMessage({type: MSG.INIT, module}));
 }
 
 /** Sends a request to the worker: its id, and a promise of its final message (rejected with a DiskError). */
@@ -117,16 +135,19 @@ async function pickFiles(list, add) {
 function showInfo({file, info}) {
   $('info').hidden = false;
   $('info-name').textContent = file.name;
+  // Without its backing file an overlay shows only what its own header says.
+  const unknown = 'known once the backing file is picked';
+  const size = (bytes) => (bytes == null ? unknown : sized(bytes));
   const rows = [
     ['Format', info.format],
-    ['Virtual size', sized(info.virtualSize)],
+    ['Virtual size', size(info.virtualSize)],
     ['File size', sized(info.fileSize)],
     ['Cluster size', info.clusterSize == null ? '—' : sized(info.clusterSize)],
     ['Compression', info.compression ?? '—'],
-    ['Allocated data', sized(info.allocatedBytes)],
+    ['Allocated data', size(info.allocatedBytes)],
     ['Backing file', info.backingFile ?? 'none'],
   ];
-  for (const warning of info.warnings) rows.push(['Warning', warning]);
+  for (const warning of info.warnings ?? []) rows.push(['Warning', warning]);
   const list = $('info-list');
   list.replaceChildren();
   for (const [term, value] of rows) {

@@ -2,7 +2,7 @@
 // Loaded as a classic script into every context (the page and each blob-URL worker), so it defines globals.
 //
 // page → coordinator
-//   {type: 'init', module: WebAssembly.Module}
+//   {type: 'init', module: WebAssembly.Module, pool: MessagePort[]}  one port per encoder worker (may be none)
 //   {type: 'inspect', id, file: File, others: File[]}
 //   {type: 'convert', id, input: File | null, blankSize: number, others: File[], target: Target, output: Output}
 //       Target = {format: 'vmdk'|'vhdx'|'raw', options: string, seed: string, epoch: string, outputName: string}
@@ -16,6 +16,13 @@
 //   {type: 'done', id, bytes, output: {kind: 'handle'} | {kind: 'opfs', name} | {kind: 'memory', blob: Blob}}
 //   {type: 'cancelled', id}             the partial output is already gone
 //   {type: 'error', id, error: DiskError}
+// page → encoder worker
+//   {type: 'init', module, port: MessagePort}  the port's other end is the coordinator's
+// coordinator ↔ encoder worker, over that port
+//   → {type: 'setup', job, target: Target, virtualSize}
+//   → {type: 'encode', job, batch, units: [{index, data: Uint8Array}]}          data transferred
+//   ← {type: 'encoded', job, batch, units: [{index, data: Uint8Array | null}]}  null: the unit needs nothing
+//   ← {type: 'error', job, batch, error: DiskError}
 // DiskError = {kind, message, offset: number|null, file: string|null}, kind as the core names it
 // ('io', 'invalid-format', 'corrupt', 'unsupported', 'limit-exceeded', 'invalid-argument', 'cancelled'), or
 // 'internal' for a panic or a browser failure outside the core.
@@ -25,6 +32,8 @@ const MSG = Object.freeze({
   INIT: 'init', READY: 'ready', INSPECT: 'inspect', INFO: 'info', CONVERT: 'convert', CANCEL: 'cancel',
   PROGRESS: 'progress', DONE: 'done', CANCELLED: 'cancelled', ERROR: 'error',
 });
+
+const POOL = Object.freeze({SETUP: 'setup', ENCODE: 'encode', ENCODED: 'encoded'});
 
 /** Whatever was thrown, as a DiskError: the core's objects pass through, anything else is 'internal'. */
 function diskError(thrown) {

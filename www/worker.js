@@ -7,6 +7,17 @@
 // deflate speed, large enough that the per-step overhead does not show.
 const STEP_BYTES = 4 << 20;
 const PROGRESS_INTERVAL_MS = 100;
+// Deflate is the one expensive encoding; for the others, moving units to another worker and back costs more
+// than encoding them here.
+const POOLED_FORMATS = new Set(['vmdk']);
+// Guest bytes per batch sent to an encoder, and batches in flight per encoder: enough to keep every encoder
+// busy while this worker reads, little enough to keep memory flat.
+const BATCH_BYTES = 1 << 20;
+const BATCHES_PER_ENCODER = 3;
+
+let pool = [];
+let poolJob = 0;
+const batches = new Map();
 
 const cancelled = new Set();
 
@@ -15,6 +26,8 @@ self.onmessage = (event) => {
   switch (msg.type) {
     case MSG.INIT:
       wasm_bindgen.initSync({module: msg.module});
+      pool = msg.pool;
+      for (const port of pool) port.onmessage = (e) => settleBatch(e.data);
       self.postMessage({type: MSG.READY});
       break;
     case MSG.INSPECT:
@@ -52,16 +65,16 @@ async function convert(msg) {
     const total = job.total;
     self.postMessage({type: MSG.PROGRESS, id, done: 0, total});
     let last = performance.now();
-    for (let finished = false; !finished;) {
-      await yieldToEvents();
+    const progress = () => {
+      if (performance.now() - last < PROGRESS_INTERVAL_MS) return;
+      last = performance.now();
+      self.postMessage({type: MSG.PROGRESS, id, done: job.done, total});
+    };
+    const checkCancel = () => {
       if (cancelled.has(id)) throw {kind: 'cancelled', message: 'Cancelled'};
-      finished = job.step(STEP_BYTES);
-      await output.write(job.takeChunks());
-      if (performance.now() - last >= PROGRESS_INTERVAL_MS) {
-        last = performance.now();
-        self.postMessage({type: MSG.PROGRESS, id, done: job.done, total});
-      }
-    }
+    };
+    if (pool.length && POOLED_FORMATS.has(target.format)) await encodeInPool(job, output, target, checkCancel, progress);
+    else await encodeHere(job, output, checkCancel, progress);
     self.postMessage({type: MSG.PROGRESS, id, done: total, total});
     const length = job.finish();
     await output.write(job.takeChunks());
@@ -77,6 +90,63 @@ async function convert(msg) {
     if (job) job.free();
     cancelled.delete(id);
   }
+}
+
+async function encodeHere(job, output, checkCancel, progress) {
+  for (let finished = false; !finished;) {
+    await yieldToEvents();
+    checkCancel();
+    finished = job.step(STEP_BYTES);
+    await output.write(job.takeChunks());
+    progress();
+  }
+}
+
+/**
+ * Reads units here, has the pool encode them in batches (round robin, a bounded number in flight), and writes
+ * the results in order. Waiting for a batch lets a cancel message in.
+ */
+async function encodeInPool(job, output, target, checkCancel, progress) {
+  const jobId = ++poolJob;
+  for (const port of pool) port.postMessage({type: POOL.SETUP, job: jobId, target, virtualSize: job.virtualSize});
+  const waiting = [];
+  let sent = 0;
+  try {
+    for (let exhausted = false; !exhausted || waiting.length;) {
+      checkCancel();
+      while (!exhausted && waiting.length < pool.length * BATCHES_PER_ENCODER) {
+        const units = job.nextUnits(BATCH_BYTES);
+        if (units.length === 0) {
+          exhausted = true;
+          break;
+        }
+        const batch = sent++;
+        const answer = new Promise((resolve, reject) => batches.set(`${jobId}/${batch}`, {resolve, reject}));
+        // Handled here so a failed batch that is not awaited yet is not reported as unhandled.
+        answer.catch(() => {});
+        waiting.push(answer);
+        pool[batch % pool.length].postMessage({type: POOL.ENCODE, job: jobId, batch, units},
+          units.map((u) => u.data.buffer));
+      }
+      if (!waiting.length) break;
+      const units = await waiting.shift();
+      for (const {index, data} of units) job.writeUnit(index, data ?? undefined);
+      await output.write(job.takeChunks());
+      progress();
+    }
+  } finally {
+    // Batches still out belong to a job that has failed or been cancelled; their answers are dropped.
+    for (const key of [...batches.keys()]) if (key.startsWith(`${jobId}/`)) batches.delete(key);
+  }
+}
+
+function settleBatch(msg) {
+  const key = `${msg.job}/${msg.batch}`;
+  const pending = batches.get(key);
+  if (!pending) return;
+  batches.delete(key);
+  if (msg.type === MSG.ERROR) pending.reject(msg.error);
+  else pending.resolve(msg.units);
 }
 
 /** An output taking the core's chunks: write([{offset, data}]), close(length) → result, discard(). */

@@ -7,6 +7,7 @@ use crate::convert::{Converter, UnitEncoder};
 use crate::error::{Error, Result};
 use crate::extent::{ExtentKind, Extents};
 use crate::image::{Blank, FormatSpecific, Image};
+use crate::io::ReadAt;
 use crate::options::OptionList;
 use crate::target::{self, Target};
 use js_sys::{Array, Object, Reflect, Uint8Array};
@@ -68,17 +69,34 @@ fn open(input: &File, resolver: &PickedFiles) -> Result<Box<dyn Image>> {
 /// Looks at a picked image: `{name, format, virtualSize, fileSize, clusterSize, compression, allocatedBytes,
 /// backingFile, backingFormat, needsBacking, dirty, warnings}`.
 ///
-/// `others` are the other picked files, searched for backing files by name. A backing file that is not among
-/// them is listed in `needsBacking` (the page asks for it) instead of failing; `allocatedBytes` then counts
-/// what the picked files hold. `clusterSize`, `compression` and `backingFile` are `null` where the format has
-/// none.
+/// `others` are the other picked files, searched for backing files by name. When a backing file is not among
+/// them, the result lists it in `needsBacking` (the page asks for it) and holds only what is known without it:
+/// the name, file size, probed format and backing file; the other fields are `null`. `clusterSize`,
+/// `compression` and `backingFile` are also `null` where the format has none.
 ///
 /// # Errors
 /// The core's error as `{kind, message, offset, file}`.
 #[wasm_bindgen]
 pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
-    let resolver = PickedFiles::tolerant(files(&others));
-    let mut image = open(&input, &resolver)?;
+    let resolver = PickedFiles::new(files(&others));
+    let obj = Object::new();
+    set(&obj, "name", input.name());
+    set(&obj, "fileSize", input.size());
+    let mut image = match open(&input, &resolver) {
+        Ok(image) => image,
+        Err(e) => {
+            let missing = resolver.missing();
+            if missing.is_empty() {
+                return Err(e.into());
+            }
+            let mut head = [0u8; 32];
+            let n = BlobReader::new(input.clone().into())?.read_at(0, &mut head)?;
+            set(&obj, "format", crate::image::Format::probe(&head[..n]).name());
+            set(&obj, "backingFile", missing[0].as_str());
+            set(&obj, "needsBacking", missing.into_iter().map(JsValue::from).collect::<Array>());
+            return Ok(obj.into());
+        }
+    };
     let mut allocated = 0;
     for extent in Extents::all(image.as_mut()) {
         let extent = extent?;
@@ -87,11 +105,8 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
         }
     }
     let info = image.info();
-    let obj = Object::new();
-    set(&obj, "name", input.name());
     set(&obj, "format", info.format.name());
     set(&obj, "virtualSize", info.virtual_size as f64);
-    set(&obj, "fileSize", input.size());
     set(&obj, "clusterSize", info.cluster_size.map(|c| c as f64));
     let compression = info.specific.as_ref().map(|s| match s {
         FormatSpecific::Qcow2 { compression_type, .. } => compression_type.clone(),
@@ -100,7 +115,7 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
     set(&obj, "allocatedBytes", allocated as f64);
     set(&obj, "backingFile", info.backing_filename.clone());
     set(&obj, "backingFormat", info.backing_format.clone());
-    set(&obj, "needsBacking", resolver.missing().into_iter().map(JsValue::from).collect::<Array>());
+    set(&obj, "needsBacking", Array::new());
     set(&obj, "dirty", info.dirty);
     set(&obj, "warnings", info.warnings.iter().map(|w| JsValue::from(w.as_str())).collect::<Array>());
     Ok(obj.into())

@@ -67,25 +67,18 @@ use wasm_bindgen::JsCast;
 #[derive(Debug, Default)]
 pub struct PickedFiles {
     files: Vec<File>,
-    /// Base names asked for and not found, when missing files are tolerated (see [`PickedFiles::tolerant`]).
-    missing: Option<RefCell<Vec<String>>>,
+    missing: RefCell<Vec<String>>,
 }
 
 impl PickedFiles {
-    /// A resolver that fails on a backing file nobody picked.
+    /// A resolver over `files`.
     pub fn new(files: Vec<File>) -> Self {
-        PickedFiles { files, missing: None }
+        PickedFiles { files, missing: RefCell::new(Vec::new()) }
     }
 
-    /// A resolver for looking at an image before its backing file is picked: a missing file reads as an empty
-    /// raw image and its name is recorded for [`PickedFiles::missing`].
-    pub fn tolerant(files: Vec<File>) -> Self {
-        PickedFiles { files, missing: Some(RefCell::new(Vec::new())) }
-    }
-
-    /// Base names of backing files that were asked for and not picked.
+    /// Base names of backing files that were asked for and not picked, so the page can ask for them.
     pub fn missing(&self) -> Vec<String> {
-        self.missing.as_ref().map(|m| m.borrow().clone()).unwrap_or_default()
+        self.missing.borrow().clone()
     }
 }
 
@@ -101,16 +94,8 @@ impl FileResolver for PickedFiles {
             let reader = BlobReader::new(file.clone().into())?;
             return Ok((wanted.to_string(), Box::new(reader)));
         }
-        match &self.missing {
-            Some(missing) => {
-                missing.borrow_mut().push(wanted.to_string());
-                Ok((wanted.to_string(), Box::new(Vec::<u8>::new())))
-            }
-            None => Err(Error::new(
-                ErrorKind::Io,
-                format!("Backing file '{wanted}' is needed: pick it together with the image"),
-            )),
-        }
+        self.missing.borrow_mut().push(wanted.to_string());
+        Err(Error::new(ErrorKind::Io, format!("Backing file '{wanted}' is needed: pick it together with the image")))
     }
 }
 
@@ -147,9 +132,8 @@ mod tests {
         let (name, reader) = files.open("/var/lib/images/base.qcow2", "top.qcow2").unwrap();
         assert_eq!((name.as_str(), reader.len()), ("base.qcow2", 4));
         assert_eq!(files.open("C:\\vm\\x.img", "top").unwrap().0, "x.img");
-        assert_eq!(files.open("gone.qcow2", "top").unwrap_err().kind(), ErrorKind::Io);
-        let tolerant = PickedFiles::tolerant(Vec::new());
-        assert_eq!(tolerant.open("dir/gone.qcow2", "top").unwrap().1.len(), 0);
-        assert_eq!(tolerant.missing(), ["gone.qcow2"]);
+        assert!(files.missing().is_empty());
+        assert_eq!(files.open("dir/gone.qcow2", "top").unwrap_err().kind(), ErrorKind::Io);
+        assert_eq!(files.missing(), ["gone.qcow2"]);
     }
 }
