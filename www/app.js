@@ -32,6 +32,7 @@ let nextId = 1;
 
 /** Starts the coordinator and its pool of encoders, each instantiating the one compiled module. */
 function startWorker() {
+  worker?.terminate();
   for (const encoder of encoders) encoder.terminate();
   worker = new Worker(workerUrl, {name: 'diskbridge'});
   encoders = Array.from({length: POOL_SIZE}, (_, i) => new Worker(encoderUrl, {name: `diskbridge-encoder-${i}`}));
@@ -142,8 +143,8 @@ function showInfo({file, info}) {
     ['Format', info.format],
     ['Virtual size', size(info.virtualSize)],
     ['File size', sized(info.fileSize)],
-    ['Cluster size', info.clusterSize == null ? '—' : sized(info.clusterSize)],
-    ['Compression', info.compression ?? '—'],
+    ['Cluster size', info.clusterSize == null ? (info.virtualSize == null ? unknown : '—') : sized(info.clusterSize)],
+    ['Compression', info.compression ?? (info.virtualSize == null ? unknown : '—')],
     ['Allocated data', size(info.allocatedBytes)],
     ['Backing file', info.backingFile ?? 'none'],
   ];
@@ -212,10 +213,13 @@ async function removeOldOpfsFiles() {
 }
 
 async function storageNote() {
-  if (typeof window.showSaveFilePicker === 'function') return;
   const note = $('storage-note');
   note.hidden = false;
-  note.textContent = (await opfsAvailable)
+  // BROWSER.md: the picker creates (or empties) the chosen file the moment it is chosen.
+  note.textContent = typeof window.showSaveFilePicker === 'function'
+    ? 'You choose where to save. The file is created as soon as you choose it, and choosing an existing file ' +
+      'empties it at once; if the conversion fails or is cancelled, it is removed.'
+    : (await opfsAvailable)
     ? 'This browser has no save dialog: the output is written to the browser\'s own storage first, then ' +
       'offered as a download.'
     : `This browser cannot write files directly here, so the output is assembled in memory and then offered ` +
@@ -285,6 +289,8 @@ async function convert(format, source) {
   } catch (error) {
     if (error.kind === 'cancelled') $('result').textContent = 'Cancelled. No file was left behind.';
     else showError(error);
+    // A panic leaves the wasm instance unusable: start fresh workers for the next try.
+    if (error.kind === 'internal') startWorker();
   } finally {
     setBusy(false);
   }
@@ -310,7 +316,6 @@ function runCancellable(message, output) {
 async function forceCancel(id, output) {
   const request = pending.get(id);
   pending.clear();
-  worker.terminate();
   startWorker();
   if (output.kind === 'handle') await output.handle.remove().catch(() => {});
   if (output.kind === 'opfs') {

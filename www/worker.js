@@ -87,7 +87,8 @@ async function convert(msg) {
     else if (msg.output.kind === 'handle') await msg.output.handle.remove().catch(() => {});
     self.postMessage(error.kind === 'cancelled' ? {type: MSG.CANCELLED, id} : {type: MSG.ERROR, id, error});
   } finally {
-    if (job) job.free();
+    // After a panic the instance is unusable and free() would trap too; the page restarts the workers.
+    try { job?.free(); } catch { /* see above */ }
     cancelled.delete(id);
   }
 }

@@ -26,6 +26,10 @@ for (const {mode, picker, what} of PATHS) {
     const {page, errors} = await h.openPage(t, browser, mode, {picker});
     let downloads = 0;
     page.on('download', () => downloads++);
+    const note = await page.locator('#storage-note').innerText();
+    if (mode === 'file') assert.match(note, /assembled in memory.*at most 2\.00 GiB/);
+    if (picker === 'opfs') assert.match(note, /created as soon as you choose it/);
+    if (mode === 'http' && picker === 'hidden') assert.match(note, /browser's own storage first/);
     await h.pick(page, [input]);
     await page.getByText('Advanced options').click();
     await page.getByRole('button', {name: 'Raw disk image (.img)'}).click();
