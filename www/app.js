@@ -253,14 +253,13 @@ function determinism() {
   return {seed, epoch};
 }
 
-let current = null; // {id, output, cancel()}
+let current = null; // the running conversion: {cancel()}
 
 async function convert(format, source) {
   if (busy) return;
   const target = TARGETS[format];
   hideError();
   $('result').textContent = '';
-  let output = null;
   try {
     const name = source.blankSize ? '64KiB.vmdk' : outputName(source.file, target.ext);
     const options = target.options ? $(target.options).value.trim() : '';
@@ -271,20 +270,20 @@ async function convert(format, source) {
       others: source.file ? files.filter((f) => f !== source.file) : [],
       target: {format, options, ...determinism(), outputName: name},
     };
-    output = await chooseOutput(name, target);
+    const output = await chooseOutput(name, target);
     if (!output) return;
     message.output = output;
     setBusy(true);
     const started = performance.now();
     const result = await runCancellable(message, output);
     const seconds = (performance.now() - started) / 1000;
+    const speed = result.total ? `, ${(result.total / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s` : '';
     if (result.output.kind === 'opfs') {
       const dir = await navigator.storage.getDirectory();
       download(await (await dir.getFileHandle(result.output.name)).getFile(), name);
     } else if (result.output.kind === 'memory') {
       download(result.output.blob, name);
     }
-    const speed = source.file ? `, ${(source.file.size / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s` : '';
     $('result').textContent = `Saved ${name} (${human(result.bytes)}) in ${seconds.toFixed(1)} s${speed}.`;
   } catch (error) {
     if (error.kind === 'cancelled') $('result').textContent = 'Cancelled. No file was left behind.';
@@ -298,7 +297,11 @@ async function convert(format, source) {
 
 function runCancellable(message, output) {
   const started = performance.now();
-  const {id, promise} = request(message, (done, total) => showProgress(done, total, started));
+  let total = 0;
+  const {id, promise} = request(message, (done, all) => {
+    total = all;
+    showProgress(done, total, started);
+  });
   current = {
     cancel() {
       $('status').textContent = 'Cancelling…';
@@ -309,7 +312,7 @@ function runCancellable(message, output) {
       }, CANCEL_GRACE_MS);
     },
   };
-  return promise.finally(() => { current = null; });
+  return promise.then((result) => ({...result, total})).finally(() => { current = null; });
 }
 
 /** The worker did not answer the cancel (stuck in a long call): end it and remove its output here. */

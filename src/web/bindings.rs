@@ -30,8 +30,8 @@ pub fn js_error(e: &Error) -> JsValue {
     let obj = Object::new();
     set(&obj, "kind", e.kind().name());
     set(&obj, "message", e.message());
-    set(&obj, "offset", e.offset().map(|o| o as f64));
-    set(&obj, "file", e.file());
+    set(&obj, "offset", nullable(e.offset().map(|o| o as f64)));
+    set(&obj, "file", nullable(e.file()));
     obj.into()
 }
 
@@ -39,6 +39,11 @@ impl From<Error> for JsValue {
     fn from(e: Error) -> JsValue {
         js_error(&e)
     }
+}
+
+/// `null` for `None` (wasm-bindgen would give `undefined`), as the protocol promises.
+fn nullable<T: Into<JsValue>>(value: Option<T>) -> JsValue {
+    value.map_or(JsValue::NULL, Into::into)
 }
 
 fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
@@ -93,7 +98,22 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
             let n = BlobReader::new(input.clone().into())?.read_at(0, &mut head)?;
             set(&obj, "format", crate::image::Format::probe(&head[..n]).name());
             set(&obj, "backingFile", missing[0].as_str());
-            set(&obj, "needsBacking", missing.into_iter().map(JsValue::from).collect::<Array>());
+            set(
+                &obj,
+                "needsBacking",
+                missing.into_iter().map(JsValue::from).collect::<Array>(),
+            );
+            for key in [
+                "virtualSize",
+                "clusterSize",
+                "compression",
+                "allocatedBytes",
+                "backingFormat",
+                "dirty",
+            ] {
+                set(&obj, key, JsValue::NULL);
+            }
+            set(&obj, "warnings", Array::new());
             return Ok(obj.into());
         }
     };
@@ -107,17 +127,24 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
     let info = image.info();
     set(&obj, "format", info.format.name());
     set(&obj, "virtualSize", info.virtual_size as f64);
-    set(&obj, "clusterSize", info.cluster_size.map(|c| c as f64));
+    set(&obj, "clusterSize", nullable(info.cluster_size.map(|c| c as f64)));
     let compression = info.specific.as_ref().map(|s| match s {
         FormatSpecific::Qcow2 { compression_type, .. } => compression_type.clone(),
     });
-    set(&obj, "compression", compression);
+    set(&obj, "compression", nullable(compression));
     set(&obj, "allocatedBytes", allocated as f64);
-    set(&obj, "backingFile", info.backing_filename.clone());
-    set(&obj, "backingFormat", info.backing_format.clone());
+    set(&obj, "backingFile", nullable(info.backing_filename.clone()));
+    set(&obj, "backingFormat", nullable(info.backing_format.clone()));
     set(&obj, "needsBacking", Array::new());
     set(&obj, "dirty", info.dirty);
-    set(&obj, "warnings", info.warnings.iter().map(|w| JsValue::from(w.as_str())).collect::<Array>());
+    set(
+        &obj,
+        "warnings",
+        info.warnings
+            .iter()
+            .map(|w| JsValue::from(w.as_str()))
+            .collect::<Array>(),
+    );
     Ok(obj.into())
 }
 
@@ -159,7 +186,14 @@ impl Job {
     ///
     /// # Errors
     /// The core's error for a bad option or size.
-    pub fn blank(size: f64, format: &str, options: &str, seed: u64, epoch: u64, output_name: &str) -> Result<Job, JsValue> {
+    pub fn blank(
+        size: f64,
+        format: &str,
+        options: &str,
+        seed: u64,
+        epoch: u64,
+        output_name: &str,
+    ) -> Result<Job, JsValue> {
         let target = target(format, options, seed, epoch, output_name)?;
         Ok(Job::start(Box::new(Blank::new(size as u64)), &target)?)
     }
@@ -169,11 +203,18 @@ impl Job {
         let sink = ChunkSink::default();
         let writer = target::writer(target, virtual_size, Box::new(sink.clone()))?;
         let conv = Converter::new(image, writer)?;
-        Ok(Job { encoder: conv.encoder(), conv: Some(conv), sink, virtual_size })
+        Ok(Job {
+            encoder: conv.encoder(),
+            conv: Some(conv),
+            sink,
+            virtual_size,
+        })
     }
 
     fn conv(&mut self) -> Result<&mut Converter> {
-        self.conv.as_mut().ok_or_else(|| Error::argument("The conversion has already finished"))
+        self.conv
+            .as_mut()
+            .ok_or_else(|| Error::argument("The conversion has already finished"))
     }
 
     /// The guest disk's size in bytes (what an [`Encoder`] for this job is built with).
@@ -205,7 +246,9 @@ impl Job {
         let conv = self.conv()?;
         let start = conv.done();
         while ((conv.done() - start) as f64) < budget && (sink.queued() as f64) < budget {
-            let Some((index, data)) = conv.next_unit()? else { return Ok(true) };
+            let Some((index, data)) = conv.next_unit()? else {
+                return Ok(true);
+            };
             let encoded = encoder.encode(index, data)?;
             conv.write_unit(index, encoded)?;
         }
@@ -264,9 +307,15 @@ impl Job {
     /// # Errors
     /// The core's error.
     pub fn finish(&mut self) -> Result<f64, JsValue> {
-        let conv = self.conv.take().ok_or_else(|| Error::argument("The conversion has already finished"))?;
+        let conv = self
+            .conv
+            .take()
+            .ok_or_else(|| Error::argument("The conversion has already finished"))?;
         conv.finish()?;
-        let len = self.sink.final_len().ok_or_else(|| Error::argument("The writer did not set the output's length"))?;
+        let len = self
+            .sink
+            .final_len()
+            .ok_or_else(|| Error::argument("The writer did not set the output's length"))?;
         Ok(len as f64)
     }
 }
@@ -284,9 +333,18 @@ impl Encoder {
     /// # Errors
     /// The core's error for a bad option.
     #[wasm_bindgen(constructor)]
-    pub fn new(format: &str, options: &str, seed: u64, epoch: u64, output_name: &str, virtual_size: f64) -> Result<Encoder, JsValue> {
+    pub fn new(
+        format: &str,
+        options: &str,
+        seed: u64,
+        epoch: u64,
+        output_name: &str,
+        virtual_size: f64,
+    ) -> Result<Encoder, JsValue> {
         let target = target(format, options, seed, epoch, output_name)?;
-        Ok(Encoder { inner: target::encoder(&target, virtual_size as u64)? })
+        Ok(Encoder {
+            inner: target::encoder(&target, virtual_size as u64)?,
+        })
     }
 
     /// Encodes unit `index`: the bytes to store, or `undefined` when the unit needs nothing.
@@ -295,5 +353,111 @@ impl Encoder {
     /// The core's error.
     pub fn encode(&self, index: f64, data: Vec<u8>) -> Result<Option<Vec<u8>>, JsValue> {
         Ok(self.inner.encode(index as u64, data)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::*;
+
+    wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+    fn file(bytes: &[u8], name: &str) -> File {
+        File::new_with_u8_array_sequence(&Array::of1(&Uint8Array::from(bytes)), name).unwrap()
+    }
+
+    fn get(obj: &JsValue, key: &str) -> JsValue {
+        Reflect::get(obj, &key.into()).unwrap()
+    }
+
+    /// Applies drained chunks in order, as the worker's outputs do.
+    fn apply(out: &mut Vec<u8>, chunks: &Array) {
+        for chunk in chunks.iter() {
+            let offset = get(&chunk, "offset").as_f64().unwrap() as usize;
+            let data = Uint8Array::new(&get(&chunk, "data")).to_vec();
+            if out.len() < offset + data.len() {
+                out.resize(offset + data.len(), 0);
+            }
+            out[offset..offset + data.len()].copy_from_slice(&data);
+        }
+    }
+
+    fn raw_disk() -> Vec<u8> {
+        let mut data = vec![0u8; 3 << 20];
+        data[5] = 1;
+        data[(2 << 20) + 7] = 2;
+        data
+    }
+
+    #[wasm_bindgen_test]
+    fn errors_cross_as_plain_objects() {
+        let e = js_error(
+            &Error::corrupt("L2 table offset unaligned")
+                .at(0x30000)
+                .in_file("a.qcow2"),
+        );
+        assert_eq!(get(&e, "kind").as_string().as_deref(), Some("corrupt"));
+        assert_eq!(
+            get(&e, "message").as_string().as_deref(),
+            Some("L2 table offset unaligned")
+        );
+        assert_eq!(get(&e, "offset").as_f64(), Some(196608.0));
+        assert_eq!(get(&e, "file").as_string().as_deref(), Some("a.qcow2"));
+        assert!(get(&js_error(&Error::cancelled()), "offset").is_null());
+    }
+
+    #[wasm_bindgen_test]
+    fn inspect_reports_size_and_allocation() {
+        let info = inspect(file(&raw_disk(), "disk.img"), Array::new()).unwrap();
+        assert_eq!(get(&info, "format").as_string().as_deref(), Some("raw"));
+        assert_eq!(get(&info, "virtualSize").as_f64(), Some((3 << 20) as f64));
+        assert_eq!(get(&info, "allocatedBytes").as_f64(), Some((3 << 20) as f64));
+        assert!(get(&info, "backingFile").is_null());
+        assert_eq!(Array::from(&get(&info, "needsBacking")).length(), 0);
+    }
+
+    #[wasm_bindgen_test]
+    fn a_job_stepped_here_and_one_encoded_elsewhere_write_the_same_bytes() {
+        let disk = raw_disk();
+        let mut job = Job::new(file(&disk, "disk.img"), Array::new(), "raw", "", 1, 2, "disk.raw").unwrap();
+        assert_eq!(job.total(), (3 << 20) as f64);
+        let mut stepped = Vec::new();
+        while !job.step((1 << 20) as f64).unwrap() {
+            apply(&mut stepped, &job.take_chunks());
+        }
+        let len = job.finish().unwrap();
+        apply(&mut stepped, &job.take_chunks());
+        stepped.resize(len as usize, 0);
+        assert_eq!(stepped, disk);
+        assert!(job.finish().is_err());
+
+        let mut job = Job::new(file(&disk, "disk.img"), Array::new(), "raw", "", 1, 2, "disk.raw").unwrap();
+        let encoder = Encoder::new("raw", "", 1, 2, "disk.raw", job.virtual_size()).unwrap();
+        let mut pooled = Vec::new();
+        loop {
+            let units = job.next_units((1 << 20) as f64).unwrap();
+            if units.length() == 0 {
+                break;
+            }
+            for unit in units.iter() {
+                let index = get(&unit, "index").as_f64().unwrap();
+                let data = Uint8Array::new(&get(&unit, "data")).to_vec();
+                job.write_unit(index, encoder.encode(index, data).unwrap()).unwrap();
+            }
+            apply(&mut pooled, &job.take_chunks());
+        }
+        let len = job.finish().unwrap();
+        apply(&mut pooled, &job.take_chunks());
+        pooled.resize(len as usize, 0);
+        assert_eq!(pooled, stepped);
+    }
+
+    #[wasm_bindgen_test]
+    fn bad_options_and_unknown_formats_are_invalid_arguments() {
+        let bad = Job::blank(65536.0, "raw", "bogus=1", 1, 2, "x.img").err().unwrap();
+        assert_eq!(get(&bad, "kind").as_string().as_deref(), Some("invalid-argument"));
+        let unknown = Job::blank(65536.0, "qed", "", 1, 2, "x.qed").err().unwrap();
+        assert_eq!(get(&unknown, "kind").as_string().as_deref(), Some("invalid-argument"));
     }
 }

@@ -6,8 +6,8 @@
 //! call must not block the page. Errors cross to JS as plain objects `{kind, message, offset, file}` (see
 //! [`js_error`]), never as strings.
 
-mod blob;
 mod bindings;
+mod blob;
 mod sink;
 
 pub use bindings::{Encoder, Job, inspect, js_error};
