@@ -164,8 +164,10 @@ impl ImageWriter for PackageWriter {
 
     fn plan(&mut self, source: &mut dyn Image) -> Result<()> {
         if self.firmware == Firmware::Auto {
-            // Until the guest's partition table is read, BIOS is the choice every cloud image boots with.
-            self.firmware = Firmware::Bios;
+            // EFI only when the guest cannot boot any other way: hybrid cloud images boot with BIOS too, and
+            // BIOS is what older ESXi hardware versions default to.
+            let guest = crate::guest::inspect(source)?;
+            self.firmware = if guest.uefi_only() { Firmware::Efi } else { Firmware::Bios };
         }
         self.disk.plan(source)
     }
