@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn incompressible_grain_survives() {
-        let mut x = 0x1234_5678_9ABC_DEFu64;
+        let mut x = 0x0123_4567_89AB_CDEF_u64;
         let data: Vec<u8> = (0..65536)
             .map(|_| {
                 x ^= x << 13;

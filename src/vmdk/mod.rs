@@ -140,7 +140,15 @@ mod tests {
     #[test]
     fn defaults_are_esxi_ready() {
         let o = parse("").unwrap();
-        assert_eq!(o, VmdkOptions { adapter: AdapterType::LsiLogic, hw_version: 4, tools_version: 2147483647, compression_level: 6 });
+        assert_eq!(
+            o,
+            VmdkOptions {
+                adapter: AdapterType::LsiLogic,
+                hw_version: 4,
+                tools_version: 2147483647,
+                compression_level: 6
+            }
+        );
     }
 
     #[test]

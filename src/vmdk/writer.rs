@@ -12,11 +12,11 @@
 //! Memory stays bounded whatever the disk size: grains arrive in ascending order, so only the grain table
 //! being filled is kept; layout C also keeps the GD (4 bytes per 32 MiB of disk) until the end.
 
+use super::VmdkOptions;
 use super::descriptor::{self, ContentIds};
 use super::grain::GrainEncoder;
 use super::header::{DESCRIPTOR_OFFSET, DESCRIPTOR_SECTORS, GD_AT_END, GRAIN_SECTORS, GTES_PER_GT, Header};
 use super::marker::{self, Kind};
-use super::VmdkOptions;
 use crate::convert::{ImageWriter, UnitEncoder};
 use crate::error::{Error, Result};
 use crate::io::{MAX_BUFFER, Sink};
