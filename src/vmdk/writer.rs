@@ -242,3 +242,69 @@ impl ImageWriter for VmdkWriter {
         Ok(self.sink)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::io::{MemorySink, StreamSink};
+    use crate::options::OptionList;
+
+    fn opts() -> VmdkOptions {
+        VmdkOptions::from_options(&mut OptionList::default()).unwrap()
+    }
+
+    fn grain(index: u64) -> Option<Vec<u8>> {
+        GrainEncoder::new(1).encode(index, vec![1; 512]).unwrap()
+    }
+
+    #[test]
+    fn nothing_is_written_before_the_first_unit() {
+        let sink = MemorySink::default();
+        let _ = VmdkWriter::new(Box::new(sink.clone()), 1 << 30, &opts(), 0, "a.vmdk").unwrap();
+        assert!(sink.bytes().is_empty());
+    }
+
+    /// A seekable sink that keeps nothing, for offsets no test can hold in memory.
+    struct Discard;
+    impl Sink for Discard {
+        fn write_at(&mut self, _offset: u64, _data: &[u8]) -> Result<()> {
+            Ok(())
+        }
+        fn is_seekable(&self) -> bool {
+            true
+        }
+        fn finish(&mut self, _len: u64) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_file_stops_short_of_2_tib() {
+        let mut w = VmdkWriter::new(Box::new(Discard), 1 << 20, &opts(), 0, "a.vmdk").unwrap();
+        w.next = MAX_SECTORS - 1;
+        let last_sector = w.next;
+        w.write_unit(0, grain(0)).unwrap();
+        assert_eq!(w.gt[0] as u64, last_sector, "the last addressable sector is still usable");
+        let err = w.write_unit(1, grain(1)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::LimitExceeded);
+        assert_eq!(err.offset(), Some(MAX_SECTORS * SECTOR));
+    }
+
+    #[test]
+    fn empty_and_oversized_disks_are_refused() {
+        let new = |size| VmdkWriter::new(Box::new(MemorySink::default()), size, &opts(), 0, "a.vmdk").err().unwrap();
+        assert_eq!(new(0).kind(), ErrorKind::InvalidArgument);
+        assert_eq!(new(1 << 60).kind(), ErrorKind::LimitExceeded, "a 512 MiB grain directory");
+        let long = "x".repeat(10_000);
+        assert!(VmdkWriter::new(Box::new(MemorySink::default()), 512, &opts(), 0, &long).is_err());
+    }
+
+    #[test]
+    fn stream_layout_on_an_append_only_sink() {
+        let sink = Box::new(StreamSink::new(Vec::new()));
+        let w = VmdkWriter::new(sink, 512, &opts(), 0, "").unwrap();
+        assert!(matches!(w.layout, Layout::Stream { .. }));
+        assert!(w.descriptor.contains("RW 1 SPARSE \"disk\""), "vmdk-convert's name when there is none");
+    }
+}
