@@ -6,7 +6,8 @@ mod common;
 
 use common::{assert_check_clean, assert_same_guest, ok, qemu_img, sparse_raw, tmp};
 use diskbridge::convert::{RunOptions, run};
-use diskbridge::image::Format;
+use diskbridge::extent::{Extent, ExtentKind};
+use diskbridge::image::{Blank, Format, Image, ImageInfo};
 use diskbridge::io::{Sink, StreamSink};
 use diskbridge::native::{OutputFile, open_image};
 use diskbridge::options::OptionList;
@@ -34,7 +35,10 @@ fn target(options: &str, seed: u64, out: &Path) -> Target {
 }
 
 fn convert_with(raw: &Path, out: &Path, layout: Layout, options: &str, seed: u64, threads: usize) {
-    let source = open_image(raw, Some(Format::Raw)).unwrap();
+    convert_image(open_image(raw, Some(Format::Raw)).unwrap(), out, layout, options, seed, threads);
+}
+
+fn convert_image(source: Box<dyn Image>, out: &Path, layout: Layout, options: &str, seed: u64, threads: usize) {
     let sink: Box<dyn Sink> = match layout {
         Layout::File => Box::new(OutputFile::create(out).unwrap()),
         Layout::Stream => Box::new(StreamSink::new(std::fs::File::create(out).unwrap())),
@@ -109,24 +113,39 @@ fn check_against(raw: &Path, vmdk: &Path, layout: Layout) {
     check_structure(&std::fs::read(vmdk).unwrap(), layout);
 }
 
-fn round_trip(size: u64, data_at: &[(u64, usize)]) {
+/// Where a conversion reads the guest data; qemu-img always compares the output with the raw file.
+#[derive(Clone, Copy)]
+enum Source {
+    /// The raw file itself, through the raw reader.
+    Raw,
+    /// The same data from a guest map that skips the holes: the raw reader would read a big sparse file
+    /// whole, which an unoptimised test build does slowly.
+    Islands,
+}
+
+/// Converts a sparse raw disk (`sparse_raw` data) onto both layouts and checks each output against it.
+fn round_trip(size: u64, data_at: &[(u64, usize)], from: Source) {
     let dir = tmp();
     let raw = dir.path().join("src.raw");
     sparse_raw(&raw, size, data_at);
     for layout in [Layout::File, Layout::Stream] {
         let out = dir.path().join("out.vmdk");
-        convert(&raw, &out, layout);
+        match from {
+            Source::Raw => convert(&raw, &out, layout),
+            Source::Islands => {
+                convert_image(Box::new(Islands::like_sparse_raw(size, data_at)), &out, layout, "", SEED, 1)
+            }
+        }
         check_against(&raw, &out, layout);
     }
 }
 
 #[test]
 fn empty_64k_disk_is_laid_out_like_vmdk_convert() {
+    // `create` converts a blank source: no unit ever reaches the writer.
     let dir = tmp();
-    let raw = dir.path().join("src.raw");
-    sparse_raw(&raw, 65536, &[]);
     let out = dir.path().join("64KiB.vmdk");
-    convert(&raw, &out, Layout::File);
+    convert_image(Box::new(Blank::new(65536)), &out, Layout::File, "", SEED, 1);
     let b = std::fs::read(&out).unwrap();
     assert_eq!(b.len(), 13_824, "27 sectors");
     #[rustfmt::skip]
@@ -154,7 +173,15 @@ fn empty_64k_disk_is_laid_out_like_vmdk_convert() {
     assert!(b[21 * 512 + 4..22 * 512].iter().all(|&x| x == 0), "rest of the GD");
     assert!(b[22 * 512..26 * 512].iter().all(|&x| x == 0), "GT[0] at sectors 22–25, no grains");
     assert!(b[26 * 512..].iter().all(|&x| x == 0), "EOS at sector 26, nothing after it");
+
+    // A source that holds 64 KiB of zeros gives the same file.
+    let raw = dir.path().join("src.raw");
+    sparse_raw(&raw, 65536, &[]);
     check_against(&raw, &out, Layout::File);
+    let same = dir.path().join("again");
+    std::fs::create_dir(&same).unwrap();
+    convert(&raw, &same.join("64KiB.vmdk"), Layout::File);
+    assert!(std::fs::read(same.join("64KiB.vmdk")).unwrap() == b);
 }
 
 #[test]
@@ -182,13 +209,13 @@ fn empty_64k_disk_as_a_stream() {
 #[test]
 fn data_with_holes_and_a_partial_last_grain() {
     // 100 KiB: one whole grain and a 36 KiB tail, data in both.
-    round_trip(100 << 10, &[(1000, 5000), (70_000, 30_000)]);
+    round_trip(100 << 10, &[(1000, 5000), (70_000, 30_000)], Source::Raw);
 }
 
 #[test]
 fn sparse_billion_bytes_with_data_at_the_very_end() {
     // 1,000,000,000 bytes: 30 grain tables, the last grain 51,712 bytes.
-    round_trip(1_000_000_000, &[(0, 4096), (33 << 20, 200_000), (999_999_000, 1000)]);
+    round_trip(1_000_000_000, &[(0, 4096), (33 << 20, 200_000), (999_999_000, 1000)], Source::Islands);
 }
 
 #[test]
@@ -208,7 +235,7 @@ fn all_zero_disk() {
 #[test]
 fn several_grain_tables_with_an_empty_one_between() {
     // 100 MiB = 4 tables of 32 MiB; the third holds nothing.
-    round_trip(100 << 20, &[(0, 1 << 20), (32 << 20, 3 << 20), ((100 << 20) - 70_000, 70_000)]);
+    round_trip(100 << 20, &[(0, 1 << 20), (32 << 20, 3 << 20), ((100 << 20) - 70_000, 70_000)], Source::Raw);
 }
 
 #[test]
@@ -250,4 +277,84 @@ fn seed_line_options_and_errors_through_the_target() {
     let t = target("cluster_size=65536", SEED, &out);
     let err = writer(&t, 1 << 20, Box::new(OutputFile::create(&out).unwrap())).err().unwrap();
     assert_eq!(err.message(), "Invalid parameter 'cluster_size' for format vmdk");
+}
+
+/// A disk of any size holding data only in a few islands, without a file of that size behind it.
+struct Islands {
+    info: ImageInfo,
+    islands: Vec<(u64, Vec<u8>)>,
+}
+
+impl Islands {
+    /// The disk `sparse_raw(path, size, data_at)` writes.
+    fn like_sparse_raw(size: u64, data_at: &[(u64, usize)]) -> Self {
+        let islands =
+            data_at.iter().enumerate().map(|(i, &(at, len))| (at, common::pattern(len, i as u64 + 1))).collect();
+        Islands { info: ImageInfo::basic(Format::Raw, size), islands }
+    }
+}
+
+impl Image for Islands {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+
+    fn extent_at(&mut self, offset: u64) -> diskbridge::Result<Extent> {
+        let mut end = self.info.virtual_size;
+        for (start, data) in &self.islands {
+            let stop = start + data.len() as u64;
+            if (*start..stop).contains(&offset) {
+                return Ok(Extent { offset, length: stop - offset, kind: ExtentKind::Data });
+            }
+            if *start > offset {
+                end = end.min(*start);
+            }
+        }
+        Ok(Extent { offset, length: end - offset, kind: ExtentKind::Unallocated })
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> diskbridge::Result<()> {
+        buf.fill(0);
+        for (start, data) in &self.islands {
+            let from = offset.max(*start);
+            let to = (offset + buf.len() as u64).min(start + data.len() as u64);
+            if from < to {
+                buf[(from - offset) as usize..(to - offset) as usize]
+                    .copy_from_slice(&data[(from - start) as usize..(to - start) as usize]);
+            }
+        }
+        Ok(())
+    }
+
+    fn file_length(&self) -> u64 {
+        0
+    }
+}
+
+#[test]
+fn disk_larger_than_2_tib_with_data_past_it() {
+    // The file stays small, but capacity, LBAs and the GD index outgrow 32 bits' worth of sectors.
+    let size = (2 << 40) + (3 << 20);
+    let data_at = [(4096, 5000), (size - 200_000, 200_000)];
+    let tail = common::pattern(200_000, 2);
+    let dir = tmp();
+    for layout in [Layout::File, Layout::Stream] {
+        let out = dir.path().join("big.vmdk");
+        convert_image(Box::new(Islands::like_sparse_raw(size, &data_at)), &out, layout, "", SEED, 2);
+        assert_check_clean(&out);
+        let info = qemu_img(&["info", "--output=json", out.to_str().unwrap()]);
+        assert!(info.contains(&format!("\"virtual-size\": {size},")), "{info}");
+        ok("vmdkinfo", &[out.to_str().unwrap()]);
+        check_structure(&std::fs::read(&out).unwrap(), layout);
+        // qemu-img compare would read all 2 TiB; read back the last 4 MiB instead.
+        let part = dir.path().join("part.raw");
+        let skip = format!("skip={}", (size >> 20) - 4);
+        let (input, output) = (format!("if={}", out.display()), format!("of={}", part.display()));
+        qemu_img(&["dd", "-f", "vmdk", "-O", "raw", "bs=1M", &skip, &input, &output]);
+        let back = std::fs::read(&part).unwrap();
+        assert_eq!(back.len(), 4 << 20);
+        let split = back.len() - tail.len();
+        assert!(back[..split].iter().all(|&b| b == 0));
+        assert!(back[split..] == tail[..], "the tail reads back");
+    }
 }
