@@ -23,6 +23,10 @@ impl GrainEncoder {
     }
 }
 
+/// The most compressed bytes a grain may take: open-vmdk's reader (and VMware's own code it mirrors) reads
+/// a grain marker and its data into `grainSize + 1` sectors.
+const MAX_COMPRESSED: usize = (GRAIN_SECTORS as usize + 1) * 512 - GRAIN_HEADER_LEN;
+
 impl UnitEncoder for GrainEncoder {
     fn encode(&self, index: u64, mut data: Vec<u8>) -> Result<Option<Vec<u8>>> {
         if is_zero(&data) {
@@ -33,20 +37,31 @@ impl UnitEncoder for GrainEncoder {
         data.resize(data.len().next_multiple_of(512), 0);
         let mut out = Vec::with_capacity(GRAIN_HEADER_LEN + data.len() + data.len() / 64 + 512);
         out.resize(GRAIN_HEADER_LEN, 0);
-        let mut z = Compress::new(Compression::new(self.level), true);
-        loop {
-            let consumed = z.total_in() as usize;
-            match z.compress_vec(&data[consumed..], &mut out, FlushCompress::Finish) {
-                Ok(Status::StreamEnd) => break,
-                // Incompressible data can outgrow the first guess.
-                Ok(_) => out.reserve(out.capacity()),
-                Err(e) => return Err(Error::new(ErrorKind::Io, format!("Compressing grain {index} failed: {e}"))),
-            }
+        zlib(&data, self.level, &mut out, index)?;
+        if out.len() - GRAIN_HEADER_LEN > MAX_COMPRESSED {
+            // Level 1 (zlib-rs's quick strategy, static Huffman codes) can grow incompressible data by up to
+            // 1/8; stored blocks add only a few bytes.
+            out.truncate(GRAIN_HEADER_LEN);
+            zlib(&data, 0, &mut out, index)?;
         }
         let size = (out.len() - GRAIN_HEADER_LEN) as u32;
         write_grain_header(&mut out, index * GRAIN_SECTORS, size);
         out.resize(out.len().next_multiple_of(512), 0);
         Ok(Some(out))
+    }
+}
+
+/// Appends the zlib stream of `data` at `level` to `out`.
+fn zlib(data: &[u8], level: u32, out: &mut Vec<u8>, index: u64) -> Result<()> {
+    let mut z = Compress::new(Compression::new(level), true);
+    loop {
+        let consumed = z.total_in() as usize;
+        match z.compress_vec(&data[consumed..], out, FlushCompress::Finish) {
+            Ok(Status::StreamEnd) => return Ok(()),
+            // Incompressible data can outgrow the first guess.
+            Ok(_) => out.reserve(out.capacity()),
+            Err(e) => return Err(Error::new(ErrorKind::Io, format!("Compressing grain {index} failed: {e}"))),
+        }
     }
 }
 
@@ -81,7 +96,7 @@ mod tests {
     }
 
     #[test]
-    fn incompressible_grain_survives() {
+    fn incompressible_grain_fits_in_grain_size_plus_one_sector_at_every_level() {
         let mut x = 0x0123_4567_89AB_CDEF_u64;
         let data: Vec<u8> = (0..65536)
             .map(|_| {
@@ -91,10 +106,12 @@ mod tests {
                 x as u8
             })
             .collect();
-        let out = GrainEncoder::new(9).encode(0, data.clone()).unwrap().unwrap();
-        let size = u32::from_le_bytes(out[8..12].try_into().unwrap()) as usize;
-        assert!(size > 65536);
-        assert_eq!(inflate(&out[12..12 + size]), data);
+        for level in 1..=9 {
+            let out = GrainEncoder::new(level).encode(0, data.clone()).unwrap().unwrap();
+            let size = u32::from_le_bytes(out[8..12].try_into().unwrap()) as usize;
+            assert!(out.len() <= 129 * 512, "level {level}: {size} bytes");
+            assert_eq!(inflate(&out[12..12 + size]), data);
+        }
     }
 
     #[test]
