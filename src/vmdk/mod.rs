@@ -102,8 +102,15 @@ impl VmdkOptions {
             None => AdapterType::LsiLogic,
         };
         let compat6 = options.take_bool("compat6")?.unwrap_or(false);
-        // Numbers only (qemu takes any string): the value is quoted into the descriptor.
-        let hw_version = match (options.take_u64("hwversion")?, compat6) {
+        // Numbers only (qemu takes any string), as the value is quoted into the descriptor; "undefined" is
+        // qemu's spelling of unset (`qemu-img create` prints `hwversion=undefined`).
+        let hw_version = match options.take("hwversion").as_deref() {
+            None | Some("undefined") => None,
+            Some(v) => Some(
+                v.parse::<u64>().map_err(|_| Error::argument(format!("Invalid value '{v}' for option 'hwversion'")))?,
+            ),
+        };
+        let hw_version = match (hw_version, compat6) {
             (Some(_), true) => return Err(Error::argument("compat6 cannot be enabled with hwversion set")),
             (Some(n), false) => n,
             (None, true) => 6,
@@ -169,6 +176,7 @@ mod tests {
     #[test]
     fn bad_combinations_and_values_are_refused() {
         assert_eq!(kind("compat6,hwversion=4"), ErrorKind::InvalidArgument);
+        assert_eq!(parse("compat6,hwversion=undefined").unwrap().hw_version, 6);
         assert_eq!(kind("subformat=monolithicSparse"), ErrorKind::Unsupported);
         assert_eq!(kind("subformat=streamoptimized"), ErrorKind::InvalidArgument);
         assert_eq!(kind("backing_file=base.vmdk"), ErrorKind::Unsupported);
