@@ -59,46 +59,67 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
 }
 
-/// Walks the file's own metadata: every grain table entry must point at a grain marker carrying the
-/// grain's LBA (open-vmdk's reader checks that; qemu does not), and the last sector must be the EOS marker.
+/// Walks the file's own metadata and checks the layout to the sector: grains packed in ascending LBA order
+/// from `overHead`, each behind a marker carrying its LBA (open-vmdk's reader checks that; qemu does not);
+/// layout B's GD and preallocated GTs in front; layout C's GT marker + GT after each table's grains, then GD
+/// marker + GD, footer marker + footer; and the end-of-stream sector last, with nothing after it.
 fn check_structure(vmdk: &[u8], layout: Layout) {
     assert_eq!(vmdk.len() % 512, 0);
-    assert_eq!(vmdk[vmdk.len() - 512..], [0; 512], "ends with the end-of-stream sector");
-    let header = &vmdk[..512];
-    assert_eq!(u32_at(header, 8), 0x30001, "flags");
-    let footer = &vmdk[vmdk.len() - 1024..vmdk.len() - 512];
-    let gd_offset = match layout {
-        Layout::File => u64_at(header, 56),
+    let sectors = (vmdk.len() / 512) as u64;
+    let at = |sector: u64| &vmdk[sector as usize * 512..];
+    let header = at(0);
+    assert_eq!((u32_at(header, 4), u32_at(header, 8)), (3, 0x30001), "version, flags");
+    assert_eq!((u64_at(header, 20), u32_at(header, 44), u64_at(header, 48)), (128, 512, 0), "grain, GTEs, RGD");
+    let capacity = u64_at(header, 12);
+    let gt_count = capacity.div_ceil(128).div_ceil(512);
+    let gd_sectors = (gt_count * 4).div_ceil(512);
+    let metadata_marker = |sector: u64, num: u64, kind: u32| {
+        assert_eq!((u64_at(at(sector), 0), u32_at(at(sector), 8), u32_at(at(sector), 12)), (num, 0, kind));
+        assert!(at(sector)[16..512].iter().all(|&b| b == 0));
+    };
+    let (gd_offset, mut pos) = match layout {
+        Layout::File => {
+            let overhead = 21 + gd_sectors + 4 * gt_count;
+            assert_eq!((u64_at(header, 56), u64_at(header, 64)), (21, overhead), "gdOffset, overHead");
+            (21, overhead)
+        }
         Layout::Stream => {
-            assert_eq!(u64_at(header, 56), u64::MAX, "GD_AT_END in the leading header");
-            assert_eq!(u32_at(&vmdk[vmdk.len() - 1536..], 12), 3, "footer marker");
-            assert_eq!(footer[..56], header[..56], "footer = header but for gdOffset");
-            assert_eq!(footer[64..], header[64..]);
-            u64_at(footer, 56)
+            assert_eq!((u64_at(header, 56), u64_at(header, 64)), (u64::MAX, 128), "GD_AT_END, overHead");
+            let footer = at(sectors - 2);
+            assert_eq!(footer[..56], header[..56], "the footer is the header but for gdOffset");
+            assert_eq!(footer[64..512], header[64..512]);
+            (u64_at(footer, 56), 128)
         }
     };
-    let capacity = u64_at(header, 12);
-    let gt_count = capacity.div_ceil(128).div_ceil(512) as usize;
-    let mut last_grain = 0;
     for gt in 0..gt_count {
-        let gt_sector = u32_at(vmdk, gd_offset as usize * 512 + gt * 4) as usize;
-        assert_ne!(gt_sector, 0, "every GD slot has a table");
-        if layout == Layout::Stream {
-            assert_eq!(
-                vmdk[(gt_sector - 1) * 512..(gt_sector - 1) * 512 + 16],
-                [4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
-            );
-        }
+        let gt_sector = u64::from(u32_at(at(gd_offset), gt as usize * 4));
         for e in 0..512 {
-            let grain = u32_at(vmdk, gt_sector * 512 + e * 4) as usize;
+            let grain = u64::from(u32_at(at(gt_sector), e * 4));
             if grain == 0 {
                 continue;
             }
-            assert!(grain > last_grain, "grains in ascending LBA order");
-            last_grain = grain;
-            assert_eq!(u64_at(vmdk, grain * 512), ((gt * 512 + e) * 128) as u64, "marker LBA of grain {gt}/{e}");
+            assert_eq!(grain, pos, "grain {gt}/{e} follows the previous one");
+            assert_eq!(u64_at(at(grain), 0), (gt * 512 + e as u64) * 128, "marker LBA of grain {gt}/{e}");
+            pos += (12 + u64::from(u32_at(at(grain), 8))).div_ceil(512);
+        }
+        match layout {
+            Layout::File => assert_eq!(gt_sector, 21 + gd_sectors + 4 * gt, "GT {gt} preallocated"),
+            Layout::Stream => {
+                metadata_marker(pos, 4, 1);
+                assert_eq!(gt_sector, pos + 1, "GT {gt} behind its marker");
+                pos += 5;
+            }
         }
     }
+    if layout == Layout::Stream {
+        metadata_marker(pos, gd_sectors, 2);
+        assert_eq!(gd_offset, pos + 1, "GD behind its marker");
+        pos += 1 + gd_sectors;
+        metadata_marker(pos, 1, 3);
+        pos += 2;
+    }
+    assert_eq!(pos + 1, sectors, "the end-of-stream sector comes next, and nothing after it");
+    assert!(at(pos)[..512].iter().all(|&b| b == 0), "end-of-stream marker");
 }
 
 /// qemu-img, vmdkinfo and our own walk all accept `vmdk` as a copy of `raw`.
