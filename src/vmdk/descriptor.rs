@@ -8,7 +8,6 @@
 use super::{AdapterType, VmdkOptions};
 use crate::error::{Error, Result};
 use crate::random::Random;
-use std::fmt::Write;
 
 /// Content ids: `CID` changes whenever the content does (a child records it as `parentCID`), and
 /// `ddb.longContentID` is a longer form whose last 32 bits are the CID.
@@ -57,10 +56,9 @@ pub fn text(capacity: u64, extent_name: &str, opts: &VmdkOptions, ids: &ContentI
         )));
     }
     let [l0, l1, l2] = ids.long_prefix;
-    let mut t = String::new();
-    // Writing to a String cannot fail.
-    let _ = write!(
-        t,
+    // As vmdk-convert writes it: `ddb.toolsInstallType = "4"` (unmanaged, i.e. open-vm-tools), and no newline
+    // after the last line.
+    Ok(format!(
         "# Disk DescriptorFile\n\
          version=1\n\
          encoding=\"UTF-8\"\n\
@@ -88,8 +86,7 @@ pub fn text(capacity: u64, extent_name: &str, opts: &VmdkOptions, ids: &ContentI
         heads = opts.adapter.heads(),
         adapter = opts.adapter.name(),
         tools = opts.tools_version,
-    );
-    Ok(t)
+    ))
 }
 
 #[cfg(test)]
