@@ -27,7 +27,11 @@ pub fn collect(filename: &str, image: &mut dyn Image, chain: bool) -> Result<Vec
     while let Some(img) = current {
         let (allocated, zero) = tally(img)?;
         // The guest's partition table describes the whole chain's view, so it is read on the top image only.
-        let guest = if reports.is_empty() { Some(guest::inspect(img)?) } else { None };
+        let guest = if reports.is_empty() {
+            Some(guest::inspect(img)?)
+        } else {
+            None
+        };
         let info = img.info().clone();
         let next_name = info.full_backing_filename.clone();
         reports.push(Report {
@@ -125,26 +129,21 @@ pub fn human(reports: &[Report]) -> String {
         );
         if let Some(g) = &r.guest {
             let boot: Vec<&str> = g.boot.iter().map(|b| b.name()).collect();
-            let boot = if boot.is_empty() { "none found".to_string() } else { boot.join(", ") };
+            let boot = if boot.is_empty() {
+                "none found".to_string()
+            } else {
+                boot.join(", ")
+            };
             s += &format!("partition table: {}\nboots with: {boot}\n", g.table.name());
             for p in &g.problems {
                 s += &format!("partition table problem: {p}\n");
             }
         }
-        if let Some(FormatSpecific::Qcow2 {
-            compat,
-            compression_type,
-            lazy_refcounts,
-            refcount_bits,
-            corrupt,
-            extended_l2,
-        }) = &i.specific
-        {
-            s += &format!(
-                "Format specific information:\n    compat: {compat}\n    compression type: {compression_type}\n    \
-                 lazy refcounts: {lazy_refcounts}\n    refcount bits: {refcount_bits}\n    corrupt: {corrupt}\n    \
-                 extended l2: {extended_l2}\n"
-            );
+        if let Some((_, fields)) = i.specific.as_ref().map(specific_fields) {
+            s += "Format specific information:\n";
+            for (key, value) in fields {
+                s += &format!("    {}: {}\n", key.replace('-', " "), value.plain());
+            }
         }
         blocks.push(s);
     }
@@ -171,26 +170,11 @@ fn json_one(r: &Report) -> Json {
     if let Some(b) = &i.backing_format {
         f.push(("backing-filename-format", Json::String(b.clone())));
     }
-    if let Some(FormatSpecific::Qcow2 {
-        compat,
-        compression_type,
-        lazy_refcounts,
-        refcount_bits,
-        corrupt,
-        extended_l2,
-    }) = &i.specific
-    {
-        let data = Json::Object(vec![
-            ("compat", Json::String(compat.clone())),
-            ("compression-type", Json::String(compression_type.clone())),
-            ("lazy-refcounts", Json::Bool(*lazy_refcounts)),
-            ("refcount-bits", Json::Number(u64::from(*refcount_bits))),
-            ("corrupt", Json::Bool(*corrupt)),
-            ("extended-l2", Json::Bool(*extended_l2)),
-        ]);
+    if let Some((kind, fields)) = i.specific.as_ref().map(specific_fields) {
+        let data = Json::Object(fields);
         f.push((
             "format-specific",
-            Json::Object(vec![("type", Json::String("qcow2".into())), ("data", data)]),
+            Json::Object(vec![("type", Json::String(kind.into())), ("data", data)]),
         ));
     }
     f.push(("dirty-flag", Json::Bool(i.dirty)));
@@ -199,14 +183,45 @@ fn json_one(r: &Report) -> Json {
     if let Some(g) = &r.guest {
         let mut fields = vec![
             ("partition-table", Json::String(g.table.name().into())),
-            ("boot", Json::Array(g.boot.iter().map(|b| Json::String(b.name().into())).collect())),
+            (
+                "boot",
+                Json::Array(g.boot.iter().map(|b| Json::String(b.name().into())).collect()),
+            ),
         ];
         if !g.problems.is_empty() {
-            fields.push(("problems", Json::Array(g.problems.iter().map(|p| Json::String(p.clone())).collect())));
+            fields.push((
+                "problems",
+                Json::Array(g.problems.iter().map(|p| Json::String(p.clone())).collect()),
+            ));
         }
         f.push(("guest", Json::Object(fields)));
     }
     Json::Object(f)
+}
+
+/// Format-specific facts: qemu's type name and its (JSON key, value) pairs; the human form prints the same
+/// keys with spaces, as qemu-img does.
+fn specific_fields(specific: &FormatSpecific) -> (&'static str, Vec<(&'static str, Json)>) {
+    match specific {
+        FormatSpecific::Qcow2 {
+            compat,
+            compression_type,
+            lazy_refcounts,
+            refcount_bits,
+            corrupt,
+            extended_l2,
+        } => (
+            "qcow2",
+            vec![
+                ("compat", Json::String(compat.clone())),
+                ("compression-type", Json::String(compression_type.clone())),
+                ("lazy-refcounts", Json::Bool(*lazy_refcounts)),
+                ("refcount-bits", Json::Number(u64::from(*refcount_bits))),
+                ("corrupt", Json::Bool(*corrupt)),
+                ("extended-l2", Json::Bool(*extended_l2)),
+            ],
+        ),
+    }
 }
 
 /// The JSON form: one object, or an array with `--backing-chain`, as qemu-img prints them.

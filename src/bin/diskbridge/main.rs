@@ -198,7 +198,9 @@ fn target_for(format: Format, options: OptionList, output: &str) -> Result<Targe
 fn write_image(source: Box<dyn Image>, target: &Target, output: &str, progress: bool) -> Result<(), Failure> {
     let size = source.virtual_size();
     let threads = match std::env::var("DISKBRIDGE_THREADS") {
-        Ok(v) => v.parse().map_err(|_| Failure::Usage(format!("DISKBRIDGE_THREADS must be a whole number, not '{v}'")))?,
+        Ok(v) => v
+            .parse()
+            .map_err(|_| Failure::Usage(format!("DISKBRIDGE_THREADS must be a whole number, not '{v}'")))?,
         Err(_) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
     let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed));
