@@ -182,7 +182,7 @@ impl<W: Write> StreamSink<W> {
     }
 
     fn fill_to(&mut self, offset: u64) -> Result<()> {
-        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         while self.position < offset {
             let n = (offset - self.position).min(ZEROS.len() as u64) as usize;
             self.inner.write_all(&ZEROS[..n]).map_err(|e| Error::io(e, "Write failed").at(self.position))?;
