@@ -7,7 +7,7 @@ mod common;
 use common::{assert_same_guest, qemu_img, tmp};
 use diskbridge::convert::{RunOptions, run};
 use diskbridge::extent::{ExtentKind, Extents};
-use diskbridge::image::{FormatSpecific, ImageInfo};
+use diskbridge::image::{Format, FormatSpecific, ImageInfo, NoFiles};
 use diskbridge::native::{OutputFile, open_image};
 use diskbridge::raw::RawWriter;
 use diskbridge::{Error, ErrorKind};
@@ -51,7 +51,40 @@ fn check(image: &Path) -> ImageInfo {
     run(source, Box::new(writer), RunOptions { threads: 2, ..Default::default() }).unwrap();
     assert_same_guest(image, &out);
     std::fs::remove_file(&out).unwrap();
+    assert_info_matches_qemu(image, &info);
     info
+}
+
+/// Compares our info with `qemu-img info --output=json`: its top-level keys are indented 4 spaces, those of
+/// `format-specific.data` 12.
+fn assert_info_matches_qemu(image: &Path, info: &ImageInfo) {
+    let json = qemu_img(&["info", "--output=json", s(image)]);
+    let value = |indent: usize, key: &str| -> Option<String> {
+        let prefix = format!("{}\"{key}\": ", " ".repeat(indent));
+        let line = json.lines().find(|l| l.starts_with(&prefix))?;
+        Some(line[prefix.len()..].trim_end_matches(',').trim_matches('"').to_string())
+    };
+    let top = |key: &str| value(4, key);
+    let ours = |v: Option<&String>| v.cloned();
+    assert_eq!(top("virtual-size"), Some(info.virtual_size.to_string()), "virtual-size");
+    assert_eq!(top("cluster-size"), info.cluster_size.map(|c| c.to_string()), "cluster-size");
+    assert_eq!(top("dirty-flag"), Some(info.dirty.to_string()), "dirty-flag");
+    assert_eq!(top("backing-filename"), ours(info.backing_filename.as_ref()), "backing-filename");
+    assert_eq!(top("full-backing-filename"), ours(info.full_backing_filename.as_ref()), "full-backing-filename");
+    assert_eq!(top("backing-filename-format"), ours(info.backing_format.as_ref()), "backing-filename-format");
+    let Some(FormatSpecific::Qcow2 { compat, compression_type, lazy_refcounts, refcount_bits, corrupt, extended_l2 }) =
+        &info.specific
+    else {
+        panic!("not qcow2: {info:?}");
+    };
+    let data = |key: &str| value(12, key);
+    assert_eq!(data("compat").as_ref(), Some(compat));
+    assert_eq!(data("compression-type").as_ref(), Some(compression_type));
+    assert_eq!(data("refcount-bits"), Some(refcount_bits.to_string()));
+    // qemu leaves out the version 3 features for a version 2 image.
+    for (key, ours) in [("lazy-refcounts", lazy_refcounts), ("corrupt", corrupt), ("extended-l2", extended_l2)] {
+        assert_eq!(data(key).unwrap_or_else(|| "false".into()), ours.to_string(), "{key}");
+    }
 }
 
 /// Bytes in a qemu size ("512", "4k", "2M").
@@ -333,4 +366,57 @@ fn extent_map_matches_qemu_img_map() {
     mixed(&path, "");
     qemu_io(&path, &["write -c -P 0x12 2M 64k"]);
     assert_map_matches_qemu(&path);
+}
+
+/// Returns at most 1000 bytes a call, as a slow Blob might.
+struct Trickle(Vec<u8>);
+
+impl diskbridge::io::ReadAt for Trickle {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> diskbridge::Result<usize> {
+        let n = buf.len().min(1000);
+        diskbridge::io::ReadAt::read_at(self.0.as_slice(), offset, &mut buf[..n])
+    }
+}
+
+/// Opens `bytes` as an image, walks its map and reads the whole guest disk.
+fn read_all(bytes: Vec<u8>) -> diskbridge::Result<Vec<u8>> {
+    let mut image = diskbridge::image::open("t.qcow2", Box::new(Trickle(bytes)), Some(Format::Qcow2), &NoFiles)?;
+    for extent in Extents::all(image.as_mut()) {
+        extent?;
+    }
+    let mut guest = vec![0u8; image.virtual_size() as usize];
+    image.read_at(0, &mut guest)?;
+    Ok(guest)
+}
+
+#[test]
+fn truncated_copies_fail_or_read_the_same_never_differently() {
+    let dir = tmp();
+    for kind in ["zlib", "zstd"] {
+        let path = dir.path().join(format!("{kind}.qcow2"));
+        create(&path, &format!("cluster_size=4k,compression_type={kind}"), "2M");
+        qemu_io(
+            &path,
+            &["write -c -P 0x21 0 64k", "write -P 0x22 64k 64k", "write -z 128k 64k", "write -c -P 0x23 1M 8k", "write -P 0x24 2040k 8k"],
+        );
+        let raw = dir.path().join(format!("{kind}.raw"));
+        qemu_img(&["convert", "-f", "qcow2", "-O", "raw", s(&path), s(&raw)]);
+        let bytes = std::fs::read(&path).unwrap();
+        let reference = read_all(bytes.clone()).unwrap();
+        assert!(reference == std::fs::read(&raw).unwrap(), "{kind}: full image differs from qemu-img's");
+        let mut failures = 0;
+        for len in (0..bytes.len()).step_by(bytes.len() / 400) {
+            match read_all(bytes[..len].to_vec()) {
+                Ok(guest) => assert!(guest == reference, "{kind} truncated at {len} reads different data"),
+                Err(e) => {
+                    assert!(matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::InvalidFormat), "{kind} at {len}: {e}");
+                    failures += 1;
+                }
+            }
+        }
+        assert!(failures > 300, "{kind}: only {failures} truncations were noticed");
+    }
 }

@@ -104,6 +104,15 @@ impl ClusterMap {
             }
             self.l1.push(l2);
         }
+        // Two L1 entries never share an L2 table in an image qemu wrote. A crafted one that points every entry
+        // at the same table would make the map walk re-scan it millions of times; refuse that here, where the
+        // chunk bounds the check.
+        let mut used: Vec<(u64, usize)> = self.l1.iter().copied().zip(0..).filter(|&(l2, _)| l2 != 0).collect();
+        used.sort_unstable();
+        if let Some(pair) = used.windows(2).find(|w| w[0].0 == w[1].0) {
+            let at = table + pair[0].1.max(pair[1].1) as u64 * 8;
+            return Err(Error::corrupt(format!("L2 table at {:#x} is used by two L1 entries", pair[0].0)).at(at));
+        }
         self.l1_start = Some(start);
         Ok(())
     }

@@ -158,6 +158,7 @@ fn odd_virtual_size_rounds_up_and_the_tail_reads_zeros() {
 fn offsets_outside_the_file_are_corrupt_at_their_entry() {
     let cases: &[(usize, u64, u64)] = &[
         (0x400, 0x1400, 0x400),                       // L1[0] -> L2 table past the end
+        (0x408, 0x8000_0000_0000_0600, 0x408),        // L1[1] -> the same L2 table as L1[0]
         (0x600, 0x2000, 0x600),                       // L2[0] -> data past the end
         (0x620, (1 << 62) | 0x1400, 0x620),           // L2[4] -> compressed data past the end
         (0x620, (1 << 62) | (1 << 61) | 0x1210, 0x620), // L2[4] -> compressed run a full sector past the end
