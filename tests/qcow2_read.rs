@@ -508,3 +508,22 @@ fn random_corruption_of_the_metadata_never_panics() {
         }
     }
 }
+
+#[test]
+fn internal_snapshots_are_ignored_and_preallocation_reads_back() {
+    let dir = tmp();
+    let path = dir.path().join("snap.qcow2");
+    create(&path, "", "4M");
+    qemu_io(&path, &["write -P 0x1 0 1M"]);
+    qemu_img(&["snapshot", "-c", "before", s(&path)]);
+    qemu_io(&path, &["write -P 0x2 512k 1M", "write -z 0 64k"]);
+    check(&path);
+    assert_map_matches_qemu(&path);
+
+    for prealloc in ["metadata", "falloc"] {
+        let path = dir.path().join(format!("{prealloc}.qcow2"));
+        create(&path, &format!("preallocation={prealloc}"), "3M");
+        qemu_io(&path, &["write -P 0x3 1M 4k"]);
+        check(&path);
+    }
+}
