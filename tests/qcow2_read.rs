@@ -159,7 +159,19 @@ fn extended_l2_subclusters_over_a_backing_file() {
     create(&base, "", "4M");
     qemu_io(&base, &["write -P 0x11 0 4M"]);
     let top = dir.path().join("top.qcow2");
-    qemu_img(&["create", "-q", "-f", "qcow2", "-o", "extended_l2=on,cluster_size=64k", "-b", "base.qcow2", "-F", "qcow2", s(&top)]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "extended_l2=on,cluster_size=64k",
+        "-b",
+        "base.qcow2",
+        "-F",
+        "qcow2",
+        s(&top),
+    ]);
     qemu_io(
         &top,
         &[
@@ -317,8 +329,16 @@ fn unsupported_features_are_refused_by_name() {
     let dir = tmp();
     let luks = dir.path().join("luks.qcow2");
     qemu_img(&[
-        "create", "-q", "-f", "qcow2", "--object", "secret,id=s,data=x", "-o", "encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10",
-        s(&luks), "1M",
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "--object",
+        "secret,id=s,data=x",
+        "-o",
+        "encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10",
+        s(&luks),
+        "1M",
     ]);
     let e = open(&luks).err().expect("encrypted");
     assert_eq!((e.kind(), e.message()), (ErrorKind::Unsupported, "Image is encrypted (LUKS)"));
@@ -400,7 +420,13 @@ fn truncated_copies_fail_or_read_the_same_never_differently() {
         create(&path, &format!("cluster_size=4k,compression_type={kind}"), "2M");
         qemu_io(
             &path,
-            &["write -c -P 0x21 0 64k", "write -P 0x22 64k 64k", "write -z 128k 64k", "write -c -P 0x23 1M 8k", "write -P 0x24 2040k 8k"],
+            &[
+                "write -c -P 0x21 0 64k",
+                "write -P 0x22 64k 64k",
+                "write -z 128k 64k",
+                "write -c -P 0x23 1M 8k",
+                "write -P 0x24 2040k 8k",
+            ],
         );
         let raw = dir.path().join(format!("{kind}.raw"));
         qemu_img(&["convert", "-f", "qcow2", "-O", "raw", s(&path), s(&raw)]);
@@ -445,7 +471,8 @@ fn small_mixed_image(dir: &Path) -> Layout {
 fn hostile_variants_of_a_real_image_fail_cleanly() {
     let dir = tmp();
     let v = small_mixed_image(dir.path());
-    let compressed_at = (u64::from_be_bytes(v.bytes[v.compressed_entry..][..8].try_into().unwrap()) & ((1 << 58) - 1)) as usize;
+    let compressed_at =
+        (u64::from_be_bytes(v.bytes[v.compressed_entry..][..8].try_into().unwrap()) & ((1 << 58) - 1)) as usize;
     let eof = v.bytes.len() as u64;
     let cases: Vec<(&str, usize, Vec<u8>, ErrorKind)> = vec![
         ("bad magic", 0, b"QFI\0".to_vec(), ErrorKind::InvalidFormat),
@@ -468,7 +495,12 @@ fn hostile_variants_of_a_real_image_fail_cleanly() {
         ("L2 unaligned", v.l1, (v.l2 as u64 + 0x800).to_be_bytes().to_vec(), ErrorKind::Corrupt),
         ("data beyond EOF", v.l2, (eof.next_multiple_of(4096) + 8192).to_be_bytes().to_vec(), ErrorKind::Corrupt),
         ("data unaligned", v.l2, 0x5200u64.to_be_bytes().to_vec(), ErrorKind::Corrupt),
-        ("compressed beyond EOF", v.compressed_entry, ((1u64 << 62) | (eof + 512)).to_be_bytes().to_vec(), ErrorKind::Corrupt),
+        (
+            "compressed beyond EOF",
+            v.compressed_entry,
+            ((1u64 << 62) | (eof + 512)).to_be_bytes().to_vec(),
+            ErrorKind::Corrupt,
+        ),
         ("garbage compressed data", compressed_at, vec![0xff; 8], ErrorKind::Corrupt),
     ];
     for (what, at, patch, kind) in cases {
@@ -500,7 +532,9 @@ fn random_corruption_of_the_metadata_never_panics() {
             bytes[at] ^= 1 << (next() % 8);
         }
         // A flipped size bit can make the disk huge: walk its map, but read only a small one whole.
-        let Ok(mut image) = diskbridge::image::open("t", Box::new(bytes), Some(Format::Qcow2), &NoFiles) else { continue };
+        let Ok(mut image) = diskbridge::image::open("t", Box::new(bytes), Some(Format::Qcow2), &NoFiles) else {
+            continue;
+        };
         let walked: Result<Vec<_>, _> = Extents::all(image.as_mut()).take(10_000).collect();
         if walked.is_ok() && image.virtual_size() <= 16 << 20 {
             let mut guest = vec![0u8; image.virtual_size() as usize];

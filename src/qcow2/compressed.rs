@@ -162,6 +162,9 @@ mod tests {
         assert_eq!(decompress(Compression::Zstd, &bomb, &mut out).unwrap_err().kind(), ErrorKind::Corrupt);
         let short = zstd(&[1; 100]);
         assert_eq!(decompress(Compression::Zstd, &short, &mut out).unwrap_err().kind(), ErrorKind::Corrupt);
-        assert_eq!(decompress(Compression::Zstd, &[0x28, 0xb5, 0x2f, 0xfd, 0xff], &mut out).unwrap_err().kind(), ErrorKind::Corrupt);
+        assert_eq!(
+            decompress(Compression::Zstd, &[0x28, 0xb5, 0x2f, 0xfd, 0xff], &mut out).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
     }
 }

@@ -255,7 +255,10 @@ mod tests {
         // 512-byte clusters: x = 61, a one-bit sector field (bit 61).
         assert_eq!(CompressedRun::decode(0x2000_0000_0000_0200, 9), CompressedRun { offset: 0x200, length: 1024 });
         // 2 MiB clusters: x = 49, 13-bit field; all ones = 8192 sectors, less the offset into the first.
-        assert_eq!(CompressedRun::decode(0x3ffe_0000_0000_0010, 21), CompressedRun { offset: 0x10, length: 8192 * 512 - 16 });
+        assert_eq!(
+            CompressedRun::decode(0x3ffe_0000_0000_0010, 21),
+            CompressedRun { offset: 0x10, length: 8192 * 512 - 16 }
+        );
     }
 
     #[test]

@@ -236,7 +236,9 @@ impl Fixed {
                 return Err(truncated(b.len()));
             }
             let header_length = u32_at(HEADER_LENGTH);
-            let bad = |what: &str| Err(Error::corrupt(format!("Header length {header_length} {what}")).at(HEADER_LENGTH as u64));
+            let bad = |what: &str| {
+                Err(Error::corrupt(format!("Header length {header_length} {what}")).at(HEADER_LENGTH as u64))
+            };
             if (header_length as usize) < V3_LENGTH {
                 return bad("is shorter than 104 bytes");
             }
@@ -255,8 +257,11 @@ impl Fixed {
             }
         }
         if f.backing_file_offset > 1 << cluster_bits {
-            return Err(Error::corrupt(format!("Backing file name offset {:#x} is outside cluster 0", f.backing_file_offset))
-                .at(BACKING_FILE_OFFSET as u64));
+            return Err(Error::corrupt(format!(
+                "Backing file name offset {:#x} is outside cluster 0",
+                f.backing_file_offset
+            ))
+            .at(BACKING_FILE_OFFSET as u64));
         }
         Ok(f)
     }
@@ -276,8 +281,9 @@ impl Fixed {
             .at(SIZE as u64));
         }
         if u64::from(self.l1_size) > max_entries {
-            return Err(Error::limit(format!("L1 table of {} entries is larger than 32 MiB", self.l1_size))
-                .at(L1_SIZE as u64));
+            return Err(
+                Error::limit(format!("L1 table of {} entries is larger than 32 MiB", self.l1_size)).at(L1_SIZE as u64)
+            );
         }
         if u64::from(self.l1_size) < needed {
             return Err(Error::corrupt(format!(
@@ -291,8 +297,11 @@ impl Fixed {
                 .at(L1_TABLE_OFFSET as u64));
         }
         if needed > 0 && self.l1_table_offset.checked_add(needed * 8).is_none_or(|end| end > file_len) {
-            return Err(Error::corrupt(format!("L1 table at {:#x} extends beyond the end of the file", self.l1_table_offset))
-                .at(L1_TABLE_OFFSET as u64));
+            return Err(Error::corrupt(format!(
+                "L1 table at {:#x} extends beyond the end of the file",
+                self.l1_table_offset
+            ))
+            .at(L1_TABLE_OFFSET as u64));
         }
 
         // The refcount table and snapshots are not needed for reading, but qemu refuses images where they are
@@ -301,8 +310,11 @@ impl Fixed {
             return Err(Error::corrupt("Image has no refcount table").at(REFCOUNT_TABLE_CLUSTERS as u64));
         }
         if u64::from(self.refcount_table_clusters) * cluster_size > MAX_REFTABLE_BYTES {
-            return Err(Error::limit(format!("Refcount table of {} clusters is larger than 8 MiB", self.refcount_table_clusters))
-                .at(REFCOUNT_TABLE_CLUSTERS as u64));
+            return Err(Error::limit(format!(
+                "Refcount table of {} clusters is larger than 8 MiB",
+                self.refcount_table_clusters
+            ))
+            .at(REFCOUNT_TABLE_CLUSTERS as u64));
         }
         if !aligned(self.refcount_table_offset) || self.refcount_table_offset >= file_len {
             return Err(Error::corrupt(format!(
@@ -332,7 +344,9 @@ impl Fixed {
         }
         let (start, len) = (self.backing_file_offset, u64::from(self.backing_file_size));
         if len > MAX_BACKING_NAME || start + len > 1 << self.cluster_bits {
-            return Err(Error::corrupt(format!("Backing file name of {len} bytes is too long")).at(BACKING_FILE_SIZE as u64));
+            return Err(
+                Error::corrupt(format!("Backing file name of {len} bytes is too long")).at(BACKING_FILE_SIZE as u64)
+            );
         }
         let raw = b.get(start as usize..(start + len) as usize).ok_or_else(|| truncated(b.len()))?;
         let raw = raw.split(|&c| c == 0).next().unwrap_or_default();
@@ -364,13 +378,17 @@ impl Extensions {
             }
             let data_start = pos + 8;
             if len > end - data_start {
-                return Err(Error::corrupt(format!("Header extension {kind:#010x} of {len} bytes is too large")).at(pos as u64));
+                return Err(
+                    Error::corrupt(format!("Header extension {kind:#010x} of {len} bytes is too large")).at(pos as u64)
+                );
             }
             let data = &b[data_start..data_start + len];
             let text = || String::from_utf8_lossy(data.split(|&c| c == 0).next().unwrap_or_default()).into_owned();
             match kind {
                 EXT_BACKING_FORMAT if len > MAX_BACKING_FORMAT => {
-                    return Err(Error::corrupt(format!("Backing format name of {len} bytes is too long")).at(pos as u64));
+                    return Err(
+                        Error::corrupt(format!("Backing format name of {len} bytes is too long")).at(pos as u64)
+                    );
                 }
                 EXT_BACKING_FORMAT => ext.backing_format = Some(text()),
                 EXT_DATA_FILE => ext.data_file = Some(text()),
@@ -378,7 +396,13 @@ impl Extensions {
                     ext.incompatible_names = data
                         .chunks_exact(FEATURE_NAME_ENTRY)
                         .filter(|e| e[0] == 0)
-                        .map(|e| (e[1], String::from_utf8_lossy(e[2..].split(|&c| c == 0).next().unwrap_or_default()).into_owned()))
+                        .map(|e| {
+                            (
+                                e[1],
+                                String::from_utf8_lossy(e[2..].split(|&c| c == 0).next().unwrap_or_default())
+                                    .into_owned(),
+                            )
+                        })
                         .collect();
                 }
                 _ => {}

@@ -71,7 +71,10 @@ impl Qcow2 {
             warnings.push("Image is marked corrupt; reading it with full validation".to_string());
         }
         if header.dirty() {
-            warnings.push("Image was not closed cleanly (dirty); its refcounts may be stale, its data is read as mapped".to_string());
+            warnings.push(
+                "Image was not closed cleanly (dirty); its refcounts may be stale, its data is read as mapped"
+                    .to_string(),
+            );
         }
         let info = ImageInfo {
             format: Format::Qcow2,
@@ -139,7 +142,10 @@ impl Qcow2 {
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.info.virtual_size) {
-            return Err(Error::argument(format!("Read of {} bytes at {offset:#x} is beyond the virtual size", buf.len())));
+            return Err(Error::argument(format!(
+                "Read of {} bytes at {offset:#x} is beyond the virtual size",
+                buf.len()
+            )));
         }
         let mapped = self.mapped_size.saturating_sub(offset).min(buf.len() as u64) as usize;
         let (buf, tail) = buf.split_at_mut(mapped);

@@ -27,7 +27,16 @@ pub struct ClusterMap {
 impl ClusterMap {
     /// A map over the `l1_entries` entries of the L1 table at `l1_offset`, in a file of `file_len` bytes.
     pub fn new(layout: Layout, l1_offset: u64, l1_entries: u64, file_len: u64) -> Self {
-        ClusterMap { layout, file_len, l1_offset, l1_entries, l1_start: None, l1: Vec::new(), l2_offset: None, l2: Vec::new() }
+        ClusterMap {
+            layout,
+            file_len,
+            l1_offset,
+            l1_entries,
+            l1_start: None,
+            l1: Vec::new(),
+            l2_offset: None,
+            l2: Vec::new(),
+        }
     }
 
     /// The guest offset where the range mapped by the L2 table covering `offset` ends.
@@ -98,7 +107,8 @@ impl ClusterMap {
         self.l1.clear();
         for (i, e) in raw.chunks_exact(8).enumerate() {
             let at = table + i as u64 * 8;
-            let l2 = entry::l2_table_offset(BigEndian::read_u64(e), &self.layout).map_err(|m| Error::corrupt(m).at(at))?;
+            let l2 =
+                entry::l2_table_offset(BigEndian::read_u64(e), &self.layout).map_err(|m| Error::corrupt(m).at(at))?;
             if l2 != 0 && l2.saturating_add(self.layout.cluster_size()) > self.file_len {
                 return Err(Error::corrupt(format!("L2 table at {l2:#x} is beyond the end of the file")).at(at));
             }

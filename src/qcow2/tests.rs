@@ -82,7 +82,12 @@ fn maps_each_kind_of_cluster() {
     let (mut image, _) = open(image()).unwrap();
     assert_eq!(
         extents(&mut image).unwrap(),
-        [(0, 1536, ExtentKind::Data), (1536, 512, ExtentKind::Zero), (2048, 512, ExtentKind::Data), (2560, 62976, ExtentKind::Unallocated)]
+        [
+            (0, 1536, ExtentKind::Data),
+            (1536, 512, ExtentKind::Zero),
+            (2048, 512, ExtentKind::Data),
+            (2560, 62976, ExtentKind::Unallocated)
+        ]
     );
 }
 
@@ -157,10 +162,10 @@ fn odd_virtual_size_rounds_up_and_the_tail_reads_zeros() {
 #[test]
 fn offsets_outside_the_file_are_corrupt_at_their_entry() {
     let cases: &[(usize, u64, u64)] = &[
-        (0x400, 0x1400, 0x400),                       // L1[0] -> L2 table past the end
-        (0x408, 0x8000_0000_0000_0600, 0x408),        // L1[1] -> the same L2 table as L1[0]
-        (0x600, 0x2000, 0x600),                       // L2[0] -> data past the end
-        (0x620, (1 << 62) | 0x1400, 0x620),           // L2[4] -> compressed data past the end
+        (0x400, 0x1400, 0x400),                         // L1[0] -> L2 table past the end
+        (0x408, 0x8000_0000_0000_0600, 0x408),          // L1[1] -> the same L2 table as L1[0]
+        (0x600, 0x2000, 0x600),                         // L2[0] -> data past the end
+        (0x620, (1 << 62) | 0x1400, 0x620),             // L2[4] -> compressed data past the end
         (0x620, (1 << 62) | (1 << 61) | 0x1210, 0x620), // L2[4] -> compressed run a full sector past the end
     ];
     for &(at, entry, offset) in cases {
@@ -168,7 +173,11 @@ fn offsets_outside_the_file_are_corrupt_at_their_entry() {
         put(&mut b, at, &entry.to_be_bytes());
         let (mut image, _) = open(b).unwrap();
         let e = extents(&mut image).expect_err(&format!("{entry:#x} at {at:#x}"));
-        assert_eq!((e.kind(), e.offset(), e.file()), (ErrorKind::Corrupt, Some(offset), Some("t.qcow2")), "{entry:#x}: {e}");
+        assert_eq!(
+            (e.kind(), e.offset(), e.file()),
+            (ErrorKind::Corrupt, Some(offset), Some("t.qcow2")),
+            "{entry:#x}: {e}"
+        );
     }
 }
 

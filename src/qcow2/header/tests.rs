@@ -98,7 +98,10 @@ fn parses_a_version_2_header() {
 fn zstd_needs_its_feature_bit() {
     let mut b = v3();
     put(&mut b, 104, &[1]);
-    assert_eq!(error(&b), (ErrorKind::Corrupt, "Compression type feature bit is clear with zstd compression".into(), Some(104)));
+    assert_eq!(
+        error(&b),
+        (ErrorKind::Corrupt, "Compression type feature bit is clear with zstd compression".into(), Some(104))
+    );
     put(&mut b, 72, &(1u64 << 3).to_be_bytes());
     assert_eq!(Header::parse(&b, FILE_LEN).unwrap().compression, Compression::Zstd);
     put(&mut b, 104, &[0]);
@@ -131,7 +134,10 @@ fn external_data_files_and_encryption_are_unsupported() {
     put(&mut b, 232, &0x4441_5441u32.to_be_bytes()); // extension "DATA" replaces the unknown one
     put(&mut b, 236, &6u32.to_be_bytes()); //           length
     put(&mut b, 240, b"d.raw\0"); //                    name
-    assert_eq!(error(&b), (ErrorKind::Unsupported, "Image keeps its data in an external data file 'd.raw'".into(), Some(72)));
+    assert_eq!(
+        error(&b),
+        (ErrorKind::Unsupported, "Image keeps its data in an external data file 'd.raw'".into(), Some(72))
+    );
 
     for (method, what) in [(1u32, "Image is encrypted (AES)"), (2, "Image is encrypted (LUKS)")] {
         let mut b = v3();
@@ -143,33 +149,33 @@ fn external_data_files_and_encryption_are_unsupported() {
 #[test]
 fn refuses_fields_out_of_range() {
     let cases: &[(usize, &[u8], ErrorKind, u64)] = &[
-        (0, b"QFI\xfa", ErrorKind::InvalidFormat, 0),                    // magic
-        (4, &4u32.to_be_bytes(), ErrorKind::Unsupported, 4),             // version 4
-        (4, &1u32.to_be_bytes(), ErrorKind::Unsupported, 4),             // version 1 (qcow)
-        (20, &8u32.to_be_bytes(), ErrorKind::Unsupported, 20),           // cluster_bits 8
-        (20, &22u32.to_be_bytes(), ErrorKind::Unsupported, 20),          // cluster_bits 22
-        (20, &63u32.to_be_bytes(), ErrorKind::Unsupported, 20),          // cluster_bits 63
-        (100, &100u32.to_be_bytes(), ErrorKind::Corrupt, 100),           // header_length < 104
-        (100, &108u32.to_be_bytes(), ErrorKind::Corrupt, 100),           // header_length not a multiple of 8
-        (100, &1024u32.to_be_bytes(), ErrorKind::Corrupt, 100),          // header_length > cluster
-        (96, &7u32.to_be_bytes(), ErrorKind::Corrupt, 96),               // refcount_order 7
-        (32, &3u32.to_be_bytes(), ErrorKind::Unsupported, 32),           // crypt_method 3
-        (36, &3u32.to_be_bytes(), ErrorKind::Corrupt, 36),               // L1 too small for 100000 bytes
+        (0, b"QFI\xfa", ErrorKind::InvalidFormat, 0),                      // magic
+        (4, &4u32.to_be_bytes(), ErrorKind::Unsupported, 4),               // version 4
+        (4, &1u32.to_be_bytes(), ErrorKind::Unsupported, 4),               // version 1 (qcow)
+        (20, &8u32.to_be_bytes(), ErrorKind::Unsupported, 20),             // cluster_bits 8
+        (20, &22u32.to_be_bytes(), ErrorKind::Unsupported, 20),            // cluster_bits 22
+        (20, &63u32.to_be_bytes(), ErrorKind::Unsupported, 20),            // cluster_bits 63
+        (100, &100u32.to_be_bytes(), ErrorKind::Corrupt, 100),             // header_length < 104
+        (100, &108u32.to_be_bytes(), ErrorKind::Corrupt, 100),             // header_length not a multiple of 8
+        (100, &1024u32.to_be_bytes(), ErrorKind::Corrupt, 100),            // header_length > cluster
+        (96, &7u32.to_be_bytes(), ErrorKind::Corrupt, 96),                 // refcount_order 7
+        (32, &3u32.to_be_bytes(), ErrorKind::Unsupported, 32),             // crypt_method 3
+        (36, &3u32.to_be_bytes(), ErrorKind::Corrupt, 36),                 // L1 too small for 100000 bytes
         (36, &0x0080_0000u32.to_be_bytes(), ErrorKind::LimitExceeded, 36), // L1 of 64 MiB
-        (24, &(1u64 << 62).to_be_bytes(), ErrorKind::LimitExceeded, 24), // virtual size beyond any L1
-        (24, &u64::MAX.to_be_bytes(), ErrorKind::LimitExceeded, 24),     // virtual size 2^64-1
-        (40, &0x408u64.to_be_bytes(), ErrorKind::Corrupt, 40),           // L1 unaligned
-        (40, &0x1000u64.to_be_bytes(), ErrorKind::Corrupt, 40),          // L1 beyond the end of the file
-        (56, &0u32.to_be_bytes(), ErrorKind::Corrupt, 56),               // no refcount table
-        (56, &0x10000u32.to_be_bytes(), ErrorKind::LimitExceeded, 56),   // refcount table of 32 MiB
-        (48, &0x208u64.to_be_bytes(), ErrorKind::Corrupt, 48),           // refcount table unaligned
-        (60, &70000u32.to_be_bytes(), ErrorKind::LimitExceeded, 60),     // too many snapshots
-        (8, &0x400u64.to_be_bytes(), ErrorKind::Corrupt, 8),             // backing name offset beyond cluster 0
-        (16, &1024u32.to_be_bytes(), ErrorKind::Corrupt, 16),            // backing name of 1024 bytes
-        (16, &0x41u32.to_be_bytes(), ErrorKind::Corrupt, 16),            // backing name crossing cluster 0's end
-        (116, &0x1000u32.to_be_bytes(), ErrorKind::Corrupt, 112),        // extension longer than cluster 0
-        (116, &16u32.to_be_bytes(), ErrorKind::Corrupt, 112),            // backing format of 16 bytes
-        (72, &(1u64 << 4).to_be_bytes(), ErrorKind::Corrupt, 20),        // extended L2 with 512-byte clusters
+        (24, &(1u64 << 62).to_be_bytes(), ErrorKind::LimitExceeded, 24),   // virtual size beyond any L1
+        (24, &u64::MAX.to_be_bytes(), ErrorKind::LimitExceeded, 24),       // virtual size 2^64-1
+        (40, &0x408u64.to_be_bytes(), ErrorKind::Corrupt, 40),             // L1 unaligned
+        (40, &0x1000u64.to_be_bytes(), ErrorKind::Corrupt, 40),            // L1 beyond the end of the file
+        (56, &0u32.to_be_bytes(), ErrorKind::Corrupt, 56),                 // no refcount table
+        (56, &0x10000u32.to_be_bytes(), ErrorKind::LimitExceeded, 56),     // refcount table of 32 MiB
+        (48, &0x208u64.to_be_bytes(), ErrorKind::Corrupt, 48),             // refcount table unaligned
+        (60, &70000u32.to_be_bytes(), ErrorKind::LimitExceeded, 60),       // too many snapshots
+        (8, &0x400u64.to_be_bytes(), ErrorKind::Corrupt, 8),               // backing name offset beyond cluster 0
+        (16, &1024u32.to_be_bytes(), ErrorKind::Corrupt, 16),              // backing name of 1024 bytes
+        (16, &0x41u32.to_be_bytes(), ErrorKind::Corrupt, 16),              // backing name crossing cluster 0's end
+        (116, &0x1000u32.to_be_bytes(), ErrorKind::Corrupt, 112),          // extension longer than cluster 0
+        (116, &16u32.to_be_bytes(), ErrorKind::Corrupt, 112),              // backing format of 16 bytes
+        (72, &(1u64 << 4).to_be_bytes(), ErrorKind::Corrupt, 20),          // extended L2 with 512-byte clusters
     ];
     for &(at, bytes, kind, offset) in cases {
         let mut b = v3();
