@@ -141,9 +141,12 @@ fn compressed_zlib_and_zstd() {
     let dir = tmp();
     let raw = dir.path().join("data.raw");
     common::sparse_raw(&raw, 6 << 20, &[(0, 1 << 20), (3 << 20, 200_000), ((6 << 20) - 4096, 4096)]);
-    for (kind, cluster) in [("zlib", "64k"), ("zstd", "64k"), ("zlib", "512"), ("zstd", "2M"), ("zlib", "2M")] {
+    let variants = [("zlib", "64k"), ("zstd", "64k"), ("zlib", "512"), ("zstd", "2M"), ("zlib", "2M"), ("zlib", "1M")];
+    for (i, (kind, cluster)) in variants.into_iter().enumerate() {
         let path = dir.path().join(format!("{kind}-{cluster}.qcow2"));
-        let opts = format!("compression_type={kind},cluster_size={cluster}");
+        // The last variant is version 2, which knows only deflate.
+        let compat = if i + 1 == variants.len() { ",compat=0.10" } else { "" };
+        let opts = format!("compression_type={kind},cluster_size={cluster}{compat}");
         qemu_img(&["convert", "-q", "-c", "-f", "raw", "-O", "qcow2", "-o", &opts, s(&raw), s(&path)]);
         // An uncompressed write on top, so compressed and standard clusters sit side by side.
         qemu_io(&path, &["write -P 0x5a 64k 64k"]);
@@ -553,6 +556,13 @@ fn internal_snapshots_are_ignored_and_preallocation_reads_back() {
     qemu_io(&path, &["write -P 0x2 512k 1M", "write -z 0 64k"]);
     check(&path);
     assert_map_matches_qemu(&path);
+
+    // A persistent dirty bitmap adds the bitmaps extension and autoclear bit 0; neither matters for reading.
+    let bitmap = dir.path().join("bitmap.qcow2");
+    create(&bitmap, "refcount_bits=1", "2M");
+    qemu_img(&["bitmap", "--add", s(&bitmap), "b0"]);
+    qemu_io(&bitmap, &["write -P 0x4 0 64k"]);
+    check(&bitmap);
 
     for prealloc in ["metadata", "falloc"] {
         let path = dir.path().join(format!("{prealloc}.qcow2"));
