@@ -29,72 +29,88 @@ impl Compression {
 /// (2 MiB at most), so this only stops crafted frames from making us allocate.
 const MAX_ZSTD_WINDOW: u64 = 8 << 20;
 
-/// Fills `out` (one cluster) from the compressed bytes in `input`. Bytes after the end of the data are ignored:
-/// the last sector of a run holds slack or the start of the next cluster.
-///
-/// # Errors
-/// `Corrupt` when the data is invalid or yields less than a cluster; for zstd also when the frame that fills the
-/// cluster goes on (qemu refuses that too).
-pub fn decompress(kind: Compression, input: &[u8], out: &mut [u8]) -> Result<()> {
-    match kind {
-        Compression::Deflate => inflate(input, out),
-        Compression::Zstd => unzstd(input, out),
+/// Inflates compressed clusters of one image, reusing the decoders' state and buffers from cluster to cluster.
+pub struct Decompressor {
+    kind: Compression,
+    deflate: Decompress,
+    zstd: FrameDecoder,
+}
+
+impl Decompressor {
+    /// A decompressor for clusters of `kind`.
+    pub fn new(kind: Compression) -> Self {
+        let mut zstd = FrameDecoder::new();
+        zstd.set_max_window_size(MAX_ZSTD_WINDOW);
+        Decompressor { kind, deflate: Decompress::new(false), zstd }
+    }
+
+    /// Fills `out` (one cluster) from the compressed bytes in `input`. Bytes after the end of the data are
+    /// ignored: the last sector of a run holds slack or the start of the next cluster.
+    ///
+    /// # Errors
+    /// `Corrupt` when the data is invalid or yields less than a cluster; for zstd also when the frame that fills
+    /// the cluster goes on (qemu refuses that too).
+    pub fn decompress(&mut self, input: &[u8], out: &mut [u8]) -> Result<()> {
+        match self.kind {
+            Compression::Deflate => self.inflate(input, out),
+            Compression::Zstd => self.unzstd(input, out),
+        }
+    }
+
+    fn inflate(&mut self, input: &[u8], out: &mut [u8]) -> Result<()> {
+        let d = &mut self.deflate;
+        d.reset(false);
+        loop {
+            let (read, written) = (d.total_in() as usize, d.total_out() as usize);
+            // qemu inflates with Z_FINISH into one cluster and accepts a full buffer even when the stream goes on.
+            let status = d
+                .decompress(&input[read..], &mut out[written..], FlushDecompress::Finish)
+                .map_err(|e| Error::corrupt(format!("Compressed cluster is not valid deflate data: {e}")))?;
+            if d.total_out() as usize == out.len() {
+                return Ok(());
+            }
+            if status == Status::StreamEnd || (d.total_in() as usize, d.total_out() as usize) == (read, written) {
+                return Err(short());
+            }
+        }
+    }
+
+    fn unzstd(&mut self, mut input: &[u8], out: &mut [u8]) -> Result<()> {
+        let bad = |e: FrameDecoderError| Error::corrupt(format!("Compressed cluster is not valid zstd data: {e}"));
+        let decoder = &mut self.zstd;
+        let mut filled = 0;
+        while filled < out.len() {
+            if input.is_empty() {
+                return Err(short());
+            }
+            match decoder.reset(&mut input) {
+                Ok(()) => {}
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame { length, .. })) => {
+                    input = input.get(length as usize..).ok_or_else(short)?;
+                    continue;
+                }
+                Err(e) => return Err(bad(e)),
+            }
+            // One block at a time (at most 128 KiB) and drained at once, so a frame that claims more than a
+            // cluster is caught after one block too many, not after decoding all of it.
+            loop {
+                filled += std::io::Read::read(decoder, &mut out[filled..])
+                    .map_err(|e| Error::corrupt(format!("Compressed cluster is not valid zstd data: {e}")))?;
+                if decoder.can_collect() > 0 && filled == out.len() {
+                    return Err(Error::corrupt("Compressed cluster holds more than one cluster of data"));
+                }
+                if decoder.is_finished() {
+                    break;
+                }
+                decoder.decode_blocks(&mut input, BlockDecodingStrategy::UptoBlocks(1)).map_err(bad)?;
+            }
+        }
+        Ok(())
     }
 }
 
 fn short() -> Error {
     Error::corrupt("Compressed cluster holds less than one cluster of data")
-}
-
-fn inflate(input: &[u8], out: &mut [u8]) -> Result<()> {
-    let mut d = Decompress::new(false);
-    loop {
-        let (read, written) = (d.total_in() as usize, d.total_out() as usize);
-        // qemu inflates with Z_FINISH into one cluster and accepts a full buffer even when the stream goes on.
-        let status = d
-            .decompress(&input[read..], &mut out[written..], FlushDecompress::Finish)
-            .map_err(|e| Error::corrupt(format!("Compressed cluster is not valid deflate data: {e}")))?;
-        if d.total_out() as usize == out.len() {
-            return Ok(());
-        }
-        if status == Status::StreamEnd || (d.total_in() as usize, d.total_out() as usize) == (read, written) {
-            return Err(short());
-        }
-    }
-}
-
-fn unzstd(mut input: &[u8], out: &mut [u8]) -> Result<()> {
-    let bad = |e: FrameDecoderError| Error::corrupt(format!("Compressed cluster is not valid zstd data: {e}"));
-    let mut decoder = FrameDecoder::new();
-    decoder.set_max_window_size(MAX_ZSTD_WINDOW);
-    let mut filled = 0;
-    while filled < out.len() {
-        if input.is_empty() {
-            return Err(short());
-        }
-        match decoder.reset(&mut input) {
-            Ok(()) => {}
-            Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame { length, .. })) => {
-                input = input.get(length as usize..).ok_or_else(short)?;
-                continue;
-            }
-            Err(e) => return Err(bad(e)),
-        }
-        // One block at a time (at most 128 KiB) and drained at once, so a frame that claims more than a
-        // cluster is caught after one block too many, not after decoding all of it.
-        loop {
-            filled += std::io::Read::read(&mut decoder, &mut out[filled..])
-                .map_err(|e| Error::corrupt(format!("Compressed cluster is not valid zstd data: {e}")))?;
-            if decoder.can_collect() > 0 && filled == out.len() {
-                return Err(Error::corrupt("Compressed cluster holds more than one cluster of data"));
-            }
-            if decoder.is_finished() {
-                break;
-            }
-            decoder.decode_blocks(&mut input, BlockDecodingStrategy::UptoBlocks(1)).map_err(bad)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -123,7 +139,7 @@ mod tests {
         let mut input = raw_deflate(&data);
         input.extend_from_slice(&[0xee; 300]); // slack to the end of the last sector
         let mut out = vec![0; 4096];
-        decompress(Compression::Deflate, &input, &mut out).unwrap();
+        Decompressor::new(Compression::Deflate).decompress(&input, &mut out).unwrap();
         assert_eq!(out, data);
     }
 
@@ -131,7 +147,7 @@ mod tests {
     fn deflate_output_is_capped_at_one_cluster() {
         let bomb = raw_deflate(&vec![0; 64 << 20]); // 64 MiB of zeros in ~64 KiB
         let mut out = vec![1; 4096];
-        decompress(Compression::Deflate, &bomb, &mut out).unwrap();
+        Decompressor::new(Compression::Deflate).decompress(&bomb, &mut out).unwrap();
         assert!(out.iter().all(|&b| b == 0));
     }
 
@@ -139,9 +155,18 @@ mod tests {
     fn short_or_garbage_deflate_is_corrupt() {
         let input = raw_deflate(&[5; 100]);
         let mut out = vec![0; 4096];
-        assert_eq!(decompress(Compression::Deflate, &input, &mut out).unwrap_err().kind(), ErrorKind::Corrupt);
-        assert_eq!(decompress(Compression::Deflate, &[0xff; 64], &mut out).unwrap_err().kind(), ErrorKind::Corrupt);
-        assert_eq!(decompress(Compression::Deflate, &[], &mut out).unwrap_err().kind(), ErrorKind::Corrupt);
+        assert_eq!(
+            Decompressor::new(Compression::Deflate).decompress(&input, &mut out).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+        assert_eq!(
+            Decompressor::new(Compression::Deflate).decompress(&[0xff; 64], &mut out).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+        assert_eq!(
+            Decompressor::new(Compression::Deflate).decompress(&[], &mut out).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
     }
 
     #[test]
@@ -151,7 +176,7 @@ mod tests {
         input.extend_from_slice(&zstd(&data[1000..]));
         input.extend_from_slice(&[0xee; 100]);
         let mut out = vec![0; 4096];
-        decompress(Compression::Zstd, &input, &mut out).unwrap();
+        Decompressor::new(Compression::Zstd).decompress(&input, &mut out).unwrap();
         assert_eq!(out, data);
     }
 
@@ -159,11 +184,20 @@ mod tests {
     fn zstd_refuses_more_or_less_than_a_cluster() {
         let mut out = vec![0; 4096];
         let bomb = zstd(&vec![0; 16 << 20]);
-        assert_eq!(decompress(Compression::Zstd, &bomb, &mut out).unwrap_err().kind(), ErrorKind::Corrupt);
-        let short = zstd(&[1; 100]);
-        assert_eq!(decompress(Compression::Zstd, &short, &mut out).unwrap_err().kind(), ErrorKind::Corrupt);
         assert_eq!(
-            decompress(Compression::Zstd, &[0x28, 0xb5, 0x2f, 0xfd, 0xff], &mut out).unwrap_err().kind(),
+            Decompressor::new(Compression::Zstd).decompress(&bomb, &mut out).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+        let short = zstd(&[1; 100]);
+        assert_eq!(
+            Decompressor::new(Compression::Zstd).decompress(&short, &mut out).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+        assert_eq!(
+            Decompressor::new(Compression::Zstd)
+                .decompress(&[0x28, 0xb5, 0x2f, 0xfd, 0xff], &mut out)
+                .unwrap_err()
+                .kind(),
             ErrorKind::Corrupt
         );
     }

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::extent::{Extent, ExtentKind};
 use crate::image::{Format, FormatSpecific, Image, ImageInfo, OpenContext};
 use crate::io::{ReadAt, zeroed_buffer};
-use compressed::Compression;
+use compressed::Decompressor;
 use entry::{CompressedRun, Piece};
 use header::Header;
 use table::ClusterMap;
@@ -33,7 +33,7 @@ pub struct Qcow2 {
     /// Guest bytes the image maps, as stored; the virtual size rounds it up to a sector and the rest reads zeros.
     mapped_size: u64,
     cluster_size: u64,
-    compression: Compression,
+    decompressor: Decompressor,
     map: ClusterMap,
     backing: Option<Box<dyn Image>>,
     /// The last compressed cluster read, inflated.
@@ -99,7 +99,7 @@ impl Qcow2 {
             info,
             mapped_size: header.size,
             cluster_size,
-            compression: header.compression,
+            decompressor: Decompressor::new(header.compression),
             map: ClusterMap::new(header.layout, header.l1_table_offset, header.l1_entries, file_len),
             file,
             backing,
@@ -213,7 +213,8 @@ impl Qcow2 {
             let in_file = self.file.len().saturating_sub(run.offset).min(run.length) as usize;
             self.file.read_exact_at(run.offset, &mut self.compressed_data[..in_file])?;
             self.compressed_data[in_file..].fill(0);
-            compressed::decompress(self.compression, &self.compressed_data, &mut self.inflated_data)
+            self.decompressor
+                .decompress(&self.compressed_data, &mut self.inflated_data)
                 .map_err(|e| e.at(run.offset))?;
             self.inflated = Some(run);
         }
