@@ -35,6 +35,8 @@ pub struct Qcow2 {
     cluster_size: u64,
     decompressor: Decompressor,
     map: ClusterMap,
+    /// The last run `own_extent` found: start, end, kind.
+    last_run: Option<(u64, u64, ExtentKind)>,
     backing: Option<Box<dyn Image>>,
     /// The last compressed cluster read, inflated.
     inflated: Option<CompressedRun>,
@@ -101,6 +103,7 @@ impl Qcow2 {
             cluster_size,
             decompressor: Decompressor::new(header.compression),
             map: ClusterMap::new(header.layout, header.l1_table_offset, header.l1_entries, file_len),
+            last_run: None,
             file,
             backing,
             inflated: None,
@@ -112,6 +115,13 @@ impl Qcow2 {
     /// The kind of the run at `offset` in this image alone (unallocated left as it is), and where it ends:
     /// within the L2 table covering `offset`, or a run of unallocated L1 entries.
     fn own_extent(&mut self, offset: u64) -> Result<(ExtentKind, u64)> {
+        // The converter asks again at every unit inside a long run; without this each question would re-walk
+        // the rest of the L2 table (262144 entries with 2 MiB clusters).
+        if let Some((start, end, kind)) = self.last_run {
+            if (start..end).contains(&offset) {
+                return Ok((kind, end));
+            }
+        }
         let (piece, len) = self.map.piece_at(&*self.file, offset)?;
         let kind = kind_of(&piece);
         let limit = self.map.table_end(offset).max(offset + len).min(self.info.virtual_size);
@@ -123,6 +133,7 @@ impl Qcow2 {
             }
             end = (end + len).min(limit);
         }
+        self.last_run = Some((offset, end, kind));
         Ok((kind, end))
     }
 
