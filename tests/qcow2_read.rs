@@ -187,12 +187,15 @@ fn extended_l2_subclusters_over_a_backing_file() {
     );
     let info = check(&top);
     assert!(specific(&info).2);
-    // The same subclusters without a backing file read as zeros.
-    let alone = dir.path().join("alone.qcow2");
-    create(&alone, "extended_l2=on,cluster_size=128k", "4M");
-    qemu_io(&alone, &["write -P 0xab 2k 4k", "write -z 20k 6k", "write -P 0xcd 4092k 4k"]);
-    check(&alone);
-    assert_map_matches_qemu(&alone);
+    // The same subclusters without a backing file read as zeros; from the smallest cluster extended L2 allows
+    // (512-byte subclusters) to the largest.
+    for cluster in ["16k", "128k", "2M"] {
+        let alone = dir.path().join(format!("alone-{cluster}.qcow2"));
+        create(&alone, &format!("extended_l2=on,cluster_size={cluster}"), "4M");
+        qemu_io(&alone, &["write -P 0xab 2k 4k", "write -z 20k 6k", "write -P 0xcd 4092k 4k"]);
+        check(&alone);
+        assert_map_matches_qemu(&alone);
+    }
     assert_map_matches_qemu(&top);
 }
 

@@ -85,7 +85,8 @@ impl Qcow2 {
             dirty: header.dirty(),
             backing_filename: header.backing_file.clone(),
             full_backing_filename,
-            backing_format: header.backing_format.clone(),
+            // As qemu-img, only alongside a backing file.
+            backing_format: header.backing_file.as_ref().and(header.backing_format.clone()),
             specific: Some(FormatSpecific::Qcow2 {
                 compat: if header.version == 2 { "0.10" } else { "1.1" }.to_string(),
                 compression_type: header.compression.name().to_string(),
