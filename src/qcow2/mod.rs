@@ -1,9 +1,9 @@
 //! qcow2 (QEMU copy-on-write, versions 2 and 3) reader: qemu's `docs/interop/qcow2.rst`.
 //!
-//! - [`header`]: the header and its extensions, validated against qemu's limits and the file's length;
-//! - [`entry`]: L1/L2 entry bit layouts decoded into enums;
-//! - [`table`]: the cluster map, one L2 table in memory at a time;
-//! - [`compressed`]: deflate and zstd clusters, capped at one cluster.
+//! - `header`: the header and its extensions, validated against qemu's limits and the file's length;
+//! - `entry`: L1/L2 entry bit layouts decoded into enums;
+//! - `table`: the cluster map, one L2 table in memory at a time;
+//! - `compressed`: deflate and zstd clusters, capped at one cluster.
 //!
 //! Unallocated clusters read from the backing image, recursively; zero clusters never do. Guest reads of
 //! physically contiguous clusters become one file read.
@@ -48,7 +48,9 @@ impl Qcow2 {
     /// Opens `file` (named `name`), and its backing chain through `ctx`.
     ///
     /// # Errors
-    /// Any problem with the header or the backing chain; see [`header::Header::parse`].
+    /// `InvalidFormat` when the file is not qcow2; `Unsupported` for encryption, external data files and unknown
+    /// incompatible features; `Corrupt` or `LimitExceeded` for header fields out of range; any error opening
+    /// the backing chain.
     pub fn open(file: Box<dyn ReadAt>, name: &str, ctx: &mut OpenContext<'_>) -> Result<Qcow2> {
         let file_len = file.len();
         let mut head = zeroed_buffer(HEAD.min(file_len), "qcow2 header")?;
