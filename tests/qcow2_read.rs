@@ -574,3 +574,31 @@ fn internal_snapshots_are_ignored_and_preallocation_reads_back() {
         check(&path);
     }
 }
+
+#[test]
+fn backing_file_in_another_directory_resolves_like_qemu() {
+    let dir = tmp();
+    std::fs::create_dir_all(dir.path().join("base")).unwrap();
+    std::fs::create_dir_all(dir.path().join("top")).unwrap();
+    let base = dir.path().join("base/b.qcow2");
+    create(&base, "", "1M");
+    qemu_io(&base, &["write -P 0x5 0 1M"]);
+    let top = dir.path().join("top/t.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", "-b", "../base/b.qcow2", "-F", "qcow2", s(&top)]);
+    qemu_io(&top, &["write -P 0x6 64k 64k"]);
+    let info = check(&top);
+    assert_eq!(info.full_backing_filename.as_deref(), Some(s(&dir.path().join("top/../base/b.qcow2"))));
+}
+
+#[test]
+fn chains_deeper_than_sixteen_are_refused() {
+    let dir = tmp();
+    create(&dir.path().join("0.qcow2"), "", "1M");
+    for i in 1..=16 {
+        let (below, path) = (format!("{}.qcow2", i - 1), dir.path().join(format!("{i}.qcow2")));
+        qemu_img(&["create", "-q", "-f", "qcow2", "-u", "-b", &below, "-F", "qcow2", s(&path), "1M"]);
+    }
+    check(&dir.path().join("15.qcow2")); // sixteen images
+    let e = open(&dir.path().join("16.qcow2")).err().expect("seventeen images");
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
+}
