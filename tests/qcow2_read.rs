@@ -132,6 +132,7 @@ fn versions_and_cluster_sizes() {
             assert_eq!(specific(&info).0, compat);
             assert_eq!(info.virtual_size, 8 << 20);
             assert_eq!(info.cluster_size, Some(qemu_size(cluster)));
+            assert_map_matches_qemu(&path);
         }
     }
 }
@@ -152,6 +153,7 @@ fn compressed_zlib_and_zstd() {
         qemu_io(&path, &["write -P 0x5a 64k 64k"]);
         let info = check(&path);
         assert_eq!(specific(&info).1, kind);
+        assert_map_matches_qemu(&path);
     }
 }
 
@@ -356,7 +358,7 @@ fn unsupported_features_are_refused_by_name() {
     assert!(e.message().contains("external data file") && e.message().contains("ext.raw"), "{e}");
 }
 
-/// One entry of `qemu-img map --output=json`, as an extent kind.
+/// `qemu-img map --output=json` as extents: data anywhere in the chain, zeros recorded, or nothing.
 fn qemu_map(path: &Path) -> Vec<(u64, u64, ExtentKind)> {
     let json = qemu_img(&["map", "--output=json", s(path)]);
     let field = |line: &str, name: &str| -> String {
