@@ -89,16 +89,7 @@ impl Converter {
         }
         writer.plan(source.as_mut())?;
         let size = source.virtual_size();
-        let mut conv = Converter {
-            source,
-            writer,
-            unit,
-            size,
-            cursor: 0,
-            total: 0,
-            done: 0,
-            next_write: 0,
-        };
+        let mut conv = Converter { source, writer, unit, size, cursor: 0, total: 0, done: 0, next_write: 0 };
         conv.total = conv.measure()?;
         Ok(conv)
     }
@@ -187,11 +178,7 @@ pub struct RunOptions<'a> {
 
 impl Default for RunOptions<'_> {
     fn default() -> Self {
-        RunOptions {
-            threads: 1,
-            progress: None,
-            cancel: None,
-        }
+        RunOptions { threads: 1, progress: None, cancel: None }
     }
 }
 

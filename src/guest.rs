@@ -79,11 +79,7 @@ const MAX_ENTRY_BYTES: u64 = 1 << 20;
 /// Reads the partition table from the guest's first sectors (and, for a damaged GPT, its last one).
 pub fn inspect(image: &mut dyn Image) -> Result<Guest> {
     let size = image.virtual_size();
-    let mut guest = Guest {
-        table: PartitionTable::None,
-        boot: Vec::new(),
-        problems: Vec::new(),
-    };
+    let mut guest = Guest { table: PartitionTable::None, boot: Vec::new(), problems: Vec::new() };
     if size < 2 * SECTOR {
         return Ok(guest);
     }
@@ -185,13 +181,9 @@ fn check_header(h: &[u8; 512], disk_size: u64) -> Result<(u64, u64, u64, u32), S
     let entry_size = u64::from(LittleEndian::read_u32(&h[84..88]));
     let entries_crc = LittleEndian::read_u32(&h[88..92]);
     if entry_size < 128 || !entry_size.is_power_of_two() || count * entry_size > MAX_ENTRY_BYTES {
-        return Err(format!(
-            "{count} entries of {entry_size} bytes is not a valid partition array"
-        ));
+        return Err(format!("{count} entries of {entry_size} bytes is not a valid partition array"));
     }
-    let end = entries_lba
-        .checked_mul(SECTOR)
-        .and_then(|s| s.checked_add(count * entry_size));
+    let end = entries_lba.checked_mul(SECTOR).and_then(|s| s.checked_add(count * entry_size));
     if entries_lba < 2 || end.is_none_or(|e| e > disk_size) {
         return Err("partition array lies outside the disk".into());
     }
@@ -244,10 +236,7 @@ mod tests {
     #[test]
     fn hybrid_gpt_boots_both_ways() {
         let g = inspect_bytes(gpt_disk(&[BIOS_BOOT, ESP, [7; 16]], true));
-        assert_eq!(
-            (g.table, g.boot.as_slice()),
-            (PartitionTable::Gpt, &[Boot::Bios, Boot::Uefi][..])
-        );
+        assert_eq!((g.table, g.boot.as_slice()), (PartitionTable::Gpt, &[Boot::Bios, Boot::Uefi][..]));
         assert!(!g.uefi_only() && g.problems.is_empty());
     }
 

@@ -172,10 +172,7 @@ pub struct NoFiles;
 
 impl FileResolver for NoFiles {
     fn open(&self, name: &str, _referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
-        Err(Error::new(
-            crate::error::ErrorKind::Io,
-            format!("Cannot open '{name}': no other files are available"),
-        ))
+        Err(Error::new(crate::error::ErrorKind::Io, format!("Cannot open '{name}': no other files are available")))
     }
 }
 
@@ -189,10 +186,7 @@ pub struct OpenContext<'a> {
 impl<'a> OpenContext<'a> {
     /// A context for opening one top-level image.
     pub fn new(resolver: &'a dyn FileResolver) -> Self {
-        OpenContext {
-            resolver,
-            chain: Vec::new(),
-        }
+        OpenContext { resolver, chain: Vec::new() }
     }
 
     /// Opens a backing file named `name` inside `referrer`, in the format given or probed.
@@ -200,11 +194,20 @@ impl<'a> OpenContext<'a> {
     /// # Errors
     /// `LimitExceeded` past [`MAX_CHAIN_DEPTH`], `Corrupt` on a loop, and whatever opening the file gives.
     pub fn open_backing(&mut self, name: &str, referrer: &str, format: Option<Format>) -> Result<Box<dyn Image>> {
-        let (resolved, file) = self
-            .resolver
-            .open(name, referrer)
-            .map_err(|e| e.in_file(referrer.to_string()))?;
-        self.open_file(&resolved, file, format)
+        self.open_backing_resolved(name, referrer, format).map(|(_, image)| image)
+    }
+
+    /// Like [`open_backing`](Self::open_backing), and also returns the name the resolver gave the file (for
+    /// `full-backing-filename`).
+    pub fn open_backing_resolved(
+        &mut self,
+        name: &str,
+        referrer: &str,
+        format: Option<Format>,
+    ) -> Result<(String, Box<dyn Image>)> {
+        let (resolved, file) = self.resolver.open(name, referrer).map_err(|e| e.in_file(referrer.to_string()))?;
+        let image = self.open_file(&resolved, file, format)?;
+        Ok((resolved, image))
     }
 
     /// Opens `file` (named `name`) in the format given, or the probed one.
@@ -213,9 +216,7 @@ impl<'a> OpenContext<'a> {
             return Err(Error::corrupt(format!("Backing chain loops back to '{name}'")));
         }
         if self.chain.len() >= MAX_CHAIN_DEPTH {
-            return Err(Error::limit(format!(
-                "Backing chain is deeper than {MAX_CHAIN_DEPTH} images"
-            )));
+            return Err(Error::limit(format!("Backing chain is deeper than {MAX_CHAIN_DEPTH} images")));
         }
         self.chain.push(name.to_string());
         let format = match format {
@@ -229,9 +230,9 @@ impl<'a> OpenContext<'a> {
         let image: Result<Box<dyn Image>> = match format {
             Format::Qcow2 => crate::qcow2::Qcow2::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Raw => Ok(Box::new(crate::raw::RawImage::new(file))),
-            Format::Vmdk | Format::Vhdx | Format::Ova | Format::Ovf => Err(Error::unsupported(format!(
-                "Reading {format} images is not supported yet"
-            ))),
+            Format::Vmdk | Format::Vhdx | Format::Ova | Format::Ovf => {
+                Err(Error::unsupported(format!("Reading {format} images is not supported yet")))
+            }
         };
         self.chain.pop();
         image.map_err(|e| e.in_file(name.to_string()))
@@ -259,9 +260,7 @@ pub struct Blank {
 impl Blank {
     /// An empty disk of `virtual_size` bytes (reported as raw).
     pub fn new(virtual_size: u64) -> Self {
-        Blank {
-            info: ImageInfo::basic(Format::Raw, virtual_size),
-        }
+        Blank { info: ImageInfo::basic(Format::Raw, virtual_size) }
     }
 }
 
@@ -271,11 +270,7 @@ impl Image for Blank {
     }
 
     fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        Ok(Extent {
-            offset,
-            length: self.info.virtual_size - offset,
-            kind: crate::extent::ExtentKind::Unallocated,
-        })
+        Ok(Extent { offset, length: self.info.virtual_size - offset, kind: crate::extent::ExtentKind::Unallocated })
     }
 
     fn read_at(&mut self, _offset: u64, buf: &mut [u8]) -> Result<()> {

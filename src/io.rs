@@ -86,13 +86,10 @@ impl<T: ReadAt + ?Sized> ReadAt for std::rc::Rc<T> {
 /// [`MAX_BUFFER`] and reporting allocation failure instead of aborting.
 pub fn zeroed_buffer(len: u64, what: &str) -> Result<Vec<u8>> {
     if len > MAX_BUFFER {
-        return Err(Error::limit(format!(
-            "{what} of {len} bytes exceeds the {MAX_BUFFER}-byte limit"
-        )));
+        return Err(Error::limit(format!("{what} of {len} bytes exceeds the {MAX_BUFFER}-byte limit")));
     }
     let mut v = Vec::new();
-    v.try_reserve_exact(len as usize)
-        .map_err(|_| Error::limit(format!("Cannot allocate {len} bytes for {what}")))?;
+    v.try_reserve_exact(len as usize).map_err(|_| Error::limit(format!("Cannot allocate {len} bytes for {what}")))?;
     v.resize(len as usize, 0);
     Ok(v)
 }
@@ -162,8 +159,7 @@ impl Sink for MemorySink {
             .ok_or_else(|| Error::limit("Output does not fit in memory"))?;
         if end > buf.len() {
             let grow = end - buf.len();
-            buf.try_reserve(grow)
-                .map_err(|_| Error::limit("Output does not fit in memory"))?;
+            buf.try_reserve(grow).map_err(|_| Error::limit("Output does not fit in memory"))?;
             buf.resize(end, 0);
         }
         buf[offset as usize..end].copy_from_slice(data);
@@ -202,9 +198,7 @@ impl<W: Write> StreamSink<W> {
         static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         while self.position < offset {
             let n = (offset - self.position).min(ZEROS.len() as u64) as usize;
-            self.inner
-                .write_all(&ZEROS[..n])
-                .map_err(|e| Error::io(e, "Write failed").at(self.position))?;
+            self.inner.write_all(&ZEROS[..n]).map_err(|e| Error::io(e, "Write failed").at(self.position))?;
             self.position += n as u64;
         }
         Ok(())
@@ -220,9 +214,7 @@ impl<W: Write> Sink for StreamSink<W> {
             ));
         }
         self.fill_to(offset)?;
-        self.inner
-            .write_all(data)
-            .map_err(|e| Error::io(e, "Write failed").at(offset))?;
+        self.inner.write_all(data).map_err(|e| Error::io(e, "Write failed").at(offset))?;
         self.position += data.len() as u64;
         Ok(())
     }
@@ -278,10 +270,7 @@ mod tests {
 
     #[test]
     fn zeroed_buffer_refuses_huge_sizes() {
-        assert_eq!(
-            zeroed_buffer(1 << 40, "L1 table").unwrap_err().kind(),
-            ErrorKind::LimitExceeded
-        );
+        assert_eq!(zeroed_buffer(1 << 40, "L1 table").unwrap_err().kind(), ErrorKind::LimitExceeded);
         assert_eq!(zeroed_buffer(16, "x").unwrap(), vec![0; 16]);
     }
 }

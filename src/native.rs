@@ -74,9 +74,7 @@ impl OutputFile {
 
 impl Sink for OutputFile {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        self.file
-            .write_all_at(data, offset)
-            .map_err(|e| Error::io(e, "Write failed").at(offset))
+        self.file.write_all_at(data, offset).map_err(|e| Error::io(e, "Write failed").at(offset))
     }
 
     fn is_seekable(&self) -> bool {
@@ -84,18 +82,12 @@ impl Sink for OutputFile {
     }
 
     fn finish(&mut self, len: u64) -> Result<()> {
-        self.file
-            .set_len(len)
-            .map_err(|e| Error::io(e, "Cannot set the output's length"))?;
-        self.file
-            .sync_all()
-            .map_err(|e| Error::io(e, "Cannot flush the output"))
+        self.file.set_len(len).map_err(|e| Error::io(e, "Cannot set the output's length"))?;
+        self.file.sync_all().map_err(|e| Error::io(e, "Cannot flush the output"))
     }
 
     fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|e| Error::io(e, "Cannot read the output back").at(offset))
+        self.file.read_exact_at(buf, offset).map_err(|e| Error::io(e, "Cannot read the output back").at(offset))
     }
 }
 

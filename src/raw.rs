@@ -18,10 +18,7 @@ impl RawImage {
     /// Takes the whole file as the guest disk, its size rounded up to 512 bytes (the tail reads as zeros).
     pub fn new(file: Box<dyn ReadAt>) -> Self {
         let size = file.len().div_ceil(512) * 512;
-        RawImage {
-            info: ImageInfo::basic(Format::Raw, size),
-            file,
-        }
+        RawImage { info: ImageInfo::basic(Format::Raw, size), file }
     }
 }
 
@@ -31,11 +28,7 @@ impl Image for RawImage {
     }
 
     fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        Ok(Extent {
-            offset,
-            length: self.info.virtual_size - offset,
-            kind: ExtentKind::Data,
-        })
+        Ok(Extent { offset, length: self.info.virtual_size - offset, kind: ExtentKind::Data })
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -104,15 +97,7 @@ mod tests {
         assert_eq!(image.virtual_size(), 3 << 20);
         let out = MemorySink::default();
         let writer = Box::new(RawWriter::new(Box::new(out.clone()), image.virtual_size()));
-        run(
-            image,
-            writer,
-            RunOptions {
-                threads: 3,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        run(image, writer, RunOptions { threads: 3, ..Default::default() }).unwrap();
         let out = out.bytes();
         assert_eq!(out.len(), 3 << 20);
         assert_eq!(&out[..data.len()], &data[..]);

@@ -62,11 +62,8 @@ mod tests {
 
     fn checksum_ok(h: &[u8; 512]) -> bool {
         let stored = u32::from_str_radix(std::str::from_utf8(&h[148..154]).unwrap(), 8).unwrap();
-        let sum: u32 = h
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) })
-            .sum();
+        let sum: u32 =
+            h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) }).sum();
         stored == sum
     }
 

@@ -33,29 +33,17 @@ pub fn writer(target: &Target, virtual_size: u64, sink: Box<dyn Sink>) -> Result
         Format::Raw => Box::new(crate::raw::RawWriter::new(sink, virtual_size)),
         Format::Vmdk => {
             let opts = crate::vmdk::VmdkOptions::from_options(&mut options)?;
-            Box::new(crate::vmdk::VmdkWriter::new(
-                sink,
-                virtual_size,
-                &opts,
-                target.seed,
-                &target.output_name,
-            )?)
+            Box::new(crate::vmdk::VmdkWriter::new(sink, virtual_size, &opts, target.seed, &target.output_name)?)
         }
         Format::Vhdx => {
             let opts = crate::vhdx::VhdxOptions::from_options(&mut options)?;
             Box::new(crate::vhdx::VhdxWriter::new(sink, virtual_size, &opts, target.seed)?)
         }
         Format::Ova => {
-            return Ok(Box::new(crate::ova::PackageWriter::new(
-                target,
-                virtual_size,
-                crate::ova::Layout::Ova(sink),
-            )?));
+            return Ok(Box::new(crate::ova::PackageWriter::new(target, virtual_size, crate::ova::Layout::Ova(sink))?));
         }
         Format::Ovf => {
-            return Err(Error::argument(
-                "OVF output is three files; build it with ova::PackageWriter and Layout::Ovf",
-            ));
+            return Err(Error::argument("OVF output is three files; build it with ova::PackageWriter and Layout::Ovf"));
         }
         Format::Qcow2 => return Err(Error::unsupported("Writing qcow2 is not supported yet")),
     };

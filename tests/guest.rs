@@ -28,12 +28,7 @@ fn disk(dir: &Path, name: &str, script: &str, boot_code: bool) -> std::path::Pat
     }
     if boot_code {
         use std::os::unix::fs::FileExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .write_all_at(&[0xEB, 0x63, 0x90], 0)
-            .unwrap();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&[0xEB, 0x63, 0x90], 0).unwrap();
     }
     path
 }
@@ -56,41 +51,19 @@ fn info_reports_partition_table_and_boot_methods() {
         &format!("label: gpt\nsize=1MiB, type={BIOS_BOOT}\nsize=16MiB, type={ESP}\ntype={LINUX}\n"),
         true,
     );
-    let esp_only = disk(
-        d,
-        "esp.raw",
-        &format!("label: gpt\nsize=16MiB, type={ESP}\ntype={LINUX}\n"),
-        false,
-    );
+    let esp_only = disk(d, "esp.raw", &format!("label: gpt\nsize=16MiB, type={ESP}\ntype={LINUX}\n"), false);
     let mbr = disk(d, "mbr.raw", "label: dos\ntype=83, bootable\n", true);
     let blank = disk(d, "blank.raw", "", false);
-    assert_eq!(
-        guest_json(&hybrid),
-        r#""guest": { "partition-table": "gpt", "boot": [ "bios", "uefi" ] } }"#
-    );
-    assert_eq!(
-        guest_json(&esp_only),
-        r#""guest": { "partition-table": "gpt", "boot": [ "uefi" ] } }"#
-    );
-    assert_eq!(
-        guest_json(&mbr),
-        r#""guest": { "partition-table": "mbr", "boot": [ "bios" ] } }"#
-    );
-    assert_eq!(
-        guest_json(&blank),
-        r#""guest": { "partition-table": "none", "boot": [ ] } }"#
-    );
+    assert_eq!(guest_json(&hybrid), r#""guest": { "partition-table": "gpt", "boot": [ "bios", "uefi" ] } }"#);
+    assert_eq!(guest_json(&esp_only), r#""guest": { "partition-table": "gpt", "boot": [ "uefi" ] } }"#);
+    assert_eq!(guest_json(&mbr), r#""guest": { "partition-table": "mbr", "boot": [ "bios" ] } }"#);
+    assert_eq!(guest_json(&blank), r#""guest": { "partition-table": "none", "boot": [ ] } }"#);
 }
 
 #[test]
 fn a_gpt_with_bad_header_checksums_is_reported_not_trusted() {
     let dir = tmp();
-    let path = disk(
-        dir.path(),
-        "bad.raw",
-        &format!("label: gpt\nsize=16MiB, type={ESP}\ntype={LINUX}\n"),
-        false,
-    );
+    let path = disk(dir.path(), "bad.raw", &format!("label: gpt\nsize=16MiB, type={ESP}\ntype={LINUX}\n"), false);
     {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
@@ -108,34 +81,14 @@ fn a_gpt_with_bad_header_checksums_is_reported_not_trusted() {
 fn ova_firmware_follows_the_guest() {
     let dir = tmp();
     let d = dir.path();
-    let esp_only = disk(
-        d,
-        "esp.raw",
-        &format!("label: gpt\nsize=16MiB, type={ESP}\ntype={LINUX}\n"),
-        false,
-    );
-    let hybrid = disk(
-        d,
-        "hybrid.raw",
-        &format!("label: gpt\nsize=1MiB, type={BIOS_BOOT}\nsize=16MiB, type={ESP}\n"),
-        true,
-    );
+    let esp_only = disk(d, "esp.raw", &format!("label: gpt\nsize=16MiB, type={ESP}\ntype={LINUX}\n"), false);
+    let hybrid =
+        disk(d, "hybrid.raw", &format!("label: gpt\nsize=1MiB, type={BIOS_BOOT}\nsize=16MiB, type={ESP}\n"), true);
     for (src, firmware) in [(&esp_only, "efi"), (&hybrid, "bios")] {
         let ovf = d.join(format!("{firmware}.ovf"));
-        let out = diskbridge_run(&[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "ovf",
-            src.to_str().unwrap(),
-            ovf.to_str().unwrap(),
-        ]);
+        let out = diskbridge_run(&["convert", "-f", "raw", "-O", "ovf", src.to_str().unwrap(), ovf.to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let xml = std::fs::read_to_string(&ovf).unwrap();
-        assert!(
-            xml.contains(&format!(r#"vmw:key="firmware" vmw:value="{firmware}""#)),
-            "{firmware}"
-        );
+        assert!(xml.contains(&format!(r#"vmw:key="firmware" vmw:value="{firmware}""#)), "{firmware}");
     }
 }

@@ -18,18 +18,7 @@ fn valid(dir: &Path) -> PathBuf {
     sparse_raw(&raw, 4 << 20, &[(0, 200_000), (2 << 20, 300_000)]);
     let img = dir.join("valid.qcow2");
     qemu_img(&["convert", "-c", "-f", "raw", "-O", "qcow2", s(&raw), s(&img)]);
-    ok(
-        "qemu-io",
-        &[
-            "-f",
-            "qcow2",
-            "-c",
-            "write -z 1M 64k",
-            "-c",
-            "write -P 0x5a 3M 64k",
-            s(&img),
-        ],
-    );
+    ok("qemu-io", &["-f", "qcow2", "-c", "write -z 1M 64k", "-c", "write -P 0x5a 3M 64k", s(&img)]);
     img
 }
 
@@ -58,20 +47,12 @@ fn assert_refused(input: &Path, keywords: &[&str]) {
     let took = start.elapsed();
     let err = String::from_utf8_lossy(&out.stderr);
     let name = input.file_name().unwrap().to_string_lossy();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{name}: expected exit 1, got {:?}: {err}",
-        out.status
-    );
+    assert_eq!(out.status.code(), Some(1), "{name}: expected exit 1, got {:?}: {err}", out.status);
     assert!(took < Duration::from_secs(10), "{name}: took {took:?}");
     assert!(!err.contains("panicked") && err.lines().count() == 1, "{name}: {err}");
     assert!(err.starts_with("diskbridge: "), "{name}: {err}");
     let lower = err.to_lowercase();
-    assert!(
-        keywords.iter().any(|k| lower.contains(&k.to_lowercase())),
-        "{name}: none of {keywords:?} in: {err}"
-    );
+    assert!(keywords.iter().any(|k| lower.contains(&k.to_lowercase())), "{name}: none of {keywords:?} in: {err}");
     assert!(!out_path.exists(), "{name}: left an output behind");
 }
 
@@ -89,32 +70,14 @@ fn corrupt_headers_are_refused_with_specific_errors() {
         (patched(&v, d, "cluster_bits63.qcow2", 20, 4, 63), &["cluster"]),
         (patched(&v, d, "huge_l1.qcow2", 36, 4, 0x7fff_ffff), &["L1"]),
         (patched(&v, d, "tiny_l1.qcow2", 36, 4, 0), &["L1"]),
-        (
-            patched(&v, d, "l1_beyond_eof.qcow2", 40, 8, 1 << 40),
-            &["L1", "end of file", "outside", "beyond"],
-        ),
-        (
-            patched(&v, d, "l1_unaligned.qcow2", 40, 8, l1_offset + 8),
-            &["L1", "align"],
-        ),
-        (
-            patched(&v, d, "huge_header_length.qcow2", 100, 4, 0x1000_0000),
-            &["header"],
-        ),
+        (patched(&v, d, "l1_beyond_eof.qcow2", 40, 8, 1 << 40), &["L1", "end of file", "outside", "beyond"]),
+        (patched(&v, d, "l1_unaligned.qcow2", 40, 8, l1_offset + 8), &["L1", "align"]),
+        (patched(&v, d, "huge_header_length.qcow2", 100, 4, 0x1000_0000), &["header"]),
         (patched(&v, d, "refcount_order7.qcow2", 96, 4, 7), &["refcount"]),
         (patched(&v, d, "aes.qcow2", 32, 4, 1), &["encrypt", "AES"]),
-        (
-            patched(&v, d, "unknown_incompat_bit.qcow2", 72, 8, 1 << 40),
-            &["feature", "incompatible"],
-        ),
-        (
-            patched(&v, d, "compression_bit_without_type.qcow2", 72, 8, 1 << 3),
-            &["compression"],
-        ),
-        (
-            patched(&v, d, "huge_virtual_size.qcow2", 24, 8, u64::MAX - 511),
-            &["size", "L1"],
-        ),
+        (patched(&v, d, "unknown_incompat_bit.qcow2", 72, 8, 1 << 40), &["feature", "incompatible"]),
+        (patched(&v, d, "compression_bit_without_type.qcow2", 72, 8, 1 << 3), &["compression"]),
+        (patched(&v, d, "huge_virtual_size.qcow2", 24, 8, u64::MAX - 511), &["size", "L1"]),
     ];
     for (path, keywords) in cases {
         assert_refused(&path, keywords);
@@ -155,42 +118,11 @@ fn chains_that_loop_or_miss_a_file_are_refused() {
     let dir = tmp();
     let d = dir.path();
     qemu_img(&["create", "-q", "-f", "qcow2", s(&d.join("a.qcow2")), "1M"]);
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "a.qcow2",
-        "-F",
-        "qcow2",
-        s(&d.join("b.qcow2")),
-    ]);
+    qemu_img(&["create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", s(&d.join("b.qcow2"))]);
     // Point a back at b with qemu-img's unsafe rebase: a loop qemu-img itself would hang on.
-    qemu_img(&[
-        "rebase",
-        "-u",
-        "-f",
-        "qcow2",
-        "-b",
-        "b.qcow2",
-        "-F",
-        "qcow2",
-        s(&d.join("a.qcow2")),
-    ]);
+    qemu_img(&["rebase", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", s(&d.join("a.qcow2"))]);
     assert_refused(&d.join("b.qcow2"), &["loop"]);
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "gone.qcow2",
-        "-F",
-        "qcow2",
-        s(&d.join("orphan.qcow2")),
-        "1M",
-    ]);
+    qemu_img(&["create", "-q", "-f", "qcow2", "-b", "gone.qcow2", "-F", "qcow2", s(&d.join("orphan.qcow2")), "1M"]);
     assert_refused(&d.join("orphan.qcow2"), &["gone.qcow2"]);
 }
 
@@ -233,25 +165,10 @@ fn files_that_are_not_images_or_are_cut_short() {
     let d = dir.path();
     let v = valid(d);
     let bytes = std::fs::read(&v).unwrap();
-    for (i, cut) in [4usize, 71, 104, 500, 0x10000, 0x30008, bytes.len() / 2, bytes.len() - 1]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, cut) in [4usize, 71, 104, 500, 0x10000, 0x30008, bytes.len() / 2, bytes.len() - 1].into_iter().enumerate() {
         let path = d.join(format!("cut{i}.qcow2"));
         std::fs::write(&path, &bytes[..cut]).unwrap();
-        assert_refused(
-            &path,
-            &[
-                "end of file",
-                "truncated",
-                "short",
-                "beyond",
-                "outside",
-                "header",
-                "L1",
-                "L2",
-            ],
-        );
+        assert_refused(&path, &["end of file", "truncated", "short", "beyond", "outside", "header", "L1", "L2"]);
     }
     let text = d.join("notes.qcow2");
     std::fs::write(&text, b"just some text, not a disk image").unwrap();

@@ -35,14 +35,7 @@ fn target(options: &str, seed: u64, out: &Path) -> Target {
 }
 
 fn convert_with(raw: &Path, out: &Path, layout: Layout, options: &str, seed: u64, threads: usize) {
-    convert_image(
-        open_image(raw, Some(Format::Raw)).unwrap(),
-        out,
-        layout,
-        options,
-        seed,
-        threads,
-    );
+    convert_image(open_image(raw, Some(Format::Raw)).unwrap(), out, layout, options, seed, threads);
 }
 
 fn convert_image(source: Box<dyn Image>, out: &Path, layout: Layout, options: &str, seed: u64, threads: usize) {
@@ -51,15 +44,7 @@ fn convert_image(source: Box<dyn Image>, out: &Path, layout: Layout, options: &s
         Layout::Stream => Box::new(StreamSink::new(std::fs::File::create(out).unwrap())),
     };
     let w = writer(&target(options, seed, out), source.virtual_size(), sink).unwrap();
-    run(
-        source,
-        w,
-        RunOptions {
-            threads,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    run(source, w, RunOptions { threads, ..Default::default() }).unwrap();
 }
 
 fn convert(raw: &Path, out: &Path, layout: Layout) {
@@ -84,37 +69,22 @@ fn check_structure(vmdk: &[u8], layout: Layout) {
     let at = |sector: u64| &vmdk[sector as usize * 512..];
     let header = at(0);
     assert_eq!((u32_at(header, 4), u32_at(header, 8)), (3, 0x30001), "version, flags");
-    assert_eq!(
-        (u64_at(header, 20), u32_at(header, 44), u64_at(header, 48)),
-        (128, 512, 0),
-        "grain, GTEs, RGD"
-    );
+    assert_eq!((u64_at(header, 20), u32_at(header, 44), u64_at(header, 48)), (128, 512, 0), "grain, GTEs, RGD");
     let capacity = u64_at(header, 12);
     let gt_count = capacity.div_ceil(128).div_ceil(512);
     let gd_sectors = (gt_count * 4).div_ceil(512);
     let metadata_marker = |sector: u64, num: u64, kind: u32| {
-        assert_eq!(
-            (u64_at(at(sector), 0), u32_at(at(sector), 8), u32_at(at(sector), 12)),
-            (num, 0, kind)
-        );
+        assert_eq!((u64_at(at(sector), 0), u32_at(at(sector), 8), u32_at(at(sector), 12)), (num, 0, kind));
         assert!(at(sector)[16..512].iter().all(|&b| b == 0));
     };
     let (gd_offset, mut pos) = match layout {
         Layout::File => {
             let overhead = 21 + gd_sectors + 4 * gt_count;
-            assert_eq!(
-                (u64_at(header, 56), u64_at(header, 64)),
-                (21, overhead),
-                "gdOffset, overHead"
-            );
+            assert_eq!((u64_at(header, 56), u64_at(header, 64)), (21, overhead), "gdOffset, overHead");
             (21, overhead)
         }
         Layout::Stream => {
-            assert_eq!(
-                (u64_at(header, 56), u64_at(header, 64)),
-                (u64::MAX, 128),
-                "GD_AT_END, overHead"
-            );
+            assert_eq!((u64_at(header, 56), u64_at(header, 64)), (u64::MAX, 128), "GD_AT_END, overHead");
             let footer = at(sectors - 2);
             assert_eq!(footer[..56], header[..56], "the footer is the header but for gdOffset");
             assert_eq!(footer[64..512], header[64..512]);
@@ -129,11 +99,7 @@ fn check_structure(vmdk: &[u8], layout: Layout) {
                 continue;
             }
             assert_eq!(grain, pos, "grain {gt}/{e} follows the previous one");
-            assert_eq!(
-                u64_at(at(grain), 0),
-                (gt * 512 + e as u64) * 128,
-                "marker LBA of grain {gt}/{e}"
-            );
+            assert_eq!(u64_at(at(grain), 0), (gt * 512 + e as u64) * 128, "marker LBA of grain {gt}/{e}");
             pos += (12 + u64::from(u32_at(at(grain), 8))).div_ceil(512);
         }
         match layout {
@@ -152,11 +118,7 @@ fn check_structure(vmdk: &[u8], layout: Layout) {
         metadata_marker(pos, 1, 3);
         pos += 2;
     }
-    assert_eq!(
-        pos + 1,
-        sectors,
-        "the end-of-stream sector comes next, and nothing after it"
-    );
+    assert_eq!(pos + 1, sectors, "the end-of-stream sector comes next, and nothing after it");
     assert!(at(pos)[..512].iter().all(|&b| b == 0), "end-of-stream marker");
 }
 
@@ -191,14 +153,9 @@ fn round_trip(size: u64, data_at: &[(u64, usize)], from: Source) {
         let out = dir.path().join("out.vmdk");
         match from {
             Source::Raw => convert(&raw, &out, layout),
-            Source::Islands => convert_image(
-                Box::new(Islands::like_sparse_raw(size, data_at)),
-                &out,
-                layout,
-                "",
-                SEED,
-                1,
-            ),
+            Source::Islands => {
+                convert_image(Box::new(Islands::like_sparse_raw(size, data_at)), &out, layout, "", SEED, 1)
+            }
         }
         check_against(&raw, &out, layout);
     }
@@ -232,20 +189,11 @@ fn empty_64k_disk_is_laid_out_like_vmdk_convert() {
     assert!(descriptor.contains("\nRW 128 SPARSE \"64KiB.vmdk\"\n"));
     assert!(descriptor.contains("\nddb.geometry.cylinders = \"1\"\n"));
     assert!(descriptor.ends_with("\nddb.toolsVersion = \"2147483647\""));
-    assert!(
-        b[512 + descriptor.len()..21 * 512].iter().all(|&x| x == 0),
-        "descriptor NUL-padded to sector 21"
-    );
+    assert!(b[512 + descriptor.len()..21 * 512].iter().all(|&x| x == 0), "descriptor NUL-padded to sector 21");
     assert_eq!(b[21 * 512..21 * 512 + 4], [22, 0, 0, 0], "GD at sector 21: GDE[0] = 22");
     assert!(b[21 * 512 + 4..22 * 512].iter().all(|&x| x == 0), "rest of the GD");
-    assert!(
-        b[22 * 512..26 * 512].iter().all(|&x| x == 0),
-        "GT[0] at sectors 22–25, no grains"
-    );
-    assert!(
-        b[26 * 512..].iter().all(|&x| x == 0),
-        "EOS at sector 26, nothing after it"
-    );
+    assert!(b[22 * 512..26 * 512].iter().all(|&x| x == 0), "GT[0] at sectors 22–25, no grains");
+    assert!(b[26 * 512..].iter().all(|&x| x == 0), "EOS at sector 26, nothing after it");
 
     // A source that holds 64 KiB of zeros gives the same file.
     let raw = dir.path().join("src.raw");
@@ -269,23 +217,11 @@ fn empty_64k_disk_as_a_stream() {
     assert_eq!(b.len(), 138 * 512);
     assert_eq!(u64_at(&b, 64), 128, "overHead");
     assert!(b[21 * 512..128 * 512].iter().all(|&x| x == 0), "padding up to overHead");
-    assert_eq!(
-        sector(128)[..16],
-        [4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
-        "GT marker (4 sectors)"
-    );
+    assert_eq!(sector(128)[..16], [4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], "GT marker (4 sectors)");
     assert!(b[129 * 512..133 * 512].iter().all(|&x| x == 0), "empty GT[0]");
-    assert_eq!(
-        sector(133)[..16],
-        [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0],
-        "GD marker (1 sector)"
-    );
+    assert_eq!(sector(133)[..16], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0], "GD marker (1 sector)");
     assert_eq!(sector(134)[..4], [129, 0, 0, 0], "GDE[0] = 129");
-    assert_eq!(
-        sector(135)[..16],
-        [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0],
-        "footer marker"
-    );
+    assert_eq!(sector(135)[..16], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0], "footer marker");
     assert_eq!(u64_at(sector(136), 56), 134, "footer gdOffset");
     assert_eq!(sector(137), [0; 512], "EOS");
     check_against(&raw, &out, Layout::Stream);
@@ -300,11 +236,7 @@ fn data_with_holes_and_a_partial_last_grain() {
 #[test]
 fn sparse_billion_bytes_with_data_at_the_very_end() {
     // 1,000,000,000 bytes: 30 grain tables, the last grain 51,712 bytes.
-    round_trip(
-        1_000_000_000,
-        &[(0, 4096), (33 << 20, 200_000), (999_999_000, 1000)],
-        Source::Islands,
-    );
+    round_trip(1_000_000_000, &[(0, 4096), (33 << 20, 200_000), (999_999_000, 1000)], Source::Islands);
 }
 
 #[test]
@@ -317,22 +249,14 @@ fn all_zero_disk() {
         convert(&raw, &out, layout);
         check_against(&raw, &out, layout);
         let expected = if layout == Layout::File { 27 } else { 138 };
-        assert_eq!(
-            std::fs::metadata(&out).unwrap().len(),
-            expected * 512,
-            "no grain stored"
-        );
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), expected * 512, "no grain stored");
     }
 }
 
 #[test]
 fn several_grain_tables_with_an_empty_one_between() {
     // 100 MiB = 4 tables of 32 MiB; the third holds nothing.
-    round_trip(
-        100 << 20,
-        &[(0, 1 << 20), (32 << 20, 3 << 20), ((100 << 20) - 70_000, 70_000)],
-        Source::Raw,
-    );
+    round_trip(100 << 20, &[(0, 1 << 20), (32 << 20, 3 << 20), ((100 << 20) - 70_000, 70_000)], Source::Raw);
 }
 
 #[test]
@@ -361,14 +285,7 @@ fn seed_line_options_and_errors_through_the_target() {
     let raw = dir.path().join("src.raw");
     sparse_raw(&raw, 1 << 20, &[(4096, 10_000)]);
     let out = dir.path().join("disk-0.vmdk");
-    convert_with(
-        &raw,
-        &out,
-        Layout::File,
-        "adapter_type=lsilogic,subformat=streamOptimized,compat6",
-        SEED,
-        2,
-    );
+    convert_with(&raw, &out, Layout::File, "adapter_type=lsilogic,subformat=streamOptimized,compat6", SEED, 2);
     let b = std::fs::read(&out).unwrap();
     let text = String::from_utf8_lossy(&b[512..21 * 512]);
     assert!(text.contains("ddb.virtualHWVersion = \"6\"\n"));
@@ -379,9 +296,7 @@ fn seed_line_options_and_errors_through_the_target() {
     let err = writer(&t, 1 << 20, sink).err().unwrap();
     assert_eq!(err.kind(), diskbridge::ErrorKind::Unsupported);
     let t = target("cluster_size=65536", SEED, &out);
-    let err = writer(&t, 1 << 20, Box::new(OutputFile::create(&out).unwrap()))
-        .err()
-        .unwrap();
+    let err = writer(&t, 1 << 20, Box::new(OutputFile::create(&out).unwrap())).err().unwrap();
     assert_eq!(err.message(), "Invalid parameter 'cluster_size' for format vmdk");
 }
 
@@ -394,15 +309,9 @@ struct Islands {
 impl Islands {
     /// The disk `sparse_raw(path, size, data_at)` writes.
     fn like_sparse_raw(size: u64, data_at: &[(u64, usize)]) -> Self {
-        let islands = data_at
-            .iter()
-            .enumerate()
-            .map(|(i, &(at, len))| (at, common::pattern(len, i as u64 + 1)))
-            .collect();
-        Islands {
-            info: ImageInfo::basic(Format::Raw, size),
-            islands,
-        }
+        let islands =
+            data_at.iter().enumerate().map(|(i, &(at, len))| (at, common::pattern(len, i as u64 + 1))).collect();
+        Islands { info: ImageInfo::basic(Format::Raw, size), islands }
     }
 }
 
@@ -416,21 +325,13 @@ impl Image for Islands {
         for (start, data) in &self.islands {
             let stop = start + data.len() as u64;
             if (*start..stop).contains(&offset) {
-                return Ok(Extent {
-                    offset,
-                    length: stop - offset,
-                    kind: ExtentKind::Data,
-                });
+                return Ok(Extent { offset, length: stop - offset, kind: ExtentKind::Data });
             }
             if *start > offset {
                 end = end.min(*start);
             }
         }
-        Ok(Extent {
-            offset,
-            length: end - offset,
-            kind: ExtentKind::Unallocated,
-        })
+        Ok(Extent { offset, length: end - offset, kind: ExtentKind::Unallocated })
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> diskbridge::Result<()> {
@@ -460,14 +361,7 @@ fn disk_larger_than_2_tib_with_data_past_it() {
     let dir = tmp();
     for layout in [Layout::File, Layout::Stream] {
         let out = dir.path().join("big.vmdk");
-        convert_image(
-            Box::new(Islands::like_sparse_raw(size, &data_at)),
-            &out,
-            layout,
-            "",
-            SEED,
-            2,
-        );
+        convert_image(Box::new(Islands::like_sparse_raw(size, &data_at)), &out, layout, "", SEED, 2);
         assert_check_clean(&out);
         let info = qemu_img(&["info", "--output=json", out.to_str().unwrap()]);
         assert!(info.contains(&format!("\"virtual-size\": {size},")), "{info}");

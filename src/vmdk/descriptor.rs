@@ -98,10 +98,7 @@ mod tests {
         VmdkOptions::from_options(&mut OptionList::parse(list).unwrap()).unwrap()
     }
 
-    const IDS: ContentIds = ContentIds {
-        cid: 0x26da83af,
-        long_prefix: [0x50389051, 0xfad884a0, 0xe03c1f58],
-    };
+    const IDS: ContentIds = ContentIds { cid: 0x26da83af, long_prefix: [0x50389051, 0xfad884a0, 0xe03c1f58] };
 
     #[test]
     fn default_text_is_vmdk_converts_with_the_real_name() {
@@ -133,18 +130,9 @@ ddb.toolsVersion = \"2147483647\"";
 
     #[test]
     fn options_reach_the_text() {
-        let t = text(
-            2 << 21,
-            "x.vmdk",
-            &opts("adapter_type=ide,compat6,toolsversion=12345"),
-            &IDS,
-        )
-        .unwrap();
+        let t = text(2 << 21, "x.vmdk", &opts("adapter_type=ide,compat6,toolsversion=12345"), &IDS).unwrap();
         assert!(t.contains("ddb.virtualHWVersion = \"6\"\n"));
-        assert!(
-            t.contains("ddb.geometry.cylinders = \"4162\"\n"),
-            "ceil(4194304 / (16 * 63))"
-        );
+        assert!(t.contains("ddb.geometry.cylinders = \"4162\"\n"), "ceil(4194304 / (16 * 63))");
         assert!(t.contains("ddb.geometry.heads = \"16\"\n"));
         assert!(t.contains("ddb.adapterType = \"ide\"\n"));
         assert!(t.ends_with("ddb.toolsVersion = \"12345\""));

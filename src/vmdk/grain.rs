@@ -61,10 +61,7 @@ fn zlib(data: &[u8], level: u32, out: &mut Vec<u8>, index: u64) -> Result<()> {
             // Incompressible data can outgrow the first guess.
             Ok(_) => out.reserve(out.capacity()),
             Err(e) => {
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    format!("Compressing grain {index} failed: {e}"),
-                ));
+                return Err(Error::new(ErrorKind::Io, format!("Compressing grain {index} failed: {e}")));
             }
         }
     }
@@ -95,10 +92,7 @@ mod tests {
         assert_eq!(out[0..8], (5u64 * 128).to_le_bytes(), "lba = grain index × 128 sectors");
         let size = u32::from_le_bytes(out[8..12].try_into().unwrap()) as usize;
         assert_eq!(out[12..14], [0x78, 0x9C], "zlib header, level 6");
-        assert!(
-            out.len() - 512 < 12 + size && 12 + size <= out.len(),
-            "no more than one sector of padding"
-        );
+        assert!(out.len() - 512 < 12 + size && 12 + size <= out.len(), "no more than one sector of padding");
         assert!(out[12 + size..].iter().all(|&b| b == 0));
         assert_eq!(inflate(&out[12..12 + size]), data);
     }

@@ -81,11 +81,7 @@ mod tests {
 
     #[test]
     fn header_bytes_field_by_field() {
-        let h = Header {
-            capacity: 0x0123_4567_89AB_CDEF,
-            gd_offset: 21,
-            overhead: 26,
-        };
+        let h = Header { capacity: 0x0123_4567_89AB_CDEF, gd_offset: 21, overhead: 26 };
         let b = h.to_bytes();
         #[rustfmt::skip]
         let expected: [u8; 79] = [
@@ -110,12 +106,7 @@ mod tests {
 
     #[test]
     fn gd_at_end_is_all_ones() {
-        let b = Header {
-            capacity: 128,
-            gd_offset: GD_AT_END,
-            overhead: 128,
-        }
-        .to_bytes();
+        let b = Header { capacity: 128, gd_offset: GD_AT_END, overhead: 128 }.to_bytes();
         assert_eq!(b[56..64], [0xFF; 8]);
     }
 }

@@ -47,12 +47,7 @@ mod tests {
     #[test]
     fn metadata_marker_bytes() {
         let m = metadata(Kind::GrainTable, 4);
-        assert_eq!(
-            m[..16],
-            [
-                4, 0, 0, 0, 0, 0, 0, 0, /* size */ 0, 0, 0, 0, /* type GT */ 1, 0, 0, 0
-            ]
-        );
+        assert_eq!(m[..16], [4, 0, 0, 0, 0, 0, 0, 0, /* size */ 0, 0, 0, 0, /* type GT */ 1, 0, 0, 0]);
         assert!(m[16..].iter().all(|&b| b == 0));
         assert_eq!(metadata(Kind::Footer, 1)[12], 3);
         assert_eq!(metadata(Kind::GrainDirectory, 1)[12], 2);

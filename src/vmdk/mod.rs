@@ -49,19 +49,14 @@ impl AdapterType {
     }
 
     fn from_name(name: &str) -> Result<Self> {
-        [
-            AdapterType::Ide,
-            AdapterType::BusLogic,
-            AdapterType::LsiLogic,
-            AdapterType::LegacyEsx,
-        ]
-        .into_iter()
-        .find(|a| a.name() == name)
-        .ok_or_else(|| {
-            Error::argument(format!(
-                "Unknown adapter type '{name}' (expected ide, buslogic, lsilogic or legacyESX)"
-            ))
-        })
+        [AdapterType::Ide, AdapterType::BusLogic, AdapterType::LsiLogic, AdapterType::LegacyEsx]
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                Error::argument(format!(
+                    "Unknown adapter type '{name}' (expected ide, buslogic, lsilogic or legacyESX)"
+                ))
+            })
     }
 }
 
@@ -112,8 +107,7 @@ impl VmdkOptions {
         let hw_version = match options.take("hwversion").as_deref() {
             None | Some("undefined") => None,
             Some(v) => Some(
-                v.parse::<u64>()
-                    .map_err(|_| Error::argument(format!("Invalid value '{v}' for option 'hwversion'")))?,
+                v.parse::<u64>().map_err(|_| Error::argument(format!("Invalid value '{v}' for option 'hwversion'")))?,
             ),
         };
         let hw_version = match (hw_version, compat6) {
@@ -128,12 +122,7 @@ impl VmdkOptions {
             Some(n @ 1..=9) => n as u32,
             Some(n) => return Err(Error::argument(format!("compression_level must be 1 to 9, not {n}"))),
         };
-        Ok(VmdkOptions {
-            adapter,
-            hw_version,
-            tools_version,
-            compression_level,
-        })
+        Ok(VmdkOptions { adapter, hw_version, tools_version, compression_level })
     }
 }
 

@@ -93,13 +93,7 @@ impl VmdkWriter {
         let (layout, overhead) = if sink.is_seekable() {
             (Layout::Front, FRONT_GD_OFFSET + gd_sectors + gt_count * GT_SECTORS)
         } else {
-            (
-                Layout::Stream {
-                    started: false,
-                    gd: Vec::new(),
-                },
-                STREAM_OVERHEAD,
-            )
+            (Layout::Stream { started: false, gd: Vec::new() }, STREAM_OVERHEAD)
         };
         Ok(VmdkWriter {
             sink,
@@ -121,22 +115,15 @@ impl VmdkWriter {
     fn place(&mut self, sectors: u64) -> Result<u64> {
         let start = self.next;
         if start + sectors > MAX_SECTORS {
-            return Err(
-                Error::limit("The VMDK would exceed 2 TiB, the most its 32-bit sector offsets address")
-                    .at(start * SECTOR),
-            );
+            return Err(Error::limit("The VMDK would exceed 2 TiB, the most its 32-bit sector offsets address")
+                .at(start * SECTOR));
         }
         self.next += sectors;
         Ok(start)
     }
 
     fn header(&self, gd_offset: u64) -> [u8; 512] {
-        Header {
-            capacity: self.capacity,
-            gd_offset,
-            overhead: self.overhead,
-        }
-        .to_bytes()
+        Header { capacity: self.capacity, gd_offset, overhead: self.overhead }.to_bytes()
     }
 
     /// Layout C's leading header and descriptor, which an append-only sink must get before anything else.
@@ -237,10 +224,8 @@ impl ImageWriter for VmdkWriter {
                 self.sink.write_at(at * SECTOR, &eos)?;
                 let first_gt = FRONT_GD_OFFSET + self.gd_sectors;
                 let gd: Vec<u32> = (0..self.gt_count).map(|i| (first_gt + i * GT_SECTORS) as u32).collect();
-                self.sink
-                    .write_at(FRONT_GD_OFFSET * SECTOR, &le_table(&gd, self.gd_sectors))?;
-                self.sink
-                    .write_at(DESCRIPTOR_OFFSET * SECTOR, self.descriptor.as_bytes())?;
+                self.sink.write_at(FRONT_GD_OFFSET * SECTOR, &le_table(&gd, self.gd_sectors))?;
+                self.sink.write_at(DESCRIPTOR_OFFSET * SECTOR, self.descriptor.as_bytes())?;
                 // The header goes last, so an interrupted file does not carry a valid magic (vmdk-convert gets
                 // the same from writing "kdmv" first and "KDMV" after an fsync).
                 self.sink.write_at(0, &self.header(FRONT_GD_OFFSET))?;
@@ -302,10 +287,7 @@ mod tests {
         w.next = MAX_SECTORS - 1;
         let last_sector = w.next;
         w.write_unit(0, grain(0)).unwrap();
-        assert_eq!(
-            w.gt[0] as u64, last_sector,
-            "the last addressable sector is still usable"
-        );
+        assert_eq!(w.gt[0] as u64, last_sector, "the last addressable sector is still usable");
         let err = w.write_unit(1, grain(1)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::LimitExceeded);
         assert_eq!(err.offset(), Some(MAX_SECTORS * SECTOR));
@@ -313,17 +295,9 @@ mod tests {
 
     #[test]
     fn empty_and_oversized_disks_are_refused() {
-        let new = |size| {
-            VmdkWriter::new(Box::new(MemorySink::default()), size, &opts(), 0, "a.vmdk")
-                .err()
-                .unwrap()
-        };
+        let new = |size| VmdkWriter::new(Box::new(MemorySink::default()), size, &opts(), 0, "a.vmdk").err().unwrap();
         assert_eq!(new(0).kind(), ErrorKind::InvalidArgument);
-        assert_eq!(
-            new(1 << 60).kind(),
-            ErrorKind::LimitExceeded,
-            "a 512 MiB grain directory"
-        );
+        assert_eq!(new(1 << 60).kind(), ErrorKind::LimitExceeded, "a 512 MiB grain directory");
         let long = "x".repeat(10_000);
         assert!(VmdkWriter::new(Box::new(MemorySink::default()), 512, &opts(), 0, &long).is_err());
     }
@@ -333,9 +307,6 @@ mod tests {
         let sink = Box::new(StreamSink::new(Vec::new()));
         let w = VmdkWriter::new(sink, 512, &opts(), 0, "").unwrap();
         assert!(matches!(w.layout, Layout::Stream { .. }));
-        assert!(
-            w.descriptor.contains("RW 1 SPARSE \"disk\""),
-            "vmdk-convert's name when there is none"
-        );
+        assert!(w.descriptor.contains("RW 1 SPARSE \"disk\""), "vmdk-convert's name when there is none");
     }
 }

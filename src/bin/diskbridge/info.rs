@@ -27,11 +27,7 @@ pub fn collect(filename: &str, image: &mut dyn Image, chain: bool) -> Result<Vec
     while let Some(img) = current {
         let (allocated, zero) = tally(img)?;
         // The guest's partition table describes the whole chain's view, so it is read on the top image only.
-        let guest = if reports.is_empty() {
-            Some(guest::inspect(img)?)
-        } else {
-            None
-        };
+        let guest = if reports.is_empty() { Some(guest::inspect(img)?) } else { None };
         let info = img.info().clone();
         let next_name = info.full_backing_filename.clone();
         reports.push(Report {
@@ -129,11 +125,7 @@ pub fn human(reports: &[Report]) -> String {
         );
         if let Some(g) = &r.guest {
             let boot: Vec<&str> = g.boot.iter().map(|b| b.name()).collect();
-            let boot = if boot.is_empty() {
-                "none found".to_string()
-            } else {
-                boot.join(", ")
-            };
+            let boot = if boot.is_empty() { "none found".to_string() } else { boot.join(", ") };
             s += &format!("partition table: {}\nboots with: {boot}\n", g.table.name());
             for p in &g.problems {
                 s += &format!("partition table problem: {p}\n");
@@ -152,10 +144,7 @@ pub fn human(reports: &[Report]) -> String {
 
 fn json_one(r: &Report) -> Json {
     let i = &r.info;
-    let mut f = vec![
-        ("virtual-size", Json::Number(i.virtual_size)),
-        ("filename", Json::String(r.filename.clone())),
-    ];
+    let mut f = vec![("virtual-size", Json::Number(i.virtual_size)), ("filename", Json::String(r.filename.clone()))];
     if let Some(c) = i.cluster_size {
         f.push(("cluster-size", Json::Number(c)));
     }
@@ -172,10 +161,7 @@ fn json_one(r: &Report) -> Json {
     }
     if let Some((kind, fields)) = i.specific.as_ref().map(specific_fields) {
         let data = Json::Object(fields);
-        f.push((
-            "format-specific",
-            Json::Object(vec![("type", Json::String(kind.into())), ("data", data)]),
-        ));
+        f.push(("format-specific", Json::Object(vec![("type", Json::String(kind.into())), ("data", data)])));
     }
     f.push(("dirty-flag", Json::Bool(i.dirty)));
     f.push(("allocated-bytes", Json::Number(r.allocated)));
@@ -183,16 +169,10 @@ fn json_one(r: &Report) -> Json {
     if let Some(g) = &r.guest {
         let mut fields = vec![
             ("partition-table", Json::String(g.table.name().into())),
-            (
-                "boot",
-                Json::Array(g.boot.iter().map(|b| Json::String(b.name().into())).collect()),
-            ),
+            ("boot", Json::Array(g.boot.iter().map(|b| Json::String(b.name().into())).collect())),
         ];
         if !g.problems.is_empty() {
-            fields.push((
-                "problems",
-                Json::Array(g.problems.iter().map(|p| Json::String(p.clone())).collect()),
-            ));
+            fields.push(("problems", Json::Array(g.problems.iter().map(|p| Json::String(p.clone())).collect())));
         }
         f.push(("guest", Json::Object(fields)));
     }
@@ -203,14 +183,7 @@ fn json_one(r: &Report) -> Json {
 /// keys with spaces, as qemu-img does.
 fn specific_fields(specific: &FormatSpecific) -> (&'static str, Vec<(&'static str, Json)>) {
     match specific {
-        FormatSpecific::Qcow2 {
-            compat,
-            compression_type,
-            lazy_refcounts,
-            refcount_bits,
-            corrupt,
-            extended_l2,
-        } => (
+        FormatSpecific::Qcow2 { compat, compression_type, lazy_refcounts, refcount_bits, corrupt, extended_l2 } => (
             "qcow2",
             vec![
                 ("compat", Json::String(compat.clone())),
@@ -226,11 +199,7 @@ fn specific_fields(specific: &FormatSpecific) -> (&'static str, Vec<(&'static st
 
 /// The JSON form: one object, or an array with `--backing-chain`, as qemu-img prints them.
 pub fn json(reports: &[Report], chain: bool) -> String {
-    if chain {
-        Json::Array(reports.iter().map(json_one).collect()).render()
-    } else {
-        json_one(&reports[0]).render()
-    }
+    if chain { Json::Array(reports.iter().map(json_one).collect()).render() } else { json_one(&reports[0]).render() }
 }
 
 #[cfg(test)]

@@ -84,9 +84,6 @@ mod tests {
             ("b", Json::String("x\"\u{1}".into())),
             ("c", Json::Array(vec![Json::Bool(true)])),
         ]);
-        assert_eq!(
-            j.render(),
-            "{\n    \"a\": 1,\n    \"b\": \"x\\\"\\u0001\",\n    \"c\": [\n        true\n    ]\n}"
-        );
+        assert_eq!(j.render(), "{\n    \"a\": 1,\n    \"b\": \"x\\\"\\u0001\",\n    \"c\": [\n        true\n    ]\n}");
     }
 }

@@ -93,15 +93,7 @@ fn format_arg(value: &str) -> Result<Format, Failure> {
 }
 
 fn positionals(args: &[Arg]) -> Vec<&str> {
-    args.iter()
-        .filter_map(|a| {
-            if let Arg::Positional(p) = a {
-                Some(p.as_str())
-            } else {
-                None
-            }
-        })
-        .collect()
+    args.iter().filter_map(|a| if let Arg::Positional(p) = a { Some(p.as_str()) } else { None }).collect()
 }
 
 fn open_input(path: &str, format: Option<Format>) -> Result<Box<dyn Image>, Failure> {
@@ -134,11 +126,7 @@ fn cmd_info(argv: &[String]) -> Result<(), Failure> {
     };
     let mut image = open_input(path, format)?;
     let reports = info::collect(path, image.as_mut(), chain).map_err(|e| Failure::Error(Some(path.into()), e))?;
-    let text = if json {
-        info::json(&reports, chain)
-    } else {
-        info::human(&reports)
-    };
+    let text = if json { info::json(&reports, chain) } else { info::human(&reports) };
     println!("{}", text.trim_end());
     Ok(())
 }
@@ -146,17 +134,12 @@ fn cmd_info(argv: &[String]) -> Result<(), Failure> {
 /// Seed for random fields: `DISKBRIDGE_SEED`, or fresh randomness from the OS (std's hasher keys).
 fn seed() -> Result<u64, Failure> {
     match std::env::var("DISKBRIDGE_SEED") {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| Failure::Usage(format!("DISKBRIDGE_SEED must be a whole number, not '{v}'"))),
+        Ok(v) => v.parse().map_err(|_| Failure::Usage(format!("DISKBRIDGE_SEED must be a whole number, not '{v}'"))),
         Err(_) => {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
             h.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos(),
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
             );
             Ok(h.finish())
         }
@@ -166,13 +149,10 @@ fn seed() -> Result<u64, Failure> {
 /// Timestamp for the output: `SOURCE_DATE_EPOCH`, or now.
 fn epoch() -> Result<u64, Failure> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| Failure::Usage(format!("SOURCE_DATE_EPOCH must be a whole number, not '{v}'"))),
-        Err(_) => Ok(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)),
+        Ok(v) => v.parse().map_err(|_| Failure::Usage(format!("SOURCE_DATE_EPOCH must be a whole number, not '{v}'"))),
+        Err(_) => {
+            Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+        }
     }
 }
 
@@ -180,27 +160,18 @@ fn target_for(format: Format, options: OptionList, output: &str) -> Result<Targe
     let output_name = if output == "-" {
         "disk".to_string()
     } else {
-        Path::new(output)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| output.to_string())
+        Path::new(output).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| output.to_string())
     };
-    Ok(Target {
-        format,
-        options,
-        seed: seed()?,
-        epoch: epoch()?,
-        output_name,
-    })
+    Ok(Target { format, options, seed: seed()?, epoch: epoch()?, output_name })
 }
 
 /// Converts `source` into `output` (a path or `-`), removing any partial output on failure or Ctrl-C.
 fn write_image(source: Box<dyn Image>, target: &Target, output: &str, progress: bool) -> Result<(), Failure> {
     let size = source.virtual_size();
     let threads = match std::env::var("DISKBRIDGE_THREADS") {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| Failure::Usage(format!("DISKBRIDGE_THREADS must be a whole number, not '{v}'")))?,
+        Ok(v) => {
+            v.parse().map_err(|_| Failure::Usage(format!("DISKBRIDGE_THREADS must be a whole number, not '{v}'")))?
+        }
         Err(_) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
     let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed));
@@ -237,11 +208,7 @@ fn write_image(source: Box<dyn Image>, target: &Target, output: &str, progress: 
         staged.push(s);
         target::writer(target, size, Box::new(file)).map_err(failed)?
     };
-    let opts = RunOptions {
-        threads,
-        progress: progress.then_some(&mut show as _),
-        cancel: Some(&CANCEL),
-    };
+    let opts = RunOptions { threads, progress: progress.then_some(&mut show as _), cancel: Some(&CANCEL) };
     run(source, writer, opts).map_err(failed)?;
     for s in staged {
         s.commit().map_err(failed)?;
@@ -265,9 +232,7 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
             // Accepted for qemu-img compatibility; they tune qemu's own I/O and mean nothing here.
             Arg::Short('m' | 'S' | 't' | 'T' | 'W', _) => {}
             Arg::Short('c', None) => {
-                return Err(Failure::Usage(
-                    "-c (compressed output) needs -O qcow2, which is not supported yet".into(),
-                ));
+                return Err(Failure::Usage("-c (compressed output) needs -O qcow2, which is not supported yet".into()));
             }
             Arg::Positional(_) => {}
             other => return Err(Failure::Usage(format!("convert: unsupported option {other:?}"))),
@@ -277,10 +242,7 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
         return Err(Failure::Usage("convert needs INPUT and OUTPUT".into()));
     };
     if output != "-" && output::same_file(Path::new(input), Path::new(output)) {
-        return Err(Failure::Error(
-            Some(output.into()),
-            Error::argument("Refusing to overwrite the input image"),
-        ));
+        return Err(Failure::Error(Some(output.into()), Error::argument("Refusing to overwrite the input image")));
     }
     let source = open_input(input, in_format)?;
     let target = target_for(out_format, options, output)?;
@@ -300,14 +262,9 @@ fn cmd_create(argv: &[String]) -> Result<(), Failure> {
         }
     }
     let pos = positionals(&parsed);
-    let option_size = options
-        .take_size("size")
-        .map_err(|e| Failure::Usage(e.message().into()))?;
+    let option_size = options.take_size("size").map_err(|e| Failure::Usage(e.message().into()))?;
     let (output, size) = match (&pos[..], option_size) {
-        ([output, size], _) => (
-            *output,
-            parse_size(size).map_err(|e| Failure::Usage(e.message().into()))?,
-        ),
+        ([output, size], _) => (*output, parse_size(size).map_err(|e| Failure::Usage(e.message().into()))?),
         ([output], Some(size)) => (*output, size),
         _ => return Err(Failure::Usage("create needs OUTPUT and SIZE".into())),
     };
