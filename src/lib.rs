@@ -9,6 +9,7 @@
 //!   descriptor for ESXi.
 #![deny(missing_docs)]
 
+pub mod compare;
 pub mod convert;
 pub mod error;
 pub mod extent;

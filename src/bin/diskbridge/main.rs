@@ -23,6 +23,7 @@ usage: diskbridge COMMAND [OPTIONS]
   info [-f FMT] [--output=human|json] [--backing-chain] FILE
   convert [-p] [-q] [-f FMT] [-O FMT] [-o OPTIONS] [-m THREADS] INPUT OUTPUT
   create [-q] [-f FMT] [-o OPTIONS] OUTPUT [SIZE]
+  compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2   (exit 0 identical, 1 different, 2 error)
 
 Formats: qcow2 (read), raw, vmdk (write: streamOptimized for ESXi), vhdx (write: dynamic).
 OUTPUT '-' writes to standard output. DISKBRIDGE_SEED=N makes random fields reproducible;
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         Some("info") => cmd_info(&argv[1..]),
         Some("convert") => cmd_convert(&argv[1..]),
         Some("create") => cmd_create(&argv[1..]),
+        Some("compare") => return cmd_compare(&argv[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())
@@ -247,6 +249,80 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     let source = open_input(input, in_format)?;
     let target = target_for(out_format, options, output)?;
     write_image(source, &target, output, progress)
+}
+
+/// `compare` has qemu-img's exit codes: 0 identical, 1 different, 2 for any error, usage included.
+fn cmd_compare(argv: &[String]) -> ExitCode {
+    use diskbridge::compare::{Comparison, compare};
+    let fail = |message: String| {
+        eprintln!("diskbridge: {message}");
+        ExitCode::from(2)
+    };
+    let parsed = match args::parse(argv, "fF", &[]) {
+        Ok(p) => p,
+        Err(e) => return fail(e.0),
+    };
+    let (mut formats, mut strict, mut progress, mut quiet) = ([None, None], false, false, false);
+    for a in &parsed {
+        match a {
+            Arg::Short(c @ ('f' | 'F'), Some(f)) => match Format::from_name(f) {
+                Ok(f) => formats[usize::from(*c == 'F')] = Some(f),
+                Err(e) => return fail(e.message().to_string()),
+            },
+            Arg::Short('s', None) => strict = true,
+            Arg::Short('p', None) => progress = true,
+            Arg::Short('q', None) => quiet = true,
+            Arg::Positional(_) => {}
+            other => return fail(format!("compare: unsupported option {other:?}")),
+        }
+    }
+    let [first, second] = positionals(&parsed)[..] else {
+        return fail("compare needs two images".into());
+    };
+    let open = |path: &str, format| match open_input(path, format) {
+        Ok(image) => Ok(image),
+        Err(Failure::Error(file, e)) => Err(format!("{}: {e}", e.file().map(str::to_string).or(file).unwrap_or_default())),
+        Err(Failure::Usage(m)) => Err(m),
+    };
+    let (mut a, mut b) = match (open(first, formats[0]), open(second, formats[1])) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(m), _) | (_, Err(m)) => return fail(m),
+    };
+    let mut show = |done: u64, total: u64| {
+        if progress {
+            eprint!("    ({:.2}/100%)\r", (done * 10000).checked_div(total).unwrap_or(10000) as f64 / 100.0);
+        }
+    };
+    let result = compare(a.as_mut(), b.as_mut(), strict, &mut show);
+    if progress {
+        eprintln!();
+    }
+    let say = |line: &str| {
+        if !quiet {
+            println!("{line}");
+        }
+    };
+    match result {
+        Err(e) => fail(format!("{}{e}", e.file().map(|f| format!("{f}: ")).unwrap_or_default())),
+        Ok(Comparison::SizeMismatch) => {
+            say("Strict mode: Image size mismatch!");
+            ExitCode::from(1)
+        }
+        Ok(Comparison::Identical { sizes_differ }) => {
+            if sizes_differ {
+                say("Warning: Image size mismatch!");
+            }
+            say("Images are identical.");
+            ExitCode::SUCCESS
+        }
+        Ok(Comparison::Mismatch { offset, sizes_differ }) => {
+            if sizes_differ {
+                say("Warning: Image size mismatch!");
+            }
+            say(&format!("Content mismatch at offset {offset}!"));
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn cmd_create(argv: &[String]) -> Result<(), Failure> {
