@@ -66,6 +66,10 @@ const HEADER_COOKIE: &[u8; 8] = b"cxsparse";
 /// Largest virtual size qemu accepts: 0xff00_0000 sectors (2040 GiB), the BAT's reach with 2 MiB blocks.
 pub const MAX_VIRTUAL_SIZE: u64 = 0xff00_0000 * SECTOR;
 
+/// Largest block accepted (the specification's default is 2 MiB; Hyper-V also writes 512 KiB). Bounds the
+/// cached sector bitmap to 64 KiB.
+pub const MAX_BLOCK_SIZE: u32 = 256 << 20;
+
 /// The geometry Hyper-V and others write when the size does not fit CHS: 65535 cylinders, 16 heads, 255
 /// sectors. With it the geometry says nothing about the size.
 const MAX_GEOMETRY_SECTORS: u64 = 65535 * 16 * 255;
@@ -255,12 +259,12 @@ pub struct DynamicHeader {
 }
 
 impl DynamicHeader {
-    /// Parses and checks a 1024-byte dynamic disk header found at file offset `at`. The block size is only decoded here; the reader
-    /// checks it against its limits.
+    /// Parses and checks a 1024-byte dynamic disk header found at file offset `at`.
     ///
     /// # Errors
-    /// `Corrupt` on a bad cookie, a checksum mismatch or an undecodable parent name; `Unsupported` for a header
-    /// version other than 1.x.
+    /// `Corrupt` on a bad cookie, a checksum mismatch, a block size that is not a power of two of at least 512,
+    /// or an undecodable parent name; `LimitExceeded` for a block size above [`MAX_BLOCK_SIZE`]; `Unsupported`
+    /// for a header version other than 1.x.
     pub fn parse(buf: &[u8], at: u64) -> Result<DynamicHeader> {
         let buf = &buf[..HEADER_SIZE];
         if !buf.starts_with(HEADER_COOKIE) {
@@ -282,6 +286,19 @@ impl DynamicHeader {
                 Error::unsupported(format!("VHD dynamic disk header version {version:#010x} is not 1.x"))
                     .at(at + header::HEADER_VERSION as u64),
             );
+        }
+        let block_size = BigEndian::read_u32(&buf[header::BLOCK_SIZE..]);
+        if !block_size.is_power_of_two() || u64::from(block_size) < SECTOR {
+            return Err(Error::corrupt(format!(
+                "VHD block size {block_size} is not a power of two of at least 512"
+            ))
+            .at(at + header::BLOCK_SIZE as u64));
+        }
+        if block_size > MAX_BLOCK_SIZE {
+            return Err(Error::limit(format!(
+                "VHD block size {block_size} exceeds the {MAX_BLOCK_SIZE}-byte limit"
+            ))
+            .at(at + header::BLOCK_SIZE as u64));
         }
         let name: Vec<u16> = buf[header::PARENT_UNICODE_NAME..header::PARENT_LOCATORS]
             .chunks_exact(2)
@@ -313,7 +330,7 @@ impl DynamicHeader {
         Ok(DynamicHeader {
             table_offset: BigEndian::read_u64(&buf[header::TABLE_OFFSET..]),
             max_table_entries: BigEndian::read_u32(&buf[header::MAX_TABLE_ENTRIES..]),
-            block_size: BigEndian::read_u32(&buf[header::BLOCK_SIZE..]),
+            block_size,
             parent_unique_id: buf[header::PARENT_UNIQUE_ID..header::PARENT_UNIQUE_ID + 16]
                 .try_into()
                 .expect("16 bytes"),
