@@ -36,7 +36,7 @@ mod footer {
 }
 
 /// Dynamic disk header field offsets.
-mod header {
+mod dynamic {
     /// `char[8]` cookie, "cxsparse".
     pub const COOKIE: usize = 0;
     /// `u64` absolute offset of the block allocation table.
@@ -269,47 +269,47 @@ impl DynamicHeader {
         let buf = &buf[..HEADER_SIZE];
         if !buf.starts_with(HEADER_COOKIE) {
             return Err(
-                Error::corrupt("VHD dynamic disk header has no 'cxsparse' cookie").at(at + header::COOKIE as u64)
+                Error::corrupt("VHD dynamic disk header has no 'cxsparse' cookie").at(at + dynamic::COOKIE as u64)
             );
         }
-        let stored = BigEndian::read_u32(&buf[header::CHECKSUM..]);
-        let computed = checksum(buf, header::CHECKSUM);
+        let stored = BigEndian::read_u32(&buf[dynamic::CHECKSUM..]);
+        let computed = checksum(buf, dynamic::CHECKSUM);
         if stored != computed {
             return Err(Error::corrupt(format!(
                 "VHD dynamic disk header checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
             ))
-            .at(at + header::CHECKSUM as u64));
+            .at(at + dynamic::CHECKSUM as u64));
         }
-        let version = BigEndian::read_u32(&buf[header::HEADER_VERSION..]);
+        let version = BigEndian::read_u32(&buf[dynamic::HEADER_VERSION..]);
         if version >> 16 != 1 {
             return Err(
                 Error::unsupported(format!("VHD dynamic disk header version {version:#010x} is not 1.x"))
-                    .at(at + header::HEADER_VERSION as u64),
+                    .at(at + dynamic::HEADER_VERSION as u64),
             );
         }
-        let block_size = BigEndian::read_u32(&buf[header::BLOCK_SIZE..]);
+        let block_size = BigEndian::read_u32(&buf[dynamic::BLOCK_SIZE..]);
         if !block_size.is_power_of_two() || u64::from(block_size) < SECTOR {
             return Err(Error::corrupt(format!(
                 "VHD block size {block_size} is not a power of two of at least 512"
             ))
-            .at(at + header::BLOCK_SIZE as u64));
+            .at(at + dynamic::BLOCK_SIZE as u64));
         }
         if block_size > MAX_BLOCK_SIZE {
             return Err(Error::limit(format!(
                 "VHD block size {block_size} exceeds the {MAX_BLOCK_SIZE}-byte limit"
             ))
-            .at(at + header::BLOCK_SIZE as u64));
+            .at(at + dynamic::BLOCK_SIZE as u64));
         }
-        let name: Vec<u16> = buf[header::PARENT_UNICODE_NAME..header::PARENT_LOCATORS]
+        let name: Vec<u16> = buf[dynamic::PARENT_UNICODE_NAME..dynamic::PARENT_LOCATORS]
             .chunks_exact(2)
             .map(BigEndian::read_u16)
             .take_while(|&u| u != 0)
             .collect();
         let parent_name = String::from_utf16(&name).map_err(|_| {
-            Error::corrupt("VHD parent name is not valid UTF-16").at(at + header::PARENT_UNICODE_NAME as u64)
+            Error::corrupt("VHD parent name is not valid UTF-16").at(at + dynamic::PARENT_UNICODE_NAME as u64)
         })?;
-        let mut locators: Vec<ParentLocator> = buf[header::PARENT_LOCATORS..]
-            .chunks_exact(header::LOCATOR_SIZE)
+        let mut locators: Vec<ParentLocator> = buf[dynamic::PARENT_LOCATORS..]
+            .chunks_exact(dynamic::LOCATOR_SIZE)
             .take(8)
             .filter_map(|entry| {
                 let platform = match &entry[..4] {
@@ -328,10 +328,10 @@ impl DynamicHeader {
             .collect();
         locators.sort_by_key(|l| l.platform != Platform::WindowsRelative);
         Ok(DynamicHeader {
-            table_offset: BigEndian::read_u64(&buf[header::TABLE_OFFSET..]),
-            max_table_entries: BigEndian::read_u32(&buf[header::MAX_TABLE_ENTRIES..]),
+            table_offset: BigEndian::read_u64(&buf[dynamic::TABLE_OFFSET..]),
+            max_table_entries: BigEndian::read_u32(&buf[dynamic::MAX_TABLE_ENTRIES..]),
             block_size,
-            parent_unique_id: buf[header::PARENT_UNIQUE_ID..header::PARENT_UNIQUE_ID + 16]
+            parent_unique_id: buf[dynamic::PARENT_UNIQUE_ID..dynamic::PARENT_UNIQUE_ID + 16]
                 .try_into()
                 .expect("16 bytes"),
             parent_name,
@@ -415,19 +415,19 @@ pub(crate) mod tests {
         let mut h = vec![0u8; HEADER_SIZE];
         h[..8].copy_from_slice(HEADER_COOKIE);
         BigEndian::write_u64(&mut h[8..], u64::MAX); // data offset: unused, all ones
-        BigEndian::write_u64(&mut h[header::TABLE_OFFSET..], table_offset);
-        BigEndian::write_u32(&mut h[header::HEADER_VERSION..], 0x0001_0000);
-        BigEndian::write_u32(&mut h[header::MAX_TABLE_ENTRIES..], entries);
-        BigEndian::write_u32(&mut h[header::BLOCK_SIZE..], block_size);
-        h[header::PARENT_UNIQUE_ID..header::PARENT_UNIQUE_ID + 16].copy_from_slice(&[2; 16]);
+        BigEndian::write_u64(&mut h[dynamic::TABLE_OFFSET..], table_offset);
+        BigEndian::write_u32(&mut h[dynamic::HEADER_VERSION..], 0x0001_0000);
+        BigEndian::write_u32(&mut h[dynamic::MAX_TABLE_ENTRIES..], entries);
+        BigEndian::write_u32(&mut h[dynamic::BLOCK_SIZE..], block_size);
+        h[dynamic::PARENT_UNIQUE_ID..dynamic::PARENT_UNIQUE_ID + 16].copy_from_slice(&[2; 16]);
         for (i, (platform, offset, length)) in locators.iter().enumerate() {
-            let e = &mut h[header::PARENT_LOCATORS + i * header::LOCATOR_SIZE..];
+            let e = &mut h[dynamic::PARENT_LOCATORS + i * dynamic::LOCATOR_SIZE..];
             e[..4].copy_from_slice(*platform);
             BigEndian::write_u32(&mut e[4..], length.div_ceil(512)); // data space, in sectors
             BigEndian::write_u32(&mut e[8..], *length);
             BigEndian::write_u64(&mut e[16..], *offset);
         }
-        seal(&mut h, header::CHECKSUM);
+        seal(&mut h, dynamic::CHECKSUM);
         h
     }
 
