@@ -156,13 +156,15 @@ impl Blocks {
         file.read_exact_at(table_at, &mut bat)?;
         let bitmap_size = bitmap_size(block_size);
         // Checking every block up front (as qemu does) makes a truncated download fail at open, before any
-        // output is written, and lets reads trust the BAT.
+        // output is written, and lets reads trust the BAT. Unlike qemu we also want the trailing footer after
+        // the last block: without it the file was cut, even if just inside the footer.
+        let blocks_end = file.len() - FOOTER_SIZE as u64;
         for (index, entry) in bat.chunks_exact(4).enumerate() {
             if let BlockState::At(at) = BatEntry(BigEndian::read_u32(entry)).state()
-                && at + bitmap_size + block_size > file.len()
+                && at + bitmap_size + block_size > blocks_end
             {
                 return Err(Error::corrupt(format!(
-                    "VHD block {index} at {at:#x} lies beyond the end of the file (truncated?)"
+                    "VHD block {index} at {at:#x} runs into the footer or past the end of the file (truncated?)"
                 ))
                 .at(table_at + 4 * index as u64));
             }
