@@ -114,13 +114,19 @@ fn force_size_vhds_keep_the_exact_size() {
     check_round_trip("subformat=fixed,force_size=on", SOURCE_SIZE);
 }
 
-/// Rewrites the creator application of the footer at `at` and reseals its checksum.
-fn set_creator(file: &mut [u8], at: usize, creator: &[u8; 4]) {
-    let footer = &mut file[at..at + 512];
-    footer[28..32].copy_from_slice(creator);
-    footer[64..68].fill(0);
-    let sum = !footer.iter().fold(0u32, |a, &b| a.wrapping_add(u32::from(b)));
-    footer[64..68].copy_from_slice(&sum.to_be_bytes());
+/// Recomputes the checksum at `field` of the `len`-byte footer or header at `at`: the one's complement of the
+/// byte sum with the field counted as zero.
+fn reseal(file: &mut [u8], at: usize, len: usize, field: usize) {
+    let structure = &mut file[at..at + len];
+    structure[field..field + 4].fill(0);
+    let sum = !structure.iter().fold(0u32, |a, &b| a.wrapping_add(u32::from(b)));
+    structure[field..field + 4].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Footer fields: creator application at 28, disk type at 60, checksum at 64, unique id at 68.
+fn patch_footer(file: &mut [u8], at: usize, offset: usize, value: &[u8]) {
+    file[at + offset..at + offset + value.len()].copy_from_slice(value);
+    reseal(file, at, 512, 64);
 }
 
 #[test]
@@ -146,7 +152,7 @@ fn azure_fixed_vhd_reads_its_exact_size() {
     assert_eq!(file.len() as u64, (16 << 20) + 512);
     for creator in [b"wa\0\0", b"win "] {
         let at = file.len() - 512;
-        set_creator(&mut file, at, creator);
+        patch_footer(&mut file, at, 28, creator);
         std::fs::write(&vhd, &file).unwrap();
         assert_eq!(qemu_virtual_size(&vhd), 16 << 20);
         let out = convert_to_raw(&vhd).unwrap();
@@ -188,6 +194,78 @@ fn large_sparse_dynamic_vhd_maps_only_its_blocks() {
     drop(image);
     let out = convert_to_raw(&vhd).unwrap();
     assert_same_guest(&raw, &out);
+}
+
+#[test]
+fn differencing_vhd_reads_through_to_its_parent_beside_it() {
+    // qemu-img cannot write differencing VHDs, so one of its dynamic VHDs is turned into one: disk type 4,
+    // the parent's unique id, a relative Windows locator (in the header's reserved tail), and a block whose
+    // first 8 sectors are left to the parent.
+    let dir = tmp();
+    let size = 4u64 << 20;
+    let (parent_raw, child_raw) = (dir.path().join("parent.raw"), dir.path().join("child.raw"));
+    sparse_raw(&parent_raw, size, &[(0, size as usize)]);
+    sparse_raw(&child_raw, size, &[(1 << 20, 4096)]);
+    let parent = dir.path().join("parent.vhd");
+    qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vpc",
+        "-o",
+        "subformat=fixed,force_size=on",
+        s(&parent_raw),
+        s(&parent),
+    ]);
+    let child = dir.path().join("child.vhd");
+    qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vpc",
+        "-o",
+        "force_size=on",
+        s(&child_raw),
+        s(&child),
+    ]);
+
+    let parent_bytes = std::fs::read(&parent).unwrap();
+    let parent_id = &parent_bytes[parent_bytes.len() - 512 + 68..][..16];
+    let mut file = std::fs::read(&child).unwrap();
+    for at in [0, file.len() - 512] {
+        patch_footer(&mut file, at, 60, &4u32.to_be_bytes());
+    }
+    let (header, locator_data) = (512, 512 + 768);
+    file[header + 40..header + 56].copy_from_slice(parent_id);
+    let path: Vec<u8> = ".\\parent.vhd".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let locator = header + 576;
+    file[locator..locator + 4].copy_from_slice(b"W2ru");
+    file[locator + 4..locator + 8].copy_from_slice(&1u32.to_be_bytes()); // data space: one sector
+    file[locator + 8..locator + 12].copy_from_slice(&(path.len() as u32).to_be_bytes());
+    file[locator + 16..locator + 24].copy_from_slice(&(locator_data as u64).to_be_bytes());
+    file[locator_data..locator_data + path.len()].copy_from_slice(&path);
+    reseal(&mut file, header, 1024, 36);
+    let bat = u32::from_be_bytes(file[1536..1540].try_into().unwrap());
+    assert_ne!(bat, u32::MAX, "qemu allocated block 0");
+    assert_eq!(
+        u32::from_be_bytes(file[1540..1544].try_into().unwrap()),
+        u32::MAX,
+        "and not block 1"
+    );
+    file[bat as usize * 512] = 0; // sectors 0-7 of block 0 now come from the parent
+    std::fs::write(&child, &file).unwrap();
+
+    let image = open_image(&child, None).unwrap();
+    assert_eq!(image.info().backing_filename.as_deref(), Some("parent.vhd"));
+    drop(image);
+    let out = std::fs::read(convert_to_raw(&child).unwrap()).unwrap();
+    let (parent_raw, child_raw) = (std::fs::read(&parent_raw).unwrap(), std::fs::read(&child_raw).unwrap());
+    let mut want = child_raw[..2 << 20].to_vec();
+    want[..4096].copy_from_slice(&parent_raw[..4096]);
+    want.extend_from_slice(&parent_raw[2 << 20..]);
+    assert!(out == want, "guest bytes differ from child-over-parent");
 }
 
 /// Opening and reading a broken file must give an error or the guest bytes, never a panic.
