@@ -77,20 +77,13 @@ impl Vpc {
         }
         let footer = Footer::parse(&buf, footer_at)?;
         // Dynamic disks lead with a copy of the footer; fixed disks cannot, their guest data starts at 0.
-        if (footer_at == 0) != (footer.disk_type != DiskType::Fixed) {
-            return Err(Error::corrupt(format!(
-                "VHD footer of a {} disk found at {}",
-                if footer.disk_type == DiskType::Fixed {
-                    "fixed"
-                } else {
-                    "dynamic"
-                },
-                if footer_at == 0 {
-                    "the start of the file"
-                } else {
-                    "the end of the file only"
-                },
-            ))
+        let fixed = footer.disk_type == DiskType::Fixed;
+        if (footer_at == 0) == fixed {
+            return Err(Error::corrupt(if fixed {
+                "VHD footer at the start of the file is a fixed disk's, whose guest data starts there"
+            } else {
+                "VHD footer at the end of the file is a dynamic disk's, but the file does not start with its copy"
+            })
             .at(footer_at));
         }
         let virtual_size = footer.virtual_size().map_err(|e| e.at(footer_at))?;
@@ -649,7 +642,7 @@ mod tests {
         check(d, ErrorKind::Corrupt, "truncated");
         let mut d = fixed_disk(4096);
         d.splice(..0, footer_bytes(2, b"win ", 4096, (1, 1, 1)));
-        check(d, ErrorKind::Corrupt, "fixed disk found at the start");
+        check(d, ErrorKind::Corrupt, "start of the file is a fixed disk");
         let mut d = fixed_disk(4096);
         d.drain(..1024);
         check(d, ErrorKind::Corrupt, "less than its virtual size");
