@@ -256,6 +256,9 @@ fn differencing_vhd_reads_through_to_its_parent_beside_it() {
     );
     file[bat as usize * 512] = 0; // sectors 0-7 of block 0 now come from the parent
     std::fs::write(&child, &file).unwrap();
+    // libvhdi, an independent reader, agrees the patched file is a differencing disk.
+    let libvhdi = ok("vhdiinfo", &[s(&child)]);
+    assert!(libvhdi.contains("Disk type\t\t: Differential"), "{libvhdi}");
 
     let image = open_image(&child, None).unwrap();
     assert_eq!(image.info().backing_filename.as_deref(), Some("parent.vhd"));
