@@ -262,7 +262,11 @@ fn differencing_vhd_reads_through_to_its_parent_beside_it() {
 
     let image = open_image(&child, None).unwrap();
     assert_eq!(image.info().backing_filename.as_deref(), Some("parent.vhd"));
+    assert_eq!(image.info().full_backing_filename.as_deref(), Some(s(&parent)));
     drop(image);
+    let chain = diskbridge_run(&["info", "--backing-chain", "--output=json", s(&child)]);
+    let chain = String::from_utf8_lossy(&chain.stdout);
+    assert_eq!(chain.matches("\"format\": \"vpc\"").count(), 2, "{chain}");
     let out = std::fs::read(convert_to_raw(&child).unwrap()).unwrap();
     let (parent_raw, child_raw) = (std::fs::read(&parent_raw).unwrap(), std::fs::read(&child_raw).unwrap());
     let mut want = child_raw[..2 << 20].to_vec();

@@ -105,9 +105,10 @@ impl Vpc {
                 let mut blocks = Blocks::load(&*file, &header, virtual_size).map_err(|e| e.at(footer.data_offset))?;
                 info.cluster_size = Some(blocks.block_size);
                 if footer.disk_type == DiskType::Differencing {
-                    let (parent_name, parent) = open_parent(&*file, name, &header, ctx)?;
-                    info.backing_filename = Some(parent_name);
-                    blocks.parent = Some(parent);
+                    let parent = open_parent(&*file, name, &header, ctx)?;
+                    info.backing_filename = Some(parent.name);
+                    info.full_backing_filename = Some(parent.resolved);
+                    blocks.parent = Some(parent.image);
                 }
                 Some(blocks)
             }
@@ -312,15 +313,19 @@ fn read_parent(parent: Option<&mut dyn Image>, offset: u64, buf: &mut [u8]) -> R
     Ok(())
 }
 
+/// The opened parent of a differencing disk.
+struct Parent {
+    /// The name as the child gives it (a locator's path, made relative-to-the-child friendly).
+    name: String,
+    /// The name the resolver found it by (a path in the CLI).
+    resolved: String,
+    image: Box<dyn Image>,
+}
+
 /// Opens the parent of a differencing disk: each locator's path in turn (relative first), then the recorded
 /// parent name, then the base names of all of them beside the child — an absolute Windows path resolves
-/// nowhere else, and the page matches picked files by base name anyway. Returns the name that opened.
-fn open_parent(
-    file: &dyn ReadAt,
-    name: &str,
-    header: &DynamicHeader,
-    ctx: &mut OpenContext<'_>,
-) -> Result<(String, Box<dyn Image>)> {
+/// nowhere else, and the page matches picked files by base name anyway.
+fn open_parent(file: &dyn ReadAt, name: &str, header: &DynamicHeader, ctx: &mut OpenContext<'_>) -> Result<Parent> {
     let mut candidates = Vec::new();
     for locator in &header.locators {
         if locator.length > MAX_LOCATOR_LENGTH {
@@ -354,8 +359,14 @@ fn open_parent(
         if tried.contains(&candidate) {
             continue;
         }
-        match ctx.open_backing(&candidate, name, Some(Format::Vpc)) {
-            Ok(parent) => return Ok((candidate, parent)),
+        match ctx.open_backing_resolved(&candidate, name, Some(Format::Vpc)) {
+            Ok((resolved, parent)) => {
+                return Ok(Parent {
+                    name: candidate,
+                    resolved,
+                    image: parent,
+                });
+            }
             // Not found (or unreadable): the next locator may point elsewhere. A parent that opens but is
             // broken is reported as it is.
             Err(e) if e.kind() == ErrorKind::Io => tried.push(candidate),
@@ -558,6 +569,7 @@ mod tests {
         let (child, files) = differencing();
         let mut image = open(child, &files).unwrap();
         assert_eq!(image.info().backing_filename.as_deref(), Some("base/parent.vhd"));
+        assert_eq!(image.info().full_backing_filename.as_deref(), Some("base/parent.vhd"));
         let parent = |s: u64| Some((0xa0, s));
         let want: Vec<_> = (0..24)
             .map(|s| match s {
