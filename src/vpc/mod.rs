@@ -22,6 +22,9 @@ use header::{
     has_footer_cookie, sector_present,
 };
 
+/// Most absent blocks one extent of a dynamic disk spans.
+const MAX_ABSENT_RUN: u64 = 1024;
+
 /// Longest parent locator path accepted; Windows paths top out at 32767 UTF-16 units.
 const MAX_LOCATOR_LENGTH: u32 = 64 << 10;
 
@@ -196,28 +199,35 @@ impl Blocks {
         Ok(())
     }
 
-    /// The guest map at `offset`: one block, or for a dynamic disk all following blocks in the same state.
+    /// The guest map at `offset`: to the end of its block or bitmap run, or over a run of absent blocks.
     fn extent_at(&mut self, file: &dyn ReadAt, offset: u64, virtual_size: u64) -> Result<Extent> {
         let index = offset / self.block_size;
         let block_start = index * self.block_size;
         let block_end = (block_start + self.block_size).min(virtual_size);
         let state = self.state(index);
         if self.parent.is_none() {
-            let present = state != BlockState::Absent;
+            if state != BlockState::Absent {
+                let length = block_end - offset;
+                return Ok(Extent {
+                    offset,
+                    length,
+                    kind: ExtentKind::Data,
+                });
+            }
+            // Callers skip unallocated runs at once, so absent blocks are worth merging; data is read a unit at a
+            // time, each unit asking for its extent again, so a present block is answered alone in O(1). The
+            // bound keeps a caller that walks a huge empty disk in small windows from paying for all of it
+            // at every step.
+            let last = (index + MAX_ABSENT_RUN).min(self.count());
             let mut next = index + 1;
-            while next < self.count() && (self.state(next) != BlockState::Absent) == present {
+            while next < last && self.state(next) == BlockState::Absent {
                 next += 1;
             }
-            let kind = if present {
-                ExtentKind::Data
-            } else {
-                ExtentKind::Unallocated
-            };
             let end = (next * self.block_size).min(virtual_size);
             return Ok(Extent {
                 offset,
                 length: end - offset,
-                kind,
+                kind: ExtentKind::Unallocated,
             });
         }
         let run_end = match state {
@@ -271,9 +281,18 @@ impl Blocks {
 /// present, and the block-relative byte where the run ends (at most `limit`).
 fn sector_run(bitmap: &[u8], from: u64, limit: u64) -> (bool, u64) {
     let present = sector_present(bitmap, from / SECTOR);
+    let uniform = if present { 0xff } else { 0 };
+    let end = limit.div_ceil(SECTOR);
     let mut sector = from / SECTOR + 1;
-    while sector * SECTOR < limit && sector_present(bitmap, sector) == present {
-        sector += 1;
+    while sector < end {
+        // Whole bytes at a time: runs are asked for once per unit read, and are usually the whole block.
+        if sector % 8 == 0 && sector + 8 <= end && bitmap[(sector / 8) as usize] == uniform {
+            sector += 8;
+        } else if sector_present(bitmap, sector) == present {
+            sector += 1;
+        } else {
+            break;
+        }
     }
     (present, (sector * SECTOR).min(limit))
 }
@@ -522,6 +541,17 @@ mod tests {
             .iter()
             .flat_map(|s| [s.map_or(0, |(fill, sector)| sector_byte(fill, sector)); 512])
             .collect()
+    }
+
+    #[test]
+    fn sector_runs_end_where_the_bit_changes_or_at_the_limit() {
+        // Sectors 0-15 present, 16-19 absent, 20-23 present, 24-31 absent.
+        let bitmap = [0xff, 0xff, 0x0f, 0x00];
+        assert_eq!(sector_run(&bitmap, 0, 32 * 512), (true, 16 * 512));
+        assert_eq!(sector_run(&bitmap, 16 * 512, 32 * 512), (false, 20 * 512));
+        assert_eq!(sector_run(&bitmap, 21 * 512 + 7, 32 * 512), (true, 24 * 512));
+        assert_eq!(sector_run(&bitmap, 24 * 512, 30 * 512 + 100), (false, 30 * 512 + 100));
+        assert_eq!(sector_run(&bitmap, 5 * 512 + 7, 10 * 512), (true, 10 * 512));
     }
 
     #[test]
