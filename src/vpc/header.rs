@@ -31,8 +31,7 @@ mod footer {
     pub const DISK_TYPE: usize = 60;
     /// `u32` one's complement of the byte sum of the footer, this field counted as zero.
     pub const CHECKSUM: usize = 64;
-    /// `u8[16]` unique id; a child records its parent's in the dynamic header.
-    pub const UNIQUE_ID: usize = 68;
+    // `u8[16]` unique id at 68 (a child records its parent's), `u8` saved state at 84, reserved to 512.
 }
 
 /// Dynamic disk header field offsets.
@@ -49,8 +48,7 @@ mod dynamic {
     pub const BLOCK_SIZE: usize = 32;
     /// `u32` one's complement of the byte sum of the header, this field counted as zero.
     pub const CHECKSUM: usize = 36;
-    /// `u8[16]` the parent's unique id (differencing disks).
-    pub const PARENT_UNIQUE_ID: usize = 40;
+    // `u8[16]` the parent's unique id at 40, `u32` its modification time at 56, reserved at 60.
     /// `u16[256]` the parent's file name, UTF-16 big-endian.
     pub const PARENT_UNICODE_NAME: usize = 64;
     /// 8 parent locator entries of 24 bytes.
@@ -63,7 +61,7 @@ mod dynamic {
 const FOOTER_COOKIE: &[u8; 8] = b"conectix";
 const HEADER_COOKIE: &[u8; 8] = b"cxsparse";
 
-/// Largest virtual size qemu accepts: 0xff00_0000 sectors (2040 GiB), the BAT's reach with 2 MiB blocks.
+/// Largest virtual size qemu (and Hyper-V, for VHD) accepts: 0xff00_0000 sectors, 2040 GiB.
 pub const MAX_VIRTUAL_SIZE: u64 = 0xff00_0000 * SECTOR;
 
 /// Largest block accepted (the specification's default is 2 MiB; Hyper-V also writes 512 KiB). Bounds the
@@ -114,8 +112,6 @@ pub struct Footer {
     pub current_size: u64,
     /// Cylinders × heads × sectors per track.
     pub geometry_sectors: u64,
-    /// This image's unique id.
-    pub unique_id: [u8; 16],
 }
 
 impl Footer {
@@ -163,9 +159,6 @@ impl Footer {
             geometry_sectors: u64::from(BigEndian::read_u16(geometry))
                 * u64::from(geometry[2])
                 * u64::from(geometry[3]),
-            unique_id: buf[footer::UNIQUE_ID..footer::UNIQUE_ID + 16]
-                .try_into()
-                .expect("16 bytes"),
         })
     }
 
@@ -250,8 +243,6 @@ pub struct DynamicHeader {
     pub max_table_entries: u32,
     /// Guest bytes per block.
     pub block_size: u32,
-    /// The parent's unique id (differencing disks).
-    pub parent_unique_id: [u8; 16],
     /// The parent's file name, as recorded.
     pub parent_name: String,
     /// The parent locators this reader can follow, in the order they should be tried (relative first).
@@ -331,9 +322,6 @@ impl DynamicHeader {
             table_offset: BigEndian::read_u64(&buf[dynamic::TABLE_OFFSET..]),
             max_table_entries: BigEndian::read_u32(&buf[dynamic::MAX_TABLE_ENTRIES..]),
             block_size,
-            parent_unique_id: buf[dynamic::PARENT_UNIQUE_ID..dynamic::PARENT_UNIQUE_ID + 16]
-                .try_into()
-                .expect("16 bytes"),
             parent_name,
             locators,
         })
@@ -400,7 +388,6 @@ pub(crate) mod tests {
         f[footer::GEOMETRY + 2] = chs.1;
         f[footer::GEOMETRY + 3] = chs.2;
         BigEndian::write_u32(&mut f[footer::DISK_TYPE..], disk_type);
-        f[footer::UNIQUE_ID..footer::UNIQUE_ID + 16].copy_from_slice(&[disk_type as u8; 16]);
         seal(&mut f, footer::CHECKSUM);
         f
     }
@@ -419,7 +406,6 @@ pub(crate) mod tests {
         BigEndian::write_u32(&mut h[dynamic::HEADER_VERSION..], 0x0001_0000);
         BigEndian::write_u32(&mut h[dynamic::MAX_TABLE_ENTRIES..], entries);
         BigEndian::write_u32(&mut h[dynamic::BLOCK_SIZE..], block_size);
-        h[dynamic::PARENT_UNIQUE_ID..dynamic::PARENT_UNIQUE_ID + 16].copy_from_slice(&[2; 16]);
         for (i, (platform, offset, length)) in locators.iter().enumerate() {
             let e = &mut h[dynamic::PARENT_LOCATORS + i * dynamic::LOCATOR_SIZE..];
             e[..4].copy_from_slice(*platform);
@@ -447,8 +433,8 @@ pub(crate) mod tests {
         0x01, 0x2e, 0x04, 0x11, // geometry: 302 cylinders, 4 heads, 17 sectors
         0x00, 0x00, 0x00, 0x03, // disk type: dynamic
         0xff, 0xff, 0xed, 0x55, // checksum
-        0x82, 0xa5, 0xc7, 0x28, 0x39, 0xd8, 0x4c, 0x55, 0x9a, 0xac, 0x20, 0x3d, 0xae, 0xf7, 0x11,
-        0xe0, // unique id
+        0x82, 0xa5, 0xc7, 0x28, 0x39, 0xd8, 0x4c, 0x55, // unique id, bytes 0-7
+        0x9a, 0xac, 0x20, 0x3d, 0xae, 0xf7, 0x11, 0xe0, // unique id, bytes 8-15
         0x00, // saved state
     ];
 
@@ -532,7 +518,6 @@ pub(crate) mod tests {
         );
         let h = DynamicHeader::parse(&h, 0).unwrap();
         assert_eq!((h.table_offset, h.max_table_entries, h.block_size), (0x600, 5, 2 << 20));
-        assert_eq!(h.parent_unique_id, [2; 16]);
         let platforms: Vec<_> = h.locators.iter().map(|l| l.platform).collect();
         assert_eq!(platforms, [Platform::WindowsRelative, Platform::WindowsAbsolute]);
         assert_eq!((h.locators[0].offset, h.locators[0].length), (0x1200, 12));
