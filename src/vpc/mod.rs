@@ -634,6 +634,15 @@ mod tests {
     }
 
     #[test]
+    fn differencing_disk_that_is_its_own_parent_is_refused() {
+        let path: Vec<u8> = "child.vhd".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let child = sparse_disk(4, 4096, &[], Some((b"W2ku", &path)));
+        let err = open(child.clone(), &Files(vec![("child.vhd", child)])).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.message().contains("loops"), "{err}");
+    }
+
+    #[test]
     fn fixed_disk_is_probed_by_its_footer_and_read_in_place() {
         let disk = fixed_disk(6 << 10);
         assert!(is_fixed_footer(&disk[disk.len() - 512..]));
