@@ -157,9 +157,10 @@ impl Blocks {
         // the last block: without it the file was cut, even if just inside the footer.
         let blocks_end = file.len() - FOOTER_SIZE as u64;
         for (index, entry) in bat.chunks_exact(4).enumerate() {
-            if let BlockState::At(at) = BatEntry(BigEndian::read_u32(entry)).state()
-                && at + bitmap_size + block_size > blocks_end
-            {
+            let BlockState::At(at) = BatEntry(BigEndian::read_u32(entry)).state() else {
+                continue;
+            };
+            if at + bitmap_size + block_size > blocks_end {
                 return Err(Error::corrupt(format!(
                     "VHD block {index} at {at:#x} runs into the footer or past the end of the file (truncated?)"
                 ))
