@@ -207,8 +207,7 @@ impl<'a> OpenContext<'a> {
     /// # Errors
     /// `LimitExceeded` past [`MAX_CHAIN_DEPTH`], `Corrupt` on a loop, and whatever opening the file gives.
     pub fn open_backing(&mut self, name: &str, referrer: &str, format: Option<Format>) -> Result<Box<dyn Image>> {
-        self.open_backing_resolved(name, referrer, format)
-            .map(|(_, image)| image)
+        self.open_backing_resolved(name, referrer, format).map(|(_, image)| image)
     }
 
     /// [`open_backing`](Self::open_backing), also giving the name the resolver resolved `name` to (for
@@ -249,8 +248,7 @@ impl<'a> OpenContext<'a> {
                 let mut tail = [0u8; 512];
                 let tail = match file.len().checked_sub(tail.len() as u64) {
                     Some(at) => {
-                        file.read_exact_at(at, &mut tail)
-                            .map_err(|e| e.in_file(name.to_string()))?;
+                        file.read_exact_at(at, &mut tail).map_err(|e| e.in_file(name.to_string()))?;
                         &tail[..]
                     }
                     None => &[],

@@ -8,10 +8,7 @@ use std::process::{Command, Output};
 
 /// A fresh temporary directory, removed when dropped.
 pub fn tmp() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("diskbridge-test-")
-        .tempdir()
-        .expect("temp dir")
+    tempfile::Builder::new().prefix("diskbridge-test-").tempdir().expect("temp dir")
 }
 
 /// The path of an oracle tool, or a panic saying how to get it.
@@ -27,10 +24,7 @@ pub fn require(tool: &str) -> PathBuf {
 
 /// Runs a command and returns its output, whatever its exit status.
 pub fn run(tool: &str, args: &[&str]) -> Output {
-    Command::new(require(tool))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+    Command::new(require(tool)).args(args).output().unwrap_or_else(|e| panic!("{tool}: {e}"))
 }
 
 /// Runs a command and panics with its stderr unless it succeeds; returns stdout.
