@@ -12,6 +12,7 @@
 pub mod convert;
 pub mod error;
 pub mod extent;
+pub mod guest;
 pub mod image;
 pub mod io;
 #[cfg(not(target_arch = "wasm32"))]

@@ -91,6 +91,12 @@ impl Sink for OutputFile {
             .sync_all()
             .map_err(|e| Error::io(e, "Cannot flush the output"))
     }
+
+    fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| Error::io(e, "Cannot read the output back").at(offset))
+    }
 }
 
 /// Resolves names found inside an image against the directory of the image that names them.

@@ -36,7 +36,11 @@ impl Names {
             .or_else(|| output_name.strip_suffix(".ovf"))
             .filter(|s| !s.is_empty())
             .unwrap_or(output_name);
-        Names { descriptor: format!("{stem}.ovf"), disk: format!("{stem}-disk1.vmdk"), manifest: format!("{stem}.mf") }
+        Names {
+            descriptor: format!("{stem}.ovf"),
+            disk: format!("{stem}-disk1.vmdk"),
+            manifest: format!("{stem}.mf"),
+        }
     }
 }
 
@@ -56,8 +60,13 @@ pub enum Layout {
 }
 
 enum Parts {
-    Ova { reserved: u64 },
-    Ovf { descriptor: Box<dyn Sink>, manifest: Box<dyn Sink> },
+    Ova {
+        reserved: u64,
+    },
+    Ovf {
+        descriptor: Box<dyn Sink>,
+        manifest: Box<dyn Sink>,
+    },
 }
 
 /// Writes an OVA or OVF package; the guest data goes through a VMDK writer inside it.
@@ -97,7 +106,11 @@ impl Sink for Member {
 
     fn finish(&mut self, len: u64) -> Result<()> {
         self.len.set(len);
-        if self.whole_file { self.file.borrow_mut().finish(len) } else { Ok(()) }
+        if self.whole_file {
+            self.file.borrow_mut().finish(len)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -111,16 +124,27 @@ impl PackageWriter {
         let mut options = target.options.clone();
         let stem = names.descriptor.trim_end_matches(".ovf").to_string();
         let ovf_options = OvfOptions::from_options(&mut options, &stem)?;
-        let disk_target = Target { format: Format::Vmdk, options, output_name: names.disk.clone(), ..target.clone() };
+        let disk_target = Target {
+            format: Format::Vmdk,
+            options,
+            output_name: names.disk.clone(),
+            ..target.clone()
+        };
         let (file, disk_base, parts) = match layout {
             Layout::Ova(archive) => {
                 let reserved = Self::reserved_descriptor_len(&ovf_options, &names);
                 (archive, tar::BLOCK + reserved + tar::BLOCK, Parts::Ova { reserved })
             }
-            Layout::Ovf { disk, descriptor, manifest } => (disk, 0, Parts::Ovf { descriptor, manifest }),
+            Layout::Ovf {
+                disk,
+                descriptor,
+                manifest,
+            } => (disk, 0, Parts::Ovf { descriptor, manifest }),
         };
         if !file.is_seekable() {
-            return Err(Error::argument("An OVF package needs a seekable output (a file, not a pipe)"));
+            return Err(Error::argument(
+                "An OVF package needs a seekable output (a file, not a pipe)",
+            ));
         }
         let disk_file = Rc::new(RefCell::new(file));
         let disk_len = Rc::new(Cell::new(0));
@@ -147,7 +171,12 @@ impl PackageWriter {
 
     /// The descriptor's length with every number at its widest, rounded up to tar blocks.
     fn reserved_descriptor_len(options: &OvfOptions, names: &Names) -> u64 {
-        let widest = DiskFile { href: names.disk.clone(), size: u64::MAX, capacity: u64::MAX, populated: u64::MAX };
+        let widest = DiskFile {
+            href: names.disk.clone(),
+            size: u64::MAX,
+            capacity: u64::MAX,
+            populated: u64::MAX,
+        };
         let len = ovf::descriptor(options, Firmware::Efi, &widest).len() as u64;
         len.next_multiple_of(tar::BLOCK)
     }
@@ -164,8 +193,14 @@ impl ImageWriter for PackageWriter {
 
     fn plan(&mut self, source: &mut dyn Image) -> Result<()> {
         if self.firmware == Firmware::Auto {
-            // Until the guest's partition table is read, BIOS is the choice every cloud image boots with.
-            self.firmware = Firmware::Bios;
+            // EFI only when the guest cannot boot any other way: hybrid cloud images boot with BIOS too, and
+            // BIOS is what older ESXi hardware versions default to.
+            let guest = crate::guest::inspect(source)?;
+            self.firmware = if guest.uefi_only() {
+                Firmware::Efi
+            } else {
+                Firmware::Bios
+            };
         }
         self.disk.plan(source)
     }
@@ -179,8 +214,19 @@ impl ImageWriter for PackageWriter {
     }
 
     fn finish(self: Box<Self>) -> Result<Box<dyn Sink>> {
-        let PackageWriter { disk, disk_file, disk_base, disk_len, parts, names, options, firmware, capacity, populated, epoch } =
-            *self;
+        let PackageWriter {
+            disk,
+            disk_file,
+            disk_base,
+            disk_len,
+            parts,
+            names,
+            options,
+            firmware,
+            capacity,
+            populated,
+            epoch,
+        } = *self;
         drop(disk.finish()?);
         let disk_size = disk_len.get();
         let mut file = Rc::try_unwrap(disk_file)
@@ -198,7 +244,12 @@ impl ImageWriter for PackageWriter {
             pos += n as u64;
         }
 
-        let facts = DiskFile { href: names.disk.clone(), size: disk_size, capacity, populated };
+        let facts = DiskFile {
+            href: names.disk.clone(),
+            size: disk_size,
+            capacity,
+            populated,
+        };
         let mut xml = ovf::descriptor(&options, firmware, &facts).into_bytes();
         match parts {
             Parts::Ova { reserved } => {
@@ -215,7 +266,10 @@ impl ImageWriter for PackageWriter {
                 // Two zero blocks end the archive; the sink's gaps read as zeros and finish() sets the length.
                 file.finish(manifest_at + tar::BLOCK + manifest_len + tar::padding(manifest_len) + 2 * tar::BLOCK)?;
             }
-            Parts::Ovf { mut descriptor, manifest: mut manifest_sink } => {
+            Parts::Ovf {
+                mut descriptor,
+                manifest: mut manifest_sink,
+            } => {
                 let manifest = manifest(digest, &names, &xml, disk_hash);
                 descriptor.write_at(0, &xml)?;
                 descriptor.finish(xml.len() as u64)?;
@@ -231,7 +285,8 @@ impl ImageWriter for PackageWriter {
 fn manifest(digest: ovf::Digest, names: &Names, descriptor: &[u8], disk_hash: Hasher) -> String {
     let mut ovf_hash = Hasher::new(digest);
     ovf_hash.update(descriptor);
-    ovf::manifest_line(digest, &names.descriptor, &ovf_hash.hex()) + &ovf::manifest_line(digest, &names.disk, &disk_hash.hex())
+    ovf::manifest_line(digest, &names.descriptor, &ovf_hash.hex())
+        + &ovf::manifest_line(digest, &names.disk, &disk_hash.hex())
 }
 
 #[cfg(test)]
@@ -241,7 +296,10 @@ mod tests {
     #[test]
     fn member_names_follow_the_output_name() {
         let n = Names::for_output("ubuntu.ova");
-        assert_eq!((n.descriptor.as_str(), n.disk.as_str(), n.manifest.as_str()), ("ubuntu.ovf", "ubuntu-disk1.vmdk", "ubuntu.mf"));
+        assert_eq!(
+            (n.descriptor.as_str(), n.disk.as_str(), n.manifest.as_str()),
+            ("ubuntu.ovf", "ubuntu-disk1.vmdk", "ubuntu.mf")
+        );
         assert_eq!(Names::for_output("vm.ovf").disk, "vm-disk1.vmdk");
         assert_eq!(Names::for_output("plain").descriptor, "plain.ovf");
     }

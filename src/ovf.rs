@@ -102,12 +102,24 @@ impl OvfOptions {
         if name.is_empty() || name.chars().any(char::is_control) {
             return Err(bad("name", &name));
         }
-        Ok(OvfOptions { name, cpus: cpus as u32, memory_mib, controller, nic, firmware, hardware_version })
+        Ok(OvfOptions {
+            name,
+            cpus: cpus as u32,
+            memory_mib,
+            controller,
+            nic,
+            firmware,
+            hardware_version,
+        })
     }
 
     /// The manifest's digest: SHA256 from vmx-13 (ESXi 6.5) on, SHA1 for older hosts that know nothing else.
     pub fn digest(&self) -> Digest {
-        if self.hardware_version >= 13 { Digest::Sha256 } else { Digest::Sha1 }
+        if self.hardware_version >= 13 {
+            Digest::Sha256
+        } else {
+            Digest::Sha1
+        }
     }
 }
 
@@ -184,7 +196,10 @@ pub struct DiskFile {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The OVF descriptor for one VM with one streamOptimized disk. `firmware` must be resolved (not `Auto`).
@@ -342,8 +357,14 @@ mod tests {
     #[test]
     fn defaults_are_the_mdx1_profile() {
         let o = opts("");
-        assert_eq!((o.cpus, o.memory_mib, o.controller, o.nic), (2, 2048, Controller::LsiLogic, Nic::Vmxnet3));
-        assert_eq!((o.firmware, o.hardware_version, o.digest()), (Firmware::Auto, 13, Digest::Sha256));
+        assert_eq!(
+            (o.cpus, o.memory_mib, o.controller, o.nic),
+            (2, 2048, Controller::LsiLogic, Nic::Vmxnet3)
+        );
+        assert_eq!(
+            (o.firmware, o.hardware_version, o.digest()),
+            (Firmware::Auto, 13, Digest::Sha256)
+        );
         assert_eq!(opts("hw=vmx-11").digest(), Digest::Sha1);
     }
 
@@ -358,7 +379,12 @@ mod tests {
     #[test]
     fn descriptor_carries_sizes_hardware_and_escaped_name() {
         let o = opts("name=a<b,controller=pvscsi,nic=e1000,cpus=4,memory=4096,hw=vmx-17");
-        let disk = DiskFile { href: "vm-disk1.vmdk".into(), size: 13824, capacity: 65536, populated: 0 };
+        let disk = DiskFile {
+            href: "vm-disk1.vmdk".into(),
+            size: 13824,
+            capacity: 65536,
+            populated: 0,
+        };
         let xml = descriptor(&o, Firmware::Efi, &disk);
         for needle in [
             r#"<File ovf:href="vm-disk1.vmdk" ovf:id="file1" ovf:size="13824"/>"#,
@@ -380,7 +406,10 @@ mod tests {
         let mut h = Hasher::new(Digest::Sha256);
         h.update(b"abc");
         let line = manifest_line(Digest::Sha256, "vm.ovf", &h.hex());
-        assert_eq!(line, "SHA256(vm.ovf)= ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n");
+        assert_eq!(
+            line,
+            "SHA256(vm.ovf)= ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"
+        );
         let mut h = Hasher::new(Digest::Sha1);
         h.update(b"abc");
         assert_eq!(h.hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");

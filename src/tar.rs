@@ -16,7 +16,9 @@ const OCTAL_SIZE_MAX: u64 = 0o77777777777;
 pub fn header(name: &str, size: u64, mtime: u64) -> Result<[u8; 512]> {
     let mut h = [0u8; 512];
     if name.is_empty() || name.len() > 100 || name.contains('/') {
-        return Err(Error::argument(format!("Cannot store '{name}' in an OVA: member names are at most 100 bytes, no '/'")));
+        return Err(Error::argument(format!(
+            "Cannot store '{name}' in an OVA: member names are at most 100 bytes, no '/'"
+        )));
     }
     h[..name.len()].copy_from_slice(name.as_bytes());
     octal(&mut h[100..108], 0o644);
@@ -60,7 +62,11 @@ mod tests {
 
     fn checksum_ok(h: &[u8; 512]) -> bool {
         let stored = u32::from_str_radix(std::str::from_utf8(&h[148..154]).unwrap(), 8).unwrap();
-        let sum: u32 = h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) }).sum();
+        let sum: u32 = h
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) })
+            .sum();
         stored == sum
     }
 

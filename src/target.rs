@@ -46,10 +46,16 @@ pub fn writer(target: &Target, virtual_size: u64, sink: Box<dyn Sink>) -> Result
             Box::new(crate::vhdx::VhdxWriter::new(sink, virtual_size, &opts, target.seed)?)
         }
         Format::Ova => {
-            return Ok(Box::new(crate::ova::PackageWriter::new(target, virtual_size, crate::ova::Layout::Ova(sink))?));
+            return Ok(Box::new(crate::ova::PackageWriter::new(
+                target,
+                virtual_size,
+                crate::ova::Layout::Ova(sink),
+            )?));
         }
         Format::Ovf => {
-            return Err(Error::argument("OVF output is three files; build it with ova::PackageWriter and Layout::Ovf"));
+            return Err(Error::argument(
+                "OVF output is three files; build it with ova::PackageWriter and Layout::Ovf",
+            ));
         }
         Format::Qcow2 | Format::Vpc => {
             return Err(Error::unsupported(format!("Writing {} is not supported yet", target.format)));

@@ -18,7 +18,11 @@ fn stderr(out: &std::process::Output) -> String {
 /// A qcow2 with data, zero clusters and holes, made by qemu-img/qemu-io.
 fn mixed_qcow2(dir: &Path) -> std::path::PathBuf {
     let raw = dir.join("src.raw");
-    sparse_raw(&raw, 8 << 20, &[(0, 70_000), (3 << 20, 1 << 20), ((8 << 20) - 4096, 4096)]);
+    sparse_raw(
+        &raw,
+        8 << 20,
+        &[(0, 70_000), (3 << 20, 1 << 20), ((8 << 20) - 4096, 4096)],
+    );
     let img = dir.join("mixed.qcow2");
     qemu_img(&["convert", "-f", "raw", "-O", "qcow2", s(&raw), s(&img)]);
     ok("qemu-io", &["-f", "qcow2", "-c", "write -z 5M 128k", s(&img)]);
@@ -35,7 +39,11 @@ fn convert_to_raw_is_byte_identical_to_qemu_img() {
     assert!(out.status.success(), "{}", stderr(&out));
     qemu_img(&["convert", "-f", "qcow2", "-O", "raw", s(&img), s(&theirs)]);
     assert_eq!(std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
-    assert!(stderr(&out).contains("100.00/100%"), "progress on stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("100.00/100%"),
+        "progress on stderr: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -47,10 +55,20 @@ fn info_json_uses_qemu_img_keys_and_values() {
     let ours = String::from_utf8(ours.stdout).unwrap();
     let theirs = qemu_img(&["info", "--output=json", s(&img)]);
     for key in ["virtual-size", "cluster-size", "format", "dirty-flag"] {
-        let line = |text: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("\"{key}\""))).map(str::trim).map(String::from);
+        let line = |text: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(&format!("\"{key}\"")))
+                .map(str::trim)
+                .map(String::from)
+        };
         assert_eq!(line(&ours), line(&theirs), "key {key}");
     }
-    for inner in ["\"compat\": \"1.1\"", "\"compression-type\": \"zlib\"", "\"refcount-bits\": 16", "\"extended-l2\": false"] {
+    for inner in [
+        "\"compat\": \"1.1\"",
+        "\"compression-type\": \"zlib\"",
+        "\"refcount-bits\": 16",
+        "\"extended-l2\": false",
+    ] {
         assert!(ours.contains(inner) && theirs.contains(inner), "{inner} in\n{ours}");
     }
     assert!(ours.contains("\"allocated-bytes\": "), "{ours}");
@@ -72,7 +90,10 @@ fn errors_are_one_line_naming_the_file_and_exit_1() {
 #[test]
 fn usage_mistakes_exit_2() {
     assert_eq!(diskbridge_run(&["convert", "-O"]).status.code(), Some(2));
-    assert_eq!(diskbridge_run(&["convert", "-O", "qed", "a", "b"]).status.code(), Some(2));
+    assert_eq!(
+        diskbridge_run(&["convert", "-O", "qed", "a", "b"]).status.code(),
+        Some(2)
+    );
     assert_eq!(diskbridge_run(&["frobnicate"]).status.code(), Some(2));
 }
 
@@ -84,7 +105,11 @@ fn refuses_to_overwrite_its_input() {
     let before = std::fs::read(&raw).unwrap();
     let out = diskbridge_run(&["convert", "-O", "raw", s(&raw), s(&raw)]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("Refusing to overwrite the input"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Refusing to overwrite the input"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read(&raw).unwrap(), before);
 }
 
@@ -99,7 +124,10 @@ fn a_failed_conversion_leaves_no_output_behind() {
     let out_path = dir.path().join("out.raw");
     let out = diskbridge_run(&["convert", "-O", "raw", s(&cut), s(&out_path)]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert!(!out_path.exists() && left.len() == 3, "left behind: {left:?}");
 }
 
@@ -108,9 +136,16 @@ fn ctrl_c_stops_removes_the_partial_output_and_exits_130() {
     let dir = tmp();
     let raw = dir.path().join("big.raw");
     // Enough non-zero data that the conversion is still running when the signal arrives.
-    sparse_raw(&raw, 3 << 30, &[(0, 64 << 20), (1 << 30, 64 << 20), (2 << 30, 64 << 20)]);
+    sparse_raw(
+        &raw,
+        3 << 30,
+        &[(0, 64 << 20), (1 << 30, 64 << 20), (2 << 30, 64 << 20)],
+    );
     let out_path = dir.path().join("out.raw");
-    let child = Command::new(diskbridge()).args(["convert", "-O", "raw", s(&raw), s(&out_path)]).spawn().unwrap();
+    let child = Command::new(diskbridge())
+        .args(["convert", "-O", "raw", s(&raw), s(&out_path)])
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(150));
     ok("kill", &["-INT", &child.id().to_string()]);
     let status = child.wait_with_output().unwrap().status;
@@ -120,7 +155,10 @@ fn ctrl_c_stops_removes_the_partial_output_and_exits_130() {
         return;
     }
     assert_eq!(status.code(), Some(130));
-    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(left.len(), 1, "left behind: {left:?}");
 }
 

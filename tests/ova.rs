@@ -51,7 +51,17 @@ fn ova_unpacks_verifies_and_holds_the_guest() {
     let dir = tmp();
     let raw = source(dir.path());
     let ova = dir.path().join("vm.ova");
-    let out = diskbridge_run(&["convert", "-f", "raw", "-O", "ova", "-o", "cpus=4,controller=pvscsi", s(&raw), s(&ova)]);
+    let out = diskbridge_run(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "ova",
+        "-o",
+        "cpus=4,controller=pvscsi",
+        s(&raw),
+        s(&ova),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let unpacked = dir.path().join("unpacked");
     std::fs::create_dir(&unpacked).unwrap();
@@ -85,7 +95,11 @@ fn ovf_writes_three_files_that_match_the_ova_members() {
     std::fs::create_dir(&unpacked).unwrap();
     ok("python3", &["-c", CHECK_OVA, s(&ova), s(&unpacked), "SHA1"]);
     let disk = std::fs::read(dir.path().join("ovf/vm-disk1.vmdk")).unwrap();
-    assert_eq!(disk, std::fs::read(unpacked.join("vm-disk1.vmdk")).unwrap(), "same disk bytes");
+    assert_eq!(
+        disk,
+        std::fs::read(unpacked.join("vm-disk1.vmdk")).unwrap(),
+        "same disk bytes"
+    );
     let manifest = std::fs::read_to_string(dir.path().join("ovf/vm.mf")).unwrap();
     assert!(manifest.starts_with("SHA1(vm.ovf)= "), "{manifest}");
     assert_same_guest(&raw, &dir.path().join("ovf/vm-disk1.vmdk"));
@@ -97,5 +111,9 @@ fn ova_refuses_a_pipe() {
     let raw = source(dir.path());
     let r = diskbridge_run(&["convert", "-O", "ova", s(&raw), "-"]);
     assert_eq!(r.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&r.stderr).contains("seekable"), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("seekable"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
 }

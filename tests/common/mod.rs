@@ -8,23 +8,32 @@ use std::process::{Command, Output};
 
 /// A fresh temporary directory, removed when dropped.
 pub fn tmp() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("diskbridge-test-").tempdir().expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("diskbridge-test-")
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// The path of an oracle tool, or a panic saying how to get it.
 pub fn require(tool: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+    let path = std::env::var("PATH").unwrap_or_default() + ":/usr/sbin:/sbin";
+    for dir in path.split(':') {
         let p = Path::new(dir).join(tool);
         if p.is_file() {
             return p;
         }
     }
-    panic!("oracle `{tool}` is not installed; ./scripts/test installs it (qemu-utils, libvmdk-utils, libvhdi-utils)");
+    panic!(
+        "oracle `{tool}` is not installed; ./scripts/test installs it (qemu-utils, libvmdk-utils, libvhdi-utils, fdisk)"
+    );
 }
 
 /// Runs a command and returns its output, whatever its exit status.
 pub fn run(tool: &str, args: &[&str]) -> Output {
-    Command::new(require(tool)).args(args).output().unwrap_or_else(|e| panic!("{tool}: {e}"))
+    Command::new(require(tool))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"))
 }
 
 /// Runs a command and panics with its stderr unless it succeeds; returns stdout.

@@ -17,6 +17,14 @@ impl Json {
         out
     }
 
+    /// A scalar as a human reads it: strings without quotes.
+    pub fn plain(&self) -> String {
+        match self {
+            Json::String(s) => s.clone(),
+            other => other.render(),
+        }
+    }
+
     fn write(&self, out: &mut String, depth: usize) {
         let pad = |out: &mut String, d: usize| out.push_str(&"    ".repeat(d));
         match self {

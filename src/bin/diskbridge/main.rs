@@ -26,7 +26,8 @@ usage: diskbridge COMMAND [OPTIONS]
 
 Formats: qcow2 (read), vpc (read), raw, vmdk (write: streamOptimized for ESXi), vhdx (write: dynamic).
 OUTPUT '-' writes to standard output. DISKBRIDGE_SEED=N makes random fields reproducible;
-SOURCE_DATE_EPOCH=SECS fixes timestamps. See README.md for every option.
+SOURCE_DATE_EPOCH=SECS fixes timestamps; DISKBRIDGE_THREADS=N limits encoder threads.
+See README.md for every option.
 ";
 
 /// Set by Ctrl-C; the conversion stops at the next unit and removes its partial output.
@@ -196,7 +197,12 @@ fn target_for(format: Format, options: OptionList, output: &str) -> Result<Targe
 /// Converts `source` into `output` (a path or `-`), removing any partial output on failure or Ctrl-C.
 fn write_image(source: Box<dyn Image>, target: &Target, output: &str, progress: bool) -> Result<(), Failure> {
     let size = source.virtual_size();
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = match std::env::var("DISKBRIDGE_THREADS") {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| Failure::Usage(format!("DISKBRIDGE_THREADS must be a whole number, not '{v}'")))?,
+        Err(_) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
     let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed));
     let mut last_shown = u64::MAX;
     let mut show = |done: u64, total: u64| {
