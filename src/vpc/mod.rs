@@ -8,7 +8,12 @@
 //!
 //! A dynamic disk's block is read whole when its BAT entry is set, whatever its sector bitmap says, as qemu
 //! does (qemu writes all-ones bitmaps and never reads them). A differencing disk needs its bitmap: a 0 bit sends
-//! that sector to the parent, which is found through the parent locators.
+//! that sector to the parent, which is found through the parent locators (qemu reads a differencing disk as if
+//! it were dynamic, without its parent).
+//!
+//! Stricter than qemu, so that damage shows before any output is written: the dynamic header's checksum is
+//! checked (qemu checks only the footer's), and every allocated block must end before the trailing footer (qemu
+//! only wants it inside the file). The size rule is qemu's, documented on `Footer::virtual_size` in `header.rs`.
 
 mod header;
 
@@ -190,7 +195,7 @@ impl Blocks {
         BatEntry(BigEndian::read_u32(&self.bat[at..at + 4])).state()
     }
 
-    /// The sector bitmap of the block whose bitmap is at `at`.
+    /// Makes `bitmap` the sector bitmap stored at `at`, reading it unless it is already there.
     fn load_bitmap(&mut self, file: &dyn ReadAt, at: u64) -> Result<()> {
         if self.bitmap_at != Some(at) {
             self.bitmap_at = None;
