@@ -207,26 +207,17 @@ impl<'a> OpenContext<'a> {
     /// # Errors
     /// `LimitExceeded` past [`MAX_CHAIN_DEPTH`], `Corrupt` on a loop, and whatever opening the file gives.
     pub fn open_backing(&mut self, name: &str, referrer: &str, format: Option<Format>) -> Result<Box<dyn Image>> {
-        self.open_backing_resolved(name, referrer, format).map(|(_, image)| image)
-    }
-
-    /// [`open_backing`](Self::open_backing), also giving the name the resolver resolved `name` to (for
-    /// [`ImageInfo::full_backing_filename`]).
-    ///
-    /// # Errors
-    /// As [`open_backing`](Self::open_backing).
-    pub fn open_backing_resolved(
-        &mut self,
-        name: &str,
-        referrer: &str,
-        format: Option<Format>,
-    ) -> Result<(String, Box<dyn Image>)> {
         let (resolved, file) = self
             .resolver
             .open(name, referrer)
             .map_err(|e| e.in_file(referrer.to_string()))?;
-        let image = self.open_file(&resolved, file, format)?;
-        Ok((resolved, image))
+        self.open_file(&resolved, file, format)
+    }
+
+    /// The resolver, for a format that must look into a referenced file before opening it as an image (a VHD
+    /// checks its parent's unique id) or that needs the resolved name.
+    pub fn resolver(&self) -> &'a dyn FileResolver {
+        self.resolver
     }
 
     /// Opens `file` (named `name`) in the format given, or the probed one.

@@ -31,7 +31,9 @@ mod footer {
     pub const DISK_TYPE: usize = 60;
     /// `u32` one's complement of the byte sum of the footer, this field counted as zero.
     pub const CHECKSUM: usize = 64;
-    // `u8[16]` unique id at 68 (a child records its parent's), `u8` saved state at 84, reserved to 512.
+    /// `u8[16]` unique id; a child records its parent's in the dynamic header.
+    pub const UNIQUE_ID: usize = 68;
+    // `u8` saved state at 84, reserved to 512.
 }
 
 /// Dynamic disk header field offsets.
@@ -48,7 +50,9 @@ mod dynamic {
     pub const BLOCK_SIZE: usize = 32;
     /// `u32` one's complement of the byte sum of the header, this field counted as zero.
     pub const CHECKSUM: usize = 36;
-    // `u8[16]` the parent's unique id at 40, `u32` its modification time at 56, reserved at 60.
+    /// `u8[16]` the parent's unique id (differencing disks).
+    pub const PARENT_UNIQUE_ID: usize = 40;
+    // `u32` the parent's modification time at 56, reserved at 60.
     /// `u16[256]` the parent's file name, UTF-16 big-endian.
     pub const PARENT_UNICODE_NAME: usize = 64;
     /// 8 parent locator entries of 24 bytes.
@@ -112,6 +116,8 @@ pub struct Footer {
     pub current_size: u64,
     /// Cylinders × heads × sectors per track.
     pub geometry_sectors: u64,
+    /// This image's unique id.
+    pub unique_id: [u8; 16],
 }
 
 impl Footer {
@@ -159,6 +165,9 @@ impl Footer {
             geometry_sectors: u64::from(BigEndian::read_u16(geometry))
                 * u64::from(geometry[2])
                 * u64::from(geometry[3]),
+            unique_id: buf[footer::UNIQUE_ID..footer::UNIQUE_ID + 16]
+                .try_into()
+                .expect("16 bytes"),
         })
     }
 
@@ -243,6 +252,8 @@ pub struct DynamicHeader {
     pub max_table_entries: u32,
     /// Guest bytes per block.
     pub block_size: u32,
+    /// The parent's unique id (differencing disks); all zeros when not recorded.
+    pub parent_unique_id: [u8; 16],
     /// The parent's file name, as recorded.
     pub parent_name: String,
     /// The parent locators this reader can follow, in the order they should be tried (relative first).
@@ -322,6 +333,9 @@ impl DynamicHeader {
             table_offset: BigEndian::read_u64(&buf[dynamic::TABLE_OFFSET..]),
             max_table_entries: BigEndian::read_u32(&buf[dynamic::MAX_TABLE_ENTRIES..]),
             block_size,
+            parent_unique_id: buf[dynamic::PARENT_UNIQUE_ID..dynamic::PARENT_UNIQUE_ID + 16]
+                .try_into()
+                .expect("16 bytes"),
             parent_name,
             locators,
         })
@@ -388,6 +402,7 @@ pub(crate) mod tests {
         f[footer::GEOMETRY + 2] = chs.1;
         f[footer::GEOMETRY + 3] = chs.2;
         BigEndian::write_u32(&mut f[footer::DISK_TYPE..], disk_type);
+        f[footer::UNIQUE_ID..footer::UNIQUE_ID + 16].fill(disk_type as u8);
         seal(&mut f, footer::CHECKSUM);
         f
     }
@@ -406,6 +421,7 @@ pub(crate) mod tests {
         BigEndian::write_u32(&mut h[dynamic::HEADER_VERSION..], 0x0001_0000);
         BigEndian::write_u32(&mut h[dynamic::MAX_TABLE_ENTRIES..], entries);
         BigEndian::write_u32(&mut h[dynamic::BLOCK_SIZE..], block_size);
+        h[dynamic::PARENT_UNIQUE_ID..dynamic::PARENT_UNIQUE_ID + 16].fill(2); // a fixed disk's, from footer_bytes
         for (i, (platform, offset, length)) in locators.iter().enumerate() {
             let e = &mut h[dynamic::PARENT_LOCATORS + i * dynamic::LOCATOR_SIZE..];
             e[..4].copy_from_slice(*platform);
@@ -451,6 +467,7 @@ pub(crate) mod tests {
         assert_eq!(f.data_offset, 0x200);
         assert_eq!(f.creator_app, *b"qemu");
         assert_eq!(f.geometry_sectors, 302 * 4 * 17);
+        assert_eq!(f.unique_id[..4], [0x82, 0xa5, 0xc7, 0x28]);
         assert_eq!(f.virtual_size().unwrap(), 10_514_432);
     }
 
@@ -518,6 +535,7 @@ pub(crate) mod tests {
         );
         let h = DynamicHeader::parse(&h, 0).unwrap();
         assert_eq!((h.table_offset, h.max_table_entries, h.block_size), (0x600, 5, 2 << 20));
+        assert_eq!(h.parent_unique_id, [2; 16]);
         let platforms: Vec<_> = h.locators.iter().map(|l| l.platform).collect();
         assert_eq!(platforms, [Platform::WindowsRelative, Platform::WindowsAbsolute]);
         assert_eq!((h.locators[0].offset, h.locators[0].length), (0x1200, 12));

@@ -70,20 +70,7 @@ impl Vpc {
     /// whatever opening the parent gives.
     pub fn open(file: Box<dyn ReadAt>, name: &str, ctx: &mut OpenContext<'_>) -> Result<Vpc> {
         let len = file.len();
-        if len < FOOTER_SIZE as u64 {
-            return Err(Error::invalid("Not a VHD image: shorter than its 512-byte footer"));
-        }
-        let mut buf = [0u8; FOOTER_SIZE];
-        file.read_exact_at(0, &mut buf)?;
-        let footer_at = if has_footer_cookie(&buf) {
-            0
-        } else {
-            len - FOOTER_SIZE as u64
-        };
-        if footer_at != 0 {
-            file.read_exact_at(footer_at, &mut buf)?;
-        }
-        let footer = Footer::parse(&buf, footer_at)?;
+        let (footer, footer_at) = read_footer(&*file)?;
         // Dynamic disks lead with a copy of the footer; fixed disks cannot, their guest data starts at 0.
         let fixed = footer.disk_type == DiskType::Fixed;
         if (footer_at == 0) == fixed {
@@ -123,6 +110,26 @@ impl Vpc {
         };
         Ok(Vpc { file, info, blocks })
     }
+}
+
+/// The footer: the copy at offset 0 if there is one (dynamic and differencing disks), else the last 512 bytes
+/// (fixed disks); and where it was found.
+fn read_footer(file: &dyn ReadAt) -> Result<(Footer, u64)> {
+    let len = file.len();
+    if len < FOOTER_SIZE as u64 {
+        return Err(Error::invalid("Not a VHD image: shorter than its 512-byte footer"));
+    }
+    let mut buf = [0u8; FOOTER_SIZE];
+    file.read_exact_at(0, &mut buf)?;
+    let at = if has_footer_cookie(&buf) {
+        0
+    } else {
+        len - FOOTER_SIZE as u64
+    };
+    if at != 0 {
+        file.read_exact_at(at, &mut buf)?;
+    }
+    Ok((Footer::parse(&buf, at)?, at))
 }
 
 fn read_header(file: &dyn ReadAt, footer: &Footer) -> Result<DynamicHeader> {
@@ -384,16 +391,17 @@ fn open_parent(file: &dyn ReadAt, name: &str, header: &DynamicHeader, ctx: &mut 
         if tried.contains(&candidate) {
             continue;
         }
-        match ctx.open_backing_resolved(&candidate, name, Some(Format::Vpc)) {
-            Ok((resolved, parent)) => {
+        match ctx.resolver().open(&candidate, name) {
+            Ok((resolved, parent_file)) => {
+                check_parent_id(&*parent_file, &resolved, header)?;
+                let image = ctx.open_file(&resolved, parent_file, Some(Format::Vpc))?;
                 return Ok(Parent {
                     name: candidate,
                     resolved,
-                    image: parent,
+                    image,
                 });
             }
-            // Not found (or unreadable): the next locator may point elsewhere. A parent that opens but is
-            // broken is reported as it is.
+            // Not found: the next locator may point elsewhere.
             Err(e) if e.kind() == ErrorKind::Io => tried.push(candidate),
             Err(e) => return Err(e),
         }
@@ -408,6 +416,24 @@ fn open_parent(file: &dyn ReadAt, name: &str, header: &DynamicHeader, ctx: &mut 
             tried.join("', '")
         ),
     ))
+}
+
+/// Refuses a parent whose unique id is not the one the child recorded: it was replaced or changed since the
+/// child was made, and reading through it would mix two disks. A child that records no id is taken on trust.
+fn check_parent_id(parent: &dyn ReadAt, resolved: &str, header: &DynamicHeader) -> Result<()> {
+    if header.parent_unique_id == [0; 16] {
+        return Ok(());
+    }
+    let (footer, _) = read_footer(parent).map_err(|e| e.in_file(resolved.to_string()))?;
+    if footer.unique_id != header.parent_unique_id {
+        let hex = |id: &[u8; 16]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        return Err(Error::corrupt(format!(
+            "Parent '{resolved}' has unique id {}, but this differencing VHD was made from {}",
+            hex(&footer.unique_id),
+            hex(&header.parent_unique_id)
+        )));
+    }
+    Ok(())
 }
 
 impl Image for Vpc {
@@ -640,9 +666,26 @@ mod tests {
     }
 
     #[test]
+    fn differencing_disk_refuses_a_parent_with_another_unique_id() {
+        let (child, mut files) = differencing();
+        let parent = &mut files.0[0].1;
+        let footer_at = parent.len() - FOOTER_SIZE;
+        parent[footer_at + 68] ^= 1;
+        super::header::tests::seal(&mut parent[footer_at..], 64);
+        let err = open(child, &files).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.message().contains("unique id"), "{err}");
+        assert_eq!(err.file(), Some("child.vhd"));
+    }
+
+    #[test]
     fn differencing_disk_that_is_its_own_parent_is_refused() {
         let path: Vec<u8> = "child.vhd".encode_utf16().flat_map(u16::to_le_bytes).collect();
-        let child = sparse_disk(4, 4096, &[], Some((b"W2ku", &path)));
+        let mut child = sparse_disk(4, 4096, &[], Some((b"W2ku", &path)));
+        // Name its own unique id as its parent's, so that only the loop is wrong.
+        for word in 0..4 {
+            patch_header(&mut child, 40 + 4 * word, 0x0404_0404);
+        }
         let err = open(child.clone(), &Files(vec![("child.vhd", child)])).err().unwrap();
         assert_eq!(err.kind(), ErrorKind::Corrupt);
         assert!(err.message().contains("loops"), "{err}");
