@@ -347,7 +347,7 @@ fn read_parent(parent: Option<&mut dyn Image>, offset: u64, buf: &mut [u8]) -> R
 
 /// The opened parent of a differencing disk.
 struct Parent {
-    /// The name as the child gives it (a locator's path, made relative-to-the-child friendly).
+    /// The name as the child gives it: a locator's path with forward slashes, or the recorded parent name.
     name: String,
     /// The name the resolver found it by (a path in the CLI).
     resolved: String,
