@@ -20,6 +20,8 @@ pub enum Format {
     Vmdk,
     /// Hyper-V virtual hard disk v2.
     Vhdx,
+    /// Virtual PC / Hyper-V virtual hard disk v1 (VHD), as qemu names it.
+    Vpc,
     /// An OVF package in one tar file (output only, for now).
     Ova,
     /// An OVF descriptor with its disk and manifest beside it (output only).
@@ -34,6 +36,7 @@ impl Format {
             Format::Raw => "raw",
             Format::Vmdk => "vmdk",
             Format::Vhdx => "vhdx",
+            Format::Vpc => "vpc",
             Format::Ova => "ova",
             Format::Ovf => "ovf",
         }
@@ -46,20 +49,24 @@ impl Format {
             "raw" => Format::Raw,
             "vmdk" => Format::Vmdk,
             "vhdx" => Format::Vhdx,
+            "vpc" => Format::Vpc,
             "ova" => Format::Ova,
             "ovf" => Format::Ovf,
             _ => return Err(Error::argument(format!("Unknown format '{name}'"))),
         })
     }
 
-    /// Recognises a format from the first bytes of a file (at least 8, more is better); raw when nothing matches.
-    pub fn probe(head: &[u8]) -> Format {
+    /// Recognises a format from the first bytes of a file (at least 8, more is better) and its last 512 bytes
+    /// (`tail`, empty for shorter files), which are all a fixed VHD has to show; raw when nothing matches.
+    pub fn probe(head: &[u8], tail: &[u8]) -> Format {
         if head.starts_with(b"QFI\xfb") {
             Format::Qcow2
         } else if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") {
             Format::Vmdk
         } else if head.starts_with(b"vhdxfile") {
             Format::Vhdx
+        } else if head.starts_with(b"conectix") || crate::vpc::is_fixed_footer(tail) {
+            Format::Vpc
         } else {
             Format::Raw
         }
@@ -210,6 +217,12 @@ impl<'a> OpenContext<'a> {
         Ok((resolved, image))
     }
 
+    /// The resolver, for a format that must look into a referenced file before opening it as an image (a VHD
+    /// checks its parent's unique id) or that needs the resolved name.
+    pub fn resolver(&self) -> &'a dyn FileResolver {
+        self.resolver
+    }
+
     /// Opens `file` (named `name`) in the format given, or the probed one.
     pub fn open_file(&mut self, name: &str, file: Box<dyn ReadAt>, format: Option<Format>) -> Result<Box<dyn Image>> {
         if self.chain.iter().any(|n| n == name) {
@@ -224,12 +237,21 @@ impl<'a> OpenContext<'a> {
             None => {
                 let mut head = [0u8; 32];
                 let n = file.read_at(0, &mut head).map_err(|e| e.in_file(name.to_string()))?;
-                Format::probe(&head[..n])
+                let mut tail = [0u8; 512];
+                let tail = match file.len().checked_sub(tail.len() as u64) {
+                    Some(at) => {
+                        file.read_exact_at(at, &mut tail).map_err(|e| e.in_file(name.to_string()))?;
+                        &tail[..]
+                    }
+                    None => &[],
+                };
+                Format::probe(&head[..n], tail)
             }
         };
         let image: Result<Box<dyn Image>> = match format {
             Format::Qcow2 => crate::qcow2::Qcow2::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Raw => Ok(Box::new(crate::raw::RawImage::new(file))),
+            Format::Vpc => crate::vpc::Vpc::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Vmdk | Format::Vhdx | Format::Ova | Format::Ovf => {
                 Err(Error::unsupported(format!("Reading {format} images is not supported yet")))
             }

@@ -5,8 +5,8 @@
 //! - [`io`]: positioned reads ([`io::ReadAt`]) and writes ([`io::Sink`]); the core never opens files itself.
 //! - [`image`]: an opened input ([`image::Image`]) as a guest map plus guest reads; probing and backing chains.
 //! - [`convert`]: the pipeline from an image to an [`convert::ImageWriter`], encoding on all cores.
-//! - one module per format: [`qcow2`], [`vmdk`], [`vhdx`], [`raw`]; [`ova`] packages a VMDK with its [`ovf`]
-//!   descriptor for ESXi.
+//! - one module per format: [`qcow2`], [`vmdk`], [`vhdx`], [`vpc`], [`raw`]; [`ova`] packages a VMDK with its
+//!   [`ovf`] descriptor for ESXi.
 #![deny(missing_docs)]
 
 pub mod compare;
@@ -28,5 +28,6 @@ pub mod tar;
 pub mod target;
 pub mod vhdx;
 pub mod vmdk;
+pub mod vpc;
 
 pub use error::{Error, ErrorKind, Result};

@@ -45,7 +45,9 @@ pub fn writer(target: &Target, virtual_size: u64, sink: Box<dyn Sink>) -> Result
         Format::Ovf => {
             return Err(Error::argument("OVF output is three files; build it with ova::PackageWriter and Layout::Ovf"));
         }
-        Format::Qcow2 => return Err(Error::unsupported("Writing qcow2 is not supported yet")),
+        Format::Qcow2 | Format::Vpc => {
+            return Err(Error::unsupported(format!("Writing {} is not supported yet", target.format)));
+        }
     };
     options.finish(target.format.name())?;
     Ok(writer)

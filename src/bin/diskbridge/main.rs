@@ -25,7 +25,7 @@ usage: diskbridge COMMAND [OPTIONS]
   create [-q] [-f FMT] [-o OPTIONS] OUTPUT [SIZE]
   compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2   (exit 0 identical, 1 different, 2 error)
 
-Formats: qcow2 (read), raw, vmdk (write: streamOptimized for ESXi), vhdx (write: dynamic).
+Formats: qcow2 (read), vpc (read), raw, vmdk (write: streamOptimized for ESXi), vhdx (write: dynamic).
 OUTPUT '-' writes to standard output. DISKBRIDGE_SEED=N makes random fields reproducible;
 SOURCE_DATE_EPOCH=SECS fixes timestamps; DISKBRIDGE_THREADS=N limits encoder threads.
 See README.md for every option.
@@ -281,7 +281,9 @@ fn cmd_compare(argv: &[String]) -> ExitCode {
     };
     let open = |path: &str, format| match open_input(path, format) {
         Ok(image) => Ok(image),
-        Err(Failure::Error(file, e)) => Err(format!("{}: {e}", e.file().map(str::to_string).or(file).unwrap_or_default())),
+        Err(Failure::Error(file, e)) => {
+            Err(format!("{}: {e}", e.file().map(str::to_string).or(file).unwrap_or_default()))
+        }
         Err(Failure::Usage(m)) => Err(m),
     };
     let (mut a, mut b) = match (open(first, formats[0]), open(second, formats[1])) {
