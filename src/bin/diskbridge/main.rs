@@ -168,7 +168,13 @@ fn target_for(format: Format, options: OptionList, output: &str) -> Result<Targe
 }
 
 /// Converts `source` into `output` (a path or `-`), removing any partial output on failure or Ctrl-C.
-fn write_image(source: Box<dyn Image>, target: &Target, output: &str, progress: bool) -> Result<(), Failure> {
+fn write_image(
+    source: Box<dyn Image>,
+    reopen: Option<diskbridge::convert::Reopen<'_>>,
+    target: &Target,
+    output: &str,
+    progress: bool,
+) -> Result<(), Failure> {
     let size = source.virtual_size();
     let threads = match std::env::var("DISKBRIDGE_THREADS") {
         Ok(v) => {
@@ -210,7 +216,7 @@ fn write_image(source: Box<dyn Image>, target: &Target, output: &str, progress: 
         staged.push(s);
         target::writer(target, size, Box::new(file)).map_err(failed)?
     };
-    let opts = RunOptions { threads, progress: progress.then_some(&mut show as _), cancel: Some(&CANCEL) };
+    let opts = RunOptions { threads, progress: progress.then_some(&mut show as _), cancel: Some(&CANCEL), reopen };
     run(source, writer, opts).map_err(failed)?;
     for s in staged {
         s.commit().map_err(failed)?;
@@ -248,7 +254,9 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     }
     let source = open_input(input, in_format)?;
     let target = target_for(out_format, options, output)?;
-    write_image(source, &target, output, progress)
+    // Each encoder thread opens the input itself, so decompressing it runs on every core too.
+    let reopen = || diskbridge::native::open_image(Path::new(input), in_format);
+    write_image(source, Some(&reopen), &target, output, progress)
 }
 
 /// `compare` has qemu-img's exit codes: 0 identical, 1 different, 2 for any error, usage included.
@@ -347,7 +355,7 @@ fn cmd_create(argv: &[String]) -> Result<(), Failure> {
         _ => return Err(Failure::Usage("create needs OUTPUT and SIZE".into())),
     };
     let target = target_for(format, options, output)?;
-    write_image(Box::new(Blank::new(size.div_ceil(512) * 512)), &target, output, false)?;
+    write_image(Box::new(Blank::new(size.div_ceil(512) * 512)), None, &target, output, false)?;
     if output != "-" {
         println!("Formatting '{output}', fmt={} size={size}", format.name());
     }
