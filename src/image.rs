@@ -22,7 +22,7 @@ pub enum Format {
     Vhdx,
     /// Virtual PC / Hyper-V virtual hard disk v1 (VHD), as qemu names it.
     Vpc,
-    /// An OVF package in one tar file (output only, for now).
+    /// An OVF package in one tar file; read in place, one disk at a time.
     Ova,
     /// An OVF descriptor with its disk and manifest beside it (output only).
     Ovf,
@@ -65,6 +65,12 @@ impl Format {
             Format::Vmdk
         } else if head.starts_with(b"vhdxfile") {
             Format::Vhdx
+        } else if head.len() >= 263
+            && &head[257..263] == b"ustar\0"
+            && head[..100].split(|&b| b == 0).next().is_some_and(|n| n.ends_with(b".ovf"))
+        {
+            // A POSIX tar whose first member is an OVF descriptor, as DSP0243 orders an OVA.
+            Format::Ova
         } else if head.starts_with(b"conectix") || crate::vpc::is_fixed_footer(tail) {
             Format::Vpc
         } else {
@@ -188,12 +194,20 @@ pub struct OpenContext<'a> {
     resolver: &'a dyn FileResolver,
     /// Resolved names of the images opened so far, outermost first.
     chain: Vec<String>,
+    /// Which disk of an OVA to open (0-based).
+    ova_disk: usize,
 }
 
 impl<'a> OpenContext<'a> {
     /// A context for opening one top-level image.
     pub fn new(resolver: &'a dyn FileResolver) -> Self {
-        OpenContext { resolver, chain: Vec::new() }
+        OpenContext { resolver, chain: Vec::new(), ova_disk: 0 }
+    }
+
+    /// Opens disk `index` (0-based) when the image turns out to be an OVA.
+    pub fn with_ova_disk(mut self, index: usize) -> Self {
+        self.ova_disk = index;
+        self
     }
 
     /// Opens a backing file named `name` inside `referrer`, in the format given or probed.
@@ -234,31 +248,36 @@ impl<'a> OpenContext<'a> {
         self.chain.push(name.to_string());
         let format = match format {
             Some(f) => f,
-            None => {
-                let mut head = [0u8; 32];
-                let n = file.read_at(0, &mut head).map_err(|e| e.in_file(name.to_string()))?;
-                let mut tail = [0u8; 512];
-                let tail = match file.len().checked_sub(tail.len() as u64) {
-                    Some(at) => {
-                        file.read_exact_at(at, &mut tail).map_err(|e| e.in_file(name.to_string()))?;
-                        &tail[..]
-                    }
-                    None => &[],
-                };
-                Format::probe(&head[..n], tail)
-            }
+            None => probe_file(file.as_ref()).map_err(|e| e.in_file(name.to_string()))?,
         };
         let image: Result<Box<dyn Image>> = match format {
             Format::Qcow2 => crate::qcow2::Qcow2::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Raw => Ok(Box::new(crate::raw::RawImage::new(file))),
             Format::Vpc => crate::vpc::Vpc::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
-            Format::Vmdk | Format::Vhdx | Format::Ova | Format::Ovf => {
+            Format::Ova => crate::ova::open_disk(name, file, self.ova_disk, self),
+            Format::Vmdk | Format::Vhdx | Format::Ovf => {
                 Err(Error::unsupported(format!("Reading {format} images is not supported yet")))
             }
         };
         self.chain.pop();
         image.map_err(|e| e.in_file(name.to_string()))
     }
+}
+
+/// Recognises `file`'s format from its first and last bytes ([`Format::probe`]).
+pub fn probe_file(file: &dyn ReadAt) -> Result<Format> {
+    let mut head = [0u8; 512];
+    let n = file.len().min(head.len() as u64) as usize;
+    file.read_exact_at(0, &mut head[..n])?;
+    let mut tail = [0u8; 512];
+    let tail = match file.len().checked_sub(tail.len() as u64) {
+        Some(at) => {
+            file.read_exact_at(at, &mut tail)?;
+            &tail[..]
+        }
+        None => &[],
+    };
+    Ok(Format::probe(&head[..n], tail))
 }
 
 /// Opens an image and its backing chain.
@@ -272,6 +291,17 @@ pub fn open(
     resolver: &dyn FileResolver,
 ) -> Result<Box<dyn Image>> {
     OpenContext::new(resolver).open_file(name, file, format)
+}
+
+/// Like [`open`], choosing disk `ova_disk` (0-based) when the image is an OVA.
+pub fn open_disk(
+    name: &str,
+    file: Box<dyn ReadAt>,
+    format: Option<Format>,
+    resolver: &dyn FileResolver,
+    ova_disk: usize,
+) -> Result<Box<dyn Image>> {
+    OpenContext::new(resolver).with_ova_disk(ova_disk).open_file(name, file, format)
 }
 
 /// A disk of a given size with nothing in it — the source for `create`.

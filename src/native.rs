@@ -121,7 +121,22 @@ impl FileResolver for DirResolver {
 
 /// Opens the image at `path` (and its backing chain, relative to it) in the given or probed format.
 pub fn open_image(path: &Path, format: Option<crate::image::Format>) -> Result<Box<dyn crate::image::Image>> {
+    open_image_disk(path, format, 0)
+}
+
+/// Like [`open_image`], opening disk `ova_disk` (0-based) when the file is an OVA.
+pub fn open_image_disk(
+    path: &Path,
+    format: Option<crate::image::Format>,
+    ova_disk: usize,
+) -> Result<Box<dyn crate::image::Image>> {
     let name = path.to_string_lossy().into_owned();
     let file = InputFile::open(path).map_err(|e| e.in_file(name.clone()))?;
-    crate::image::open(&name, Box::new(file), format, &DirResolver)
+    crate::image::open_disk(&name, Box::new(file), format, &DirResolver, ova_disk)
+}
+
+/// How many disks the OVA at `path` holds.
+pub fn ova_disk_count(path: &Path) -> Result<usize> {
+    let file = InputFile::open(path).map_err(|e| e.in_file(path.to_string_lossy().into_owned()))?;
+    Ok(crate::ova::Package::read(&file)?.disks.len())
 }

@@ -99,8 +99,12 @@ fn positionals(args: &[Arg]) -> Vec<&str> {
 }
 
 fn open_input(path: &str, format: Option<Format>) -> Result<Box<dyn Image>, Failure> {
-    let image =
-        diskbridge::native::open_image(Path::new(path), format).map_err(|e| Failure::Error(Some(path.into()), e))?;
+    open_input_disk(path, format, 0)
+}
+
+fn open_input_disk(path: &str, format: Option<Format>, disk: usize) -> Result<Box<dyn Image>, Failure> {
+    let image = diskbridge::native::open_image_disk(Path::new(path), format, disk)
+        .map_err(|e| Failure::Error(Some(path.into()), e))?;
     for w in &image.info().warnings {
         warn(&format!("{path}: {w}"));
     }
@@ -252,11 +256,52 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     if output != "-" && output::same_file(Path::new(input), Path::new(output)) {
         return Err(Failure::Error(Some(output.into()), Error::argument("Refusing to overwrite the input image")));
     }
-    let source = open_input(input, in_format)?;
-    let target = target_for(out_format, options, output)?;
-    // Each encoder thread opens the input itself, so decompressing it runs on every core too.
-    let reopen = || diskbridge::native::open_image(Path::new(input), in_format);
-    write_image(source, Some(&reopen), &target, output, progress)
+    let chosen_disk = options.take_u64("disk").map_err(|e| Failure::Usage(e.message().into()))?;
+    let disks = match probe(input, in_format)? {
+        Format::Ova => match chosen_disk {
+            Some(n @ 1..) => vec![(n as usize - 1, output.to_string())],
+            Some(0) => return Err(Failure::Usage("disk=N counts from 1".into())),
+            None => {
+                let count = diskbridge::native::ova_disk_count(Path::new(input))
+                    .map_err(|e| Failure::Error(Some(input.into()), e))?;
+                (0..count).map(|i| (i, numbered_output(output, i))).collect()
+            }
+        },
+        _ if chosen_disk.is_some() => return Err(Failure::Usage("disk=N selects a disk of an OVA input".into())),
+        _ => vec![(0, output.to_string())],
+    };
+    for (disk, output) in disks {
+        let source = open_input_disk(input, in_format, disk)?;
+        let target = target_for(out_format, options.clone(), &output)?;
+        // Each encoder thread opens the input itself, so decompressing it runs on every core too.
+        let reopen = || diskbridge::native::open_image_disk(Path::new(input), in_format, disk);
+        write_image(source, Some(&reopen), &target, &output, progress)?;
+    }
+    Ok(())
+}
+
+/// The input's format: as given, or probed from its bytes.
+fn probe(path: &str, format: Option<Format>) -> Result<Format, Failure> {
+    if let Some(f) = format {
+        return Ok(f);
+    }
+    let file =
+        diskbridge::native::InputFile::open(Path::new(path)).map_err(|e| Failure::Error(Some(path.into()), e))?;
+    diskbridge::image::probe_file(&file).map_err(|e| Failure::Error(Some(path.into()), e))
+}
+
+/// Output name for disk `index` of a multi-disk OVA: the first keeps the name, the others get `-diskN`.
+fn numbered_output(output: &str, index: usize) -> String {
+    if index == 0 || output == "-" {
+        return output.to_string();
+    }
+    let path = Path::new(output);
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-disk{}.{}", index + 1, ext.to_string_lossy()),
+        None => format!("{stem}-disk{}", index + 1),
+    };
+    path.with_file_name(name).to_string_lossy().into_owned()
 }
 
 /// `compare` has qemu-img's exit codes: 0 identical, 1 different, 2 for any error, usage included.
