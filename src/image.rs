@@ -210,7 +210,8 @@ impl<'a> OpenContext<'a> {
         let image: Result<Box<dyn Image>> = match format {
             Format::Qcow2 => crate::qcow2::Qcow2::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Raw => Ok(Box::new(crate::raw::RawImage::new(file))),
-            Format::Vmdk | Format::Vhdx => {
+            Format::Vhdx => crate::vhdx::Vhdx::open(file).map(|i| Box::new(i) as Box<dyn Image>),
+            Format::Vmdk => {
                 Err(Error::unsupported(format!("Reading {format} images is not supported yet")))
             }
         };

@@ -1,0 +1,331 @@
+//! The VHDX writer: guest data in 1 MiB units, payload blocks stored in guest order behind the metadata.
+//!
+//! A block's place in the file follows from its rank among the allocated blocks ([`Layout::block_offset`]),
+//! so the writer only keeps the list of allocated blocks, never a whole BAT. On a seekable sink a block is
+//! allocated when its first non-zero unit arrives and the BAT is written last. On an append-only sink the BAT
+//! precedes the data, so [`ImageWriter::plan`] reads the source once to find the blocks holding non-zero bytes;
+//! the same read also serves the automatic block size of large disks.
+
+use super::bat::{BatEntry, Geometry};
+use super::guid::Guid;
+use super::header::{self, Header, RegionEntry, RegionTable};
+use super::layout::{self, Layout};
+use super::metadata::{self, Metadata};
+use super::VhdxOptions;
+use crate::convert::{ImageWriter, SkipZeros, UnitEncoder, is_zero};
+use crate::error::{Error, Result};
+use crate::extent::ExtentKind;
+use crate::image::Image;
+use crate::io::{Sink, zeroed_buffer};
+use crate::random::Random;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Guest bytes per unit, whatever the block size: keeps the pipeline's memory small with 256 MiB blocks.
+const UNIT: u64 = 1 << 20;
+/// Zero runs this long inside a unit are left as holes in a seekable output (qemu-img's default `-S 4k`).
+const HOLE: usize = 4096;
+/// BAT entries are written in pieces of this many bytes.
+const BAT_PIECE: usize = 1 << 20;
+
+/// Writes a dynamic (or fixed) VHDX.
+pub struct VhdxWriter {
+    sink: Box<dyn Sink>,
+    opts: VhdxOptions,
+    /// Guest size rounded up to the logical sector size.
+    virtual_size: u64,
+    /// Known from the start unless the block size is automatic on a large disk; then set by `plan`.
+    layout: Option<Layout>,
+    /// Dynamic disks: the blocks holding data, ascending. Planned up front on an append-only sink.
+    allocated: Vec<u64>,
+    /// Position in `allocated` of the block the last unit went to.
+    cursor: usize,
+    /// The header section, BAT and metadata are on the sink (append-only sinks: before any data).
+    front_written: bool,
+    file_write_guid: Guid,
+    data_write_guid: Guid,
+    page83: Guid,
+    sequence_number: u64,
+}
+
+impl VhdxWriter {
+    /// A writer on `sink` for a disk of `virtual_size` bytes; random fields follow from `seed`. Nothing is
+    /// written yet.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a disk over 64 TiB.
+    pub fn new(sink: Box<dyn Sink>, virtual_size: u64, opts: &VhdxOptions, seed: u64) -> Result<Self> {
+        let lss = opts.logical_sector_size as u64;
+        // The tail past the source's end reads as zeros: no guest byte is dropped.
+        let virtual_size = virtual_size.div_ceil(lss) * lss;
+        if virtual_size > metadata::MAX_VIRTUAL_SIZE {
+            return Err(Error::argument(format!("A VHDX disk holds at most 64 TiB, not {virtual_size} bytes")));
+        }
+        let mut random = Random::new(seed);
+        let mut writer = VhdxWriter {
+            sink,
+            opts: opts.clone(),
+            virtual_size,
+            layout: None,
+            allocated: Vec::new(),
+            cursor: 0,
+            front_written: false,
+            file_write_guid: Guid::from_text_order(random.guid()),
+            data_write_guid: Guid::from_text_order(random.guid()),
+            page83: Guid::from_text_order(random.guid()),
+            sequence_number: random.next_u32() as u64,
+        };
+        let block_size = match opts.block_size {
+            Some(size) => Some(size),
+            // Small disks need no look at the data to pick their block size.
+            None if virtual_size <= layout::SMALL_DISK => {
+                Some(layout::auto_block_size(virtual_size, lss, opts.log_size, |_| 0))
+            }
+            None => None,
+        };
+        writer.layout = block_size.map(|block_size| writer.layout_for(block_size));
+        Ok(writer)
+    }
+
+    fn layout_for(&self, block_size: u64) -> Layout {
+        let logical_sector_size = self.opts.logical_sector_size as u64;
+        Layout::new(Geometry { virtual_size: self.virtual_size, block_size, logical_sector_size }, self.opts.log_size)
+    }
+
+    fn layout(&self) -> Result<Layout> {
+        self.layout.ok_or_else(|| Error::argument("The VHDX writer needs plan() before data on a disk over 128 GiB"))
+    }
+
+    /// The file rank of `block`, allocating it if the output allows.
+    fn rank(&mut self, block: u64) -> Result<u64> {
+        if self.opts.fixed {
+            return Ok(block);
+        }
+        while self.allocated.get(self.cursor).is_some_and(|&b| b < block) {
+            self.cursor += 1;
+        }
+        match self.allocated.get(self.cursor) {
+            Some(&b) if b == block => {}
+            _ if self.front_written => {
+                return Err(Error::new(
+                    crate::ErrorKind::Io,
+                    format!("The source changed while it was read: block {block} held only zeros in the first pass"),
+                ));
+            }
+            _ => self.allocated.push(block),
+        }
+        Ok(self.cursor as u64)
+    }
+
+    fn allocated_blocks(&self, layout: &Layout) -> u64 {
+        if self.opts.fixed { layout.geometry.data_blocks() } else { self.allocated.len() as u64 }
+    }
+
+    /// Header section, BAT and metadata, in ascending file order (so an append-only sink can take them).
+    fn write_front(&mut self, layout: &Layout) -> Result<()> {
+        let creator = format!("diskbridge {}", env!("CARGO_PKG_VERSION"));
+        self.sink.write_at(header::FILE_ID_OFFSET, &header::file_identifier(&creator))?;
+        for (i, &offset) in header::HEADER_OFFSETS.iter().enumerate() {
+            let h = Header {
+                // Two valid headers must differ in sequence number; the second one is current.
+                sequence_number: self.sequence_number + i as u64,
+                file_write_guid: self.file_write_guid,
+                data_write_guid: self.data_write_guid,
+                log_guid: Guid::ZERO,
+                log_length: layout.log_length as u32,
+                log_offset: layout.log_offset,
+            };
+            self.sink.write_at(offset, &h.to_bytes())?;
+        }
+        let regions = RegionTable {
+            entries: vec![
+                RegionEntry {
+                    guid: Guid::BAT_REGION,
+                    file_offset: layout.bat_offset,
+                    length: layout.bat_length as u32,
+                    required: true,
+                },
+                RegionEntry {
+                    guid: Guid::METADATA_REGION,
+                    file_offset: layout.metadata_offset,
+                    length: layout.metadata_length as u32,
+                    required: true,
+                },
+            ],
+        }
+        .to_bytes();
+        for offset in header::REGION_TABLE_OFFSETS {
+            self.sink.write_at(offset, &regions)?;
+        }
+        // The log stays zero: a LogGuid of zero says there is nothing in it.
+        self.write_bat(layout)?;
+        let metadata = Metadata {
+            block_size: layout.geometry.block_size as u32,
+            leave_blocks_allocated: self.opts.fixed,
+            has_parent: false,
+            virtual_size: self.virtual_size,
+            page83: self.page83,
+            logical_sector_size: self.opts.logical_sector_size,
+            physical_sector_size: self.opts.physical_sector_size,
+        };
+        self.sink.write_at(layout.metadata_offset, &metadata.to_bytes())?;
+        self.front_written = true;
+        Ok(())
+    }
+
+    /// The BAT, a piece at a time; sector-bitmap slots and blocks without data stay 0 (NOT_PRESENT, offset 0).
+    fn write_bat(&mut self, layout: &Layout) -> Result<()> {
+        let g = layout.geometry;
+        let mut piece: Vec<u8> = Vec::with_capacity(BAT_PIECE);
+        let mut piece_start = layout.bat_offset;
+        let mut next = self.allocated.iter().copied().enumerate().peekable();
+        for block in 0..g.data_blocks() {
+            let rank = if self.opts.fixed {
+                Some(block)
+            } else {
+                next.next_if(|&(_, b)| b == block).map(|(rank, _)| rank as u64)
+            };
+            let entry = rank.map_or(0, |rank| BatEntry::present(layout.block_offset(rank)).0);
+            let at = layout.bat_offset + g.index(block) * 8;
+            if at + 8 > piece_start + BAT_PIECE as u64 {
+                self.sink.write_at(piece_start, &piece)?;
+                piece.clear();
+                piece_start += BAT_PIECE as u64;
+            }
+            piece.resize((at - piece_start) as usize, 0);
+            piece.extend_from_slice(&entry.to_le_bytes());
+        }
+        self.sink.write_at(piece_start, &piece)
+    }
+}
+
+/// Runs of 1 MiB units holding non-zero bytes, found by reading every unit the extent map marks as data.
+/// The map is walked an extent at a time, never collected (it may have millions of extents).
+fn nonzero_units(source: &mut dyn Image) -> Result<Vec<Range<u64>>> {
+    let size = source.virtual_size();
+    let mut runs: Vec<Range<u64>> = Vec::new();
+    let mut buf = zeroed_buffer(UNIT, "a unit of guest data")?;
+    let (mut pos, mut next_unit) = (0, 0);
+    while pos < size {
+        let extent = source.extent_at(pos)?;
+        if extent.offset != pos || extent.length == 0 {
+            return Err(Error::corrupt("Image map does not advance").at(pos));
+        }
+        pos = extent.end().min(size);
+        if extent.kind != ExtentKind::Data {
+            continue;
+        }
+        // A unit shared with the previous data extent has been read already.
+        for unit in (extent.offset / UNIT).max(next_unit)..pos.div_ceil(UNIT) {
+            let len = UNIT.min(size - unit * UNIT) as usize;
+            source.read_at(unit * UNIT, &mut buf[..len])?;
+            if is_zero(&buf[..len]) {
+                continue;
+            }
+            match runs.last_mut() {
+                Some(run) if run.end == unit => run.end += 1,
+                _ => runs.push(unit..unit + 1),
+            }
+        }
+        next_unit = pos.div_ceil(UNIT);
+    }
+    Ok(runs)
+}
+
+/// The distinct blocks of `units_per_block` units that the unit runs touch, ascending.
+fn blocks_of(runs: &[Range<u64>], units_per_block: u64) -> impl Iterator<Item = u64> + '_ {
+    let mut last = None;
+    runs.iter().flat_map(move |r| r.start / units_per_block..=(r.end - 1) / units_per_block).filter(move |&b| {
+        let new = last != Some(b);
+        last = Some(b);
+        new
+    })
+}
+
+impl ImageWriter for VhdxWriter {
+    fn unit_size(&self) -> u64 {
+        UNIT
+    }
+
+    fn encoder(&self) -> Arc<dyn UnitEncoder> {
+        Arc::new(SkipZeros)
+    }
+
+    fn plan(&mut self, source: &mut dyn Image) -> Result<()> {
+        let seekable = self.sink.is_seekable();
+        // Fixed disks allocate every block; dynamic ones must know their non-zero blocks to put the BAT first
+        // on an append-only sink, or to pick the block size of a large disk.
+        let scan = !self.opts.fixed && (self.layout.is_none() || !seekable);
+        let runs = if scan { nonzero_units(source)? } else { Vec::new() };
+        let layout = match self.layout {
+            Some(layout) => layout,
+            None => {
+                let (fixed, size) = (self.opts.fixed, self.virtual_size);
+                let lss = self.opts.logical_sector_size as u64;
+                let block_size = layout::auto_block_size(size, lss, self.opts.log_size, |block_size| {
+                    if fixed { size.div_ceil(block_size) } else { blocks_of(&runs, block_size / UNIT).count() as u64 }
+                });
+                *self.layout.insert(self.layout_for(block_size))
+            }
+        };
+        if !seekable {
+            self.allocated = blocks_of(&runs, layout.geometry.block_size / UNIT).collect();
+            self.write_front(&layout)?;
+        }
+        Ok(())
+    }
+
+    fn write_unit(&mut self, index: u64, encoded: Option<Vec<u8>>) -> Result<()> {
+        let Some(data) = encoded else { return Ok(()) };
+        let layout = self.layout()?;
+        if !self.sink.is_seekable() && !self.front_written {
+            return Err(Error::argument("The VHDX writer needs plan() before data on an append-only output"));
+        }
+        let guest = index * UNIT;
+        let block = guest / layout.geometry.block_size;
+        let base = layout.block_offset(self.rank(block)?) + guest % layout.geometry.block_size;
+        // Only the non-zero pages are written: the zero ones stay holes in a file (an append-only sink fills
+        // them with zeros itself).
+        let mut run_start = None;
+        for (i, page) in data.chunks(HOLE).enumerate() {
+            match (is_zero(page), run_start) {
+                (false, None) => run_start = Some(i * HOLE),
+                (true, Some(start)) => {
+                    self.sink.write_at(base + start as u64, &data[start..i * HOLE])?;
+                    run_start = None;
+                }
+                _ => {}
+            }
+        }
+        match run_start {
+            Some(start) => self.sink.write_at(base + start as u64, &data[start..]),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Box<dyn Sink>> {
+        let layout = self.layout()?;
+        if !self.front_written {
+            if !self.sink.is_seekable() {
+                return Err(Error::argument("The VHDX writer needs plan() before finishing an append-only output"));
+            }
+            self.write_front(&layout)?;
+        }
+        let len = layout.block_offset(self.allocated_blocks(&layout));
+        self.sink.finish(len)?;
+        Ok(self.sink)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_of_merges_units_into_distinct_blocks() {
+        let runs = [0..1, 3..5, 8..9, 9..40];
+        assert_eq!(blocks_of(&runs, 1).count(), 1 + 2 + 32);
+        assert_eq!(blocks_of(&runs, 4).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(blocks_of(&runs, 256).collect::<Vec<_>>(), vec![0]);
+    }
+}
