@@ -121,7 +121,11 @@ mod tests {
 
     #[test]
     fn chunk_ratio_and_interleaving() {
-        let g = |size: u64, block: u64, lss: u64| Geometry { virtual_size: size, block_size: block, logical_sector_size: lss };
+        let g = |size: u64, block: u64, lss: u64| Geometry {
+            virtual_size: size,
+            block_size: block,
+            logical_sector_size: lss,
+        };
         assert_eq!(g(1 << 30, 32 << 20, 512).chunk_ratio(), 128);
         assert_eq!(g(1 << 30, 1 << 20, 512).chunk_ratio(), 4096);
         assert_eq!(g(1 << 30, 256 << 20, 512).chunk_ratio(), 16);

@@ -51,7 +51,9 @@ fn verify(buf: &[u8], what: &str) -> Result<()> {
     let stored = LE::read_u32(&buf[CHECKSUM_OFFSET..]);
     let computed = checksum(buf);
     if stored != computed {
-        return Err(Error::corrupt(format!("{what} checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")));
+        return Err(Error::corrupt(format!(
+            "{what} checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+        )));
     }
     Ok(())
 }
@@ -215,7 +217,8 @@ impl RegionTable {
                 length: LE::read_u32(&buf[o + 24..]),
                 required: LE::read_u32(&buf[o + 28..]) & 1 == 1,
             };
-            if e.file_offset % ALIGNMENT != 0 || e.length as u64 % ALIGNMENT != 0 || e.file_offset < HEADER_SECTION_SIZE {
+            if e.file_offset % ALIGNMENT != 0 || e.length as u64 % ALIGNMENT != 0 || e.file_offset < HEADER_SECTION_SIZE
+            {
                 return Err(Error::corrupt(format!("Region {} is not 1 MiB aligned", e.guid)));
             }
             if entries.iter().any(|x| x.guid == e.guid) {
@@ -246,12 +249,26 @@ mod tests {
         // The first 80 bytes of header 1 of `qemu-img create -f vhdx empty.vhdx 64M` (FORMATS.md §3.3); the rest
         // of the 4 KiB is zero.
         let mut b = [0u8; HEADER_SIZE];
+        #[rustfmt::skip]
         let head: [u8; 80] = [
-            0x68, 0x65, 0x61, 0x64, 0x8e, 0x51, 0x58, 0xf3, 0x8c, 0xbe, 0x6c, 0x3a, 0, 0, 0, 0, // 'head', crc, seq
-            0xce, 0x02, 0xca, 0xae, 0xb9, 0x3f, 0x4b, 0x12, 0x87, 0xae, 0x53, 0x7a, 0xb2, 0x89, 0xf9, 0x49, // FileWrite
-            0x9f, 0x74, 0xa4, 0xec, 0x13, 0x5e, 0x47, 0xa1, 0xad, 0x7f, 0x4d, 0x0a, 0x5c, 0xfa, 0x9c, 0xcf, // DataWrite
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // LogGuid
-            0, 0, 1, 0, 0, 0, 0x10, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, // LogVersion, Version, LogLength, LogOffset
+            // 'head'
+            0x68, 0x65, 0x61, 0x64,
+            // Checksum 0xf358518e
+            0x8e, 0x51, 0x58, 0xf3,
+            // SequenceNumber 0x3a6cbe8c
+            0x8c, 0xbe, 0x6c, 0x3a, 0, 0, 0, 0,
+            // FileWriteGuid
+            0xce, 0x02, 0xca, 0xae, 0xb9, 0x3f, 0x4b, 0x12, 0x87, 0xae, 0x53, 0x7a, 0xb2, 0x89, 0xf9, 0x49,
+            // DataWriteGuid
+            0x9f, 0x74, 0xa4, 0xec, 0x13, 0x5e, 0x47, 0xa1, 0xad, 0x7f, 0x4d, 0x0a, 0x5c, 0xfa, 0x9c, 0xcf,
+            // LogGuid: none
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            // LogVersion 0, Version 1
+            0, 0, 1, 0,
+            // LogLength 1 MiB
+            0, 0, 0x10, 0,
+            // LogOffset 1 MiB
+            0, 0, 0x10, 0, 0, 0, 0, 0,
         ];
         b[..80].copy_from_slice(&head);
         let h = Header::parse(&b).expect("qemu's header parses and its CRC matches");
@@ -274,7 +291,10 @@ mod tests {
         assert_eq!(&b[0..4], b"head");
         assert_eq!(LE::read_u32(&b[4..]), checksum(&b));
         assert_eq!(&b[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
-        assert_eq!(&b[16..32], &[0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
+        assert_eq!(
+            &b[16..32],
+            &[0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]
+        );
         assert_eq!(b[47], 1, "last byte of DataWriteGuid");
         assert!(b[48..64].iter().all(|&x| x == 0), "LogGuid zero");
         assert_eq!(&b[64..80], &[0, 0, 1, 0, 0, 0, 0x10, 0, 0, 0, 0x10, 0, 0, 0, 0, 0]);

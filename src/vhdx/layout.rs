@@ -123,7 +123,10 @@ mod tests {
         // block wastes least.
         assert_eq!(auto_block_size(200 << 30, 512, 1 << 20, |_| 200), 2 << 20);
         // Data in every other 2 MiB: 2 MiB blocks store half the disk, anything larger all of it.
-        assert_eq!(auto_block_size(200 << 30, 512, 1 << 20, |b| if b == 2 << 20 { 51200 } else { (200 << 30) / b }), 2 << 20);
+        assert_eq!(
+            auto_block_size(200 << 30, 512, 1 << 20, |b| if b == 2 << 20 { 51200 } else { (200 << 30) / b }),
+            2 << 20
+        );
         // 60 TiB with a 32 MiB run of data every GiB: blocks up to 32 MiB store exactly the data, so the
         // largest of them has the smallest BAT; 64 MiB blocks would store twice the data.
         let sixty = 60u64 << 40;

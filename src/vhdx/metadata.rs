@@ -62,7 +62,11 @@ impl Metadata {
             (Guid::VIRTUAL_DISK_SIZE, IS_VIRTUAL_DISK | IS_REQUIRED, self.virtual_size.to_le_bytes().to_vec()),
             (Guid::PAGE83_DATA, IS_VIRTUAL_DISK | IS_REQUIRED, self.page83.to_disk().to_vec()),
             (Guid::LOGICAL_SECTOR_SIZE, IS_VIRTUAL_DISK | IS_REQUIRED, self.logical_sector_size.to_le_bytes().to_vec()),
-            (Guid::PHYSICAL_SECTOR_SIZE, IS_VIRTUAL_DISK | IS_REQUIRED, self.physical_sector_size.to_le_bytes().to_vec()),
+            (
+                Guid::PHYSICAL_SECTOR_SIZE,
+                IS_VIRTUAL_DISK | IS_REQUIRED,
+                self.physical_sector_size.to_le_bytes().to_vec(),
+            ),
         ]
     }
 
@@ -199,7 +203,8 @@ mod tests {
         let values: [u8; 40] = [
             0, 0, 0x80, 0, 0, 0, 0, 0, // BlockSize 8 MiB, flags 0
             0, 0, 0, 4, 0, 0, 0, 0, // VirtualDiskSize 64 MiB
-            0x89, 0xf7, 0x72, 0xf0, 0xf3, 0x19, 0x43, 0xc5, 0x91, 0xd2, 0xf4, 0x9f, 0xca, 0x6e, 0xd2, 0x33, // Page83
+            0x89, 0xf7, 0x72, 0xf0, 0xf3, 0x19, 0x43, 0xc5, 0x91, 0xd2, 0xf4, 0x9f, 0xca, 0x6e, 0xd2,
+            0x33, // Page83
             0, 2, 0, 0, 0, 2, 0, 0, // logical 512, physical 512
         ];
         assert_eq!(&b[TABLE_SIZE..], &values);

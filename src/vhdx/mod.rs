@@ -37,7 +37,13 @@ pub struct VhdxOptions {
 
 impl Default for VhdxOptions {
     fn default() -> Self {
-        VhdxOptions { fixed: false, block_size: None, log_size: 1 << 20, logical_sector_size: 512, physical_sector_size: 512 }
+        VhdxOptions {
+            fixed: false,
+            block_size: None,
+            log_size: 1 << 20,
+            logical_sector_size: 512,
+            physical_sector_size: 512,
+        }
     }
 }
 
@@ -51,7 +57,9 @@ impl VhdxOptions {
         match options.take("subformat").as_deref() {
             None | Some("dynamic") => {}
             Some("fixed") => o.fixed = true,
-            Some(other) => return Err(Error::argument(format!("Invalid subformat '{other}' for vhdx (dynamic or fixed)"))),
+            Some(other) => {
+                return Err(Error::argument(format!("Invalid subformat '{other}' for vhdx (dynamic or fixed)")));
+            }
         }
         if let Some(text) = options.take("block_size") {
             let size = if text == "auto" { 0 } else { parse_size(&text)? };
@@ -108,8 +116,17 @@ mod tests {
         assert!(parse("subformat=fixed").unwrap().fixed);
         let o = parse("logical_sector_size=4096,physical_sector_size=4k").unwrap();
         assert_eq!((o.logical_sector_size, o.physical_sector_size), (4096, 4096));
-        for bad in ["block_size=3M", "block_size=512M", "block_size=64k", "log_size=1000", "log_size=0",
-            "logical_sector_size=1024", "subformat=stream", "block_state_zero=maybe", "cluster_size=64k"] {
+        for bad in [
+            "block_size=3M",
+            "block_size=512M",
+            "block_size=64k",
+            "log_size=1000",
+            "log_size=0",
+            "logical_sector_size=1024",
+            "subformat=stream",
+            "block_state_zero=maybe",
+            "cluster_size=64k",
+        ] {
             assert_eq!(parse(bad).unwrap_err().kind(), crate::ErrorKind::InvalidArgument, "{bad}");
         }
     }

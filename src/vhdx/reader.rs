@@ -47,7 +47,10 @@ impl Vhdx {
         let regions = region_table(file.as_ref())?;
         let region = |guid: Guid| {
             regions.entries.iter().find(|e| e.guid == guid).copied().ok_or_else(|| {
-                Error::corrupt(format!("Region table lacks the {} region", if guid == Guid::BAT_REGION { "BAT" } else { "metadata" }))
+                Error::corrupt(format!(
+                    "Region table lacks the {} region",
+                    if guid == Guid::BAT_REGION { "BAT" } else { "metadata" }
+                ))
             })
         };
         let (bat, meta) = (region(Guid::BAT_REGION)?, region(Guid::METADATA_REGION)?);
@@ -133,7 +136,9 @@ impl Vhdx {
             BatState::Zero => (ExtentKind::Zero, None),
             BatState::NotPresent | BatState::Undefined | BatState::Unmapped => (ExtentKind::Unallocated, None),
             BatState::PartiallyPresent => {
-                return Err(Error::corrupt(format!("Block {block} is partially present in a disk without a parent")).at(at));
+                return Err(
+                    Error::corrupt(format!("Block {block} is partially present in a disk without a parent")).at(at)
+                );
             }
         })
     }
@@ -175,7 +180,8 @@ fn region_table(file: &dyn ReadAt) -> Result<RegionTable> {
 
 /// MS-VHDX 2.2.3.2: the log and the regions must not overlap each other or the header section.
 fn check_no_overlap(header: &Header, regions: &RegionTable) -> Result<()> {
-    let mut spans = vec![(0, header::HEADER_SECTION_SIZE), (header.log_offset, header.log_offset + header.log_length as u64)];
+    let mut spans =
+        vec![(0, header::HEADER_SECTION_SIZE), (header.log_offset, header.log_offset + header.log_length as u64)];
     spans.extend(regions.entries.iter().map(|e| (e.file_offset, e.file_offset + e.length as u64)));
     spans.sort_unstable();
     match spans.windows(2).find(|w| w[1].0 < w[0].1) {

@@ -6,12 +6,12 @@
 //! precedes the data, so [`ImageWriter::plan`] reads the source once to find the blocks holding non-zero bytes;
 //! the same read also serves the automatic block size of large disks.
 
+use super::VhdxOptions;
 use super::bat::{BatEntry, Geometry};
 use super::guid::Guid;
 use super::header::{self, Header, RegionEntry, RegionTable};
 use super::layout::{self, Layout};
 use super::metadata::{self, Metadata};
-use super::VhdxOptions;
 use crate::convert::{ImageWriter, SkipZeros, UnitEncoder, is_zero};
 use crate::error::{Error, Result};
 use crate::extent::ExtentKind;
