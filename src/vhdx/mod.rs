@@ -7,6 +7,7 @@
 //! and the sector-bitmap slots of the BAT stay 0. See [`layout`] for where everything goes.
 
 pub mod bat;
+pub mod bitmap;
 pub mod guid;
 pub mod header;
 pub mod layout;

@@ -1,13 +1,14 @@
 //! The VHDX writer: guest data in 1 MiB units, payload blocks stored in guest order behind the metadata.
 //!
 //! A block's place in the file follows from its rank among the allocated blocks ([`Layout::block_offset`]),
-//! so the writer only keeps the list of allocated blocks, never a whole BAT. On a seekable sink a block is
+//! so the writer only keeps one bit per block, never a whole BAT. On a seekable sink a block is
 //! allocated when its first non-zero unit arrives and the BAT is written last. On an append-only sink the BAT
 //! precedes the data, so [`ImageWriter::plan`] reads the source once to find the blocks holding non-zero bytes;
 //! the same read also serves the automatic block size of large disks.
 
 use super::VhdxOptions;
 use super::bat::{BatEntry, Geometry};
+use super::bitmap::Bitmap;
 use super::guid::Guid;
 use super::header::{self, Header, RegionEntry, RegionTable};
 use super::layout::{self, Layout};
@@ -18,7 +19,6 @@ use crate::extent::ExtentKind;
 use crate::image::Image;
 use crate::io::{Sink, zeroed_buffer};
 use crate::random::Random;
-use std::ops::Range;
 use std::sync::Arc;
 
 /// Guest bytes per unit, whatever the block size: keeps the pipeline's memory small with 256 MiB blocks.
@@ -36,10 +36,12 @@ pub struct VhdxWriter {
     virtual_size: u64,
     /// Known from the start unless the block size is automatic on a large disk; then set by `plan`.
     layout: Option<Layout>,
-    /// Dynamic disks: the blocks holding data, ascending. Planned up front on an append-only sink.
-    allocated: Vec<u64>,
-    /// Position in `allocated` of the block the last unit went to.
-    cursor: usize,
+    /// Dynamic disks: the blocks holding data (planned up front on an append-only sink). Empty for fixed disks.
+    stored: Bitmap,
+    /// How many bits of `stored` are set.
+    stored_count: u64,
+    /// The block the last unit went to, and its rank among the stored blocks.
+    cursor: (u64, u64),
     /// The header section, BAT and metadata are on the sink (append-only sinks: before any data).
     front_written: bool,
     file_write_guid: Guid,
@@ -67,8 +69,9 @@ impl VhdxWriter {
             opts: opts.clone(),
             virtual_size,
             layout: None,
-            allocated: Vec::new(),
-            cursor: 0,
+            stored: Bitmap::default(),
+            stored_count: 0,
+            cursor: (0, 0),
             front_written: false,
             file_write_guid: Guid::from_text_order(random.guid()),
             data_write_guid: Guid::from_text_order(random.guid()),
@@ -83,42 +86,47 @@ impl VhdxWriter {
             }
             None => None,
         };
-        writer.layout = block_size.map(|block_size| writer.layout_for(block_size));
+        if let Some(block_size) = block_size {
+            writer.set_layout(block_size)?;
+        }
         Ok(writer)
     }
 
-    fn layout_for(&self, block_size: u64) -> Layout {
+    fn set_layout(&mut self, block_size: u64) -> Result<Layout> {
         let logical_sector_size = self.opts.logical_sector_size as u64;
-        Layout::new(Geometry { virtual_size: self.virtual_size, block_size, logical_sector_size }, self.opts.log_size)
+        let geometry = Geometry { virtual_size: self.virtual_size, block_size, logical_sector_size };
+        let layout = Layout::new(geometry, self.opts.log_size);
+        self.stored = Bitmap::new(if self.opts.fixed { 0 } else { geometry.data_blocks() })?;
+        self.layout = Some(layout);
+        Ok(layout)
     }
 
     fn layout(&self) -> Result<Layout> {
         self.layout.ok_or_else(|| Error::argument("The VHDX writer needs plan() before data on a disk over 128 GiB"))
     }
 
-    /// The file rank of `block`, allocating it if the output allows.
+    /// The file rank of `block`, allocating it if the output allows. Blocks come in ascending order.
     fn rank(&mut self, block: u64) -> Result<u64> {
         if self.opts.fixed {
             return Ok(block);
         }
-        while self.allocated.get(self.cursor).is_some_and(|&b| b < block) {
-            self.cursor += 1;
-        }
-        match self.allocated.get(self.cursor) {
-            Some(&b) if b == block => {}
-            _ if self.front_written => {
+        if !self.stored.get(block) {
+            if self.front_written {
                 return Err(Error::new(
                     crate::ErrorKind::Io,
                     format!("The source changed while it was read: block {block} held only zeros in the first pass"),
                 ));
             }
-            _ => self.allocated.push(block),
+            self.stored.set(block);
+            self.stored_count += 1;
         }
-        Ok(self.cursor as u64)
+        let (at, rank) = self.cursor;
+        self.cursor = (block, rank + self.stored.count(at, block));
+        Ok(self.cursor.1)
     }
 
-    fn allocated_blocks(&self, layout: &Layout) -> u64 {
-        if self.opts.fixed { layout.geometry.data_blocks() } else { self.allocated.len() as u64 }
+    fn stored_blocks(&self, layout: &Layout) -> u64 {
+        if self.opts.fixed { layout.geometry.data_blocks() } else { self.stored_count }
     }
 
     /// Header section, BAT and metadata, in ascending file order (so an append-only sink can take them).
@@ -178,14 +186,14 @@ impl VhdxWriter {
         let g = layout.geometry;
         let mut piece: Vec<u8> = Vec::with_capacity(BAT_PIECE);
         let mut piece_start = layout.bat_offset;
-        let mut next = self.allocated.iter().copied().enumerate().peekable();
+        let mut rank = 0;
         for block in 0..g.data_blocks() {
-            let rank = if self.opts.fixed {
-                Some(block)
+            let entry = if self.opts.fixed || self.stored.get(block) {
+                rank += 1;
+                BatEntry::present(layout.block_offset(rank - 1)).0
             } else {
-                next.next_if(|&(_, b)| b == block).map(|(rank, _)| rank as u64)
+                0
             };
-            let entry = rank.map_or(0, |rank| BatEntry::present(layout.block_offset(rank)).0);
             let at = layout.bat_offset + g.index(block) * 8;
             if at + 8 > piece_start + BAT_PIECE as u64 {
                 self.sink.write_at(piece_start, &piece)?;
@@ -199,11 +207,11 @@ impl VhdxWriter {
     }
 }
 
-/// Runs of 1 MiB units holding non-zero bytes, found by reading every unit the extent map marks as data.
-/// The map is walked an extent at a time, never collected (it may have millions of extents).
-fn nonzero_units(source: &mut dyn Image) -> Result<Vec<Range<u64>>> {
+/// The 1 MiB units holding non-zero bytes, found by reading every unit the extent map marks as data. The map
+/// is walked an extent at a time, never collected (it may have millions of extents).
+fn nonzero_units(source: &mut dyn Image) -> Result<Bitmap> {
     let size = source.virtual_size();
-    let mut runs: Vec<Range<u64>> = Vec::new();
+    let mut units = Bitmap::new(size.div_ceil(UNIT))?;
     let mut buf = zeroed_buffer(UNIT, "a unit of guest data")?;
     let (mut pos, mut next_unit) = (0, 0);
     while pos < size {
@@ -219,27 +227,19 @@ fn nonzero_units(source: &mut dyn Image) -> Result<Vec<Range<u64>>> {
         for unit in (extent.offset / UNIT).max(next_unit)..pos.div_ceil(UNIT) {
             let len = UNIT.min(size - unit * UNIT) as usize;
             source.read_at(unit * UNIT, &mut buf[..len])?;
-            if is_zero(&buf[..len]) {
-                continue;
-            }
-            match runs.last_mut() {
-                Some(run) if run.end == unit => run.end += 1,
-                _ => runs.push(unit..unit + 1),
+            if !is_zero(&buf[..len]) {
+                units.set(unit);
             }
         }
         next_unit = pos.div_ceil(UNIT);
     }
-    Ok(runs)
+    Ok(units)
 }
 
-/// The distinct blocks of `units_per_block` units that the unit runs touch, ascending.
-fn blocks_of(runs: &[Range<u64>], units_per_block: u64) -> impl Iterator<Item = u64> + '_ {
-    let mut last = None;
-    runs.iter().flat_map(move |r| r.start / units_per_block..=(r.end - 1) / units_per_block).filter(move |&b| {
-        let new = last != Some(b);
-        last = Some(b);
-        new
-    })
+/// The blocks of `units_per_block` units holding at least one non-zero unit, ascending.
+fn blocks_with_data(units: &Bitmap, units_per_block: u64) -> impl Iterator<Item = u64> + '_ {
+    (0..units.len().div_ceil(units_per_block))
+        .filter(move |&b| units.count(b * units_per_block, (b + 1) * units_per_block) > 0)
 }
 
 impl ImageWriter for VhdxWriter {
@@ -256,20 +256,27 @@ impl ImageWriter for VhdxWriter {
         // Fixed disks allocate every block; dynamic ones must know their non-zero blocks to put the BAT first
         // on an append-only sink, or to pick the block size of a large disk.
         let scan = !self.opts.fixed && (self.layout.is_none() || !seekable);
-        let runs = if scan { nonzero_units(source)? } else { Vec::new() };
+        let units = if scan { nonzero_units(source)? } else { Bitmap::default() };
         let layout = match self.layout {
             Some(layout) => layout,
             None => {
                 let (fixed, size) = (self.opts.fixed, self.virtual_size);
                 let lss = self.opts.logical_sector_size as u64;
                 let block_size = layout::auto_block_size(size, lss, self.opts.log_size, |block_size| {
-                    if fixed { size.div_ceil(block_size) } else { blocks_of(&runs, block_size / UNIT).count() as u64 }
+                    if fixed {
+                        size.div_ceil(block_size)
+                    } else {
+                        blocks_with_data(&units, block_size / UNIT).count() as u64
+                    }
                 });
-                *self.layout.insert(self.layout_for(block_size))
+                self.set_layout(block_size)?
             }
         };
         if !seekable {
-            self.allocated = blocks_of(&runs, layout.geometry.block_size / UNIT).collect();
+            for block in blocks_with_data(&units, layout.geometry.block_size / UNIT) {
+                self.stored.set(block);
+                self.stored_count += 1;
+            }
             self.write_front(&layout)?;
         }
         Ok(())
@@ -311,7 +318,7 @@ impl ImageWriter for VhdxWriter {
             }
             self.write_front(&layout)?;
         }
-        let len = layout.block_offset(self.allocated_blocks(&layout));
+        let len = layout.block_offset(self.stored_blocks(&layout));
         self.sink.finish(len)?;
         Ok(self.sink)
     }
@@ -322,10 +329,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_of_merges_units_into_distinct_blocks() {
-        let runs = [0..1, 3..5, 8..9, 9..40];
-        assert_eq!(blocks_of(&runs, 1).count(), 1 + 2 + 32);
-        assert_eq!(blocks_of(&runs, 4).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        assert_eq!(blocks_of(&runs, 256).collect::<Vec<_>>(), vec![0]);
+    fn blocks_with_data_groups_units() {
+        let mut units = Bitmap::new(40).unwrap();
+        for u in [0, 3, 4, 8, 9, 39] {
+            units.set(u);
+        }
+        assert_eq!(blocks_with_data(&units, 1).count(), 6);
+        assert_eq!(blocks_with_data(&units, 4).collect::<Vec<_>>(), vec![0, 1, 2, 9]);
+        assert_eq!(blocks_with_data(&units, 256).collect::<Vec<_>>(), vec![0]);
     }
 }
