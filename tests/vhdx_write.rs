@@ -530,6 +530,21 @@ fn bad_options_are_refused_before_writing() {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{options}");
     }
     assert_eq!(file_len(&out), 0);
-    let e = writer(&target("", 1), (64 << 40) + 512, Box::new(OutputFile::create(&out).unwrap())).err().unwrap();
-    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    for size in [(64 << 40) + 512, 0] {
+        let e = writer(&target("", 1), size, Box::new(OutputFile::create(&out).unwrap())).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{size}");
+    }
+}
+
+#[test]
+fn tiny_disk_and_empty_disk_refusal() {
+    let dir = tmp();
+    let tiny = dir.path().join("tiny.raw");
+    sparse_raw(&tiny, 512, &[(0, 100)]);
+    for stream in [false, true] {
+        let out = dir.path().join("tiny.vhdx");
+        convert_image(open_image(&tiny, Some(Format::Raw)).unwrap(), &out, "", 1, 1, stream);
+        verify(&tiny, &out, 512);
+        assert_eq!(file_len(&out), 5 * MIB);
+    }
 }
