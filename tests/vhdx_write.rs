@@ -218,6 +218,12 @@ fn odd_size_holes_and_zero_data_follow_hyper_v_conventions() {
         bytes[8..520].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect();
     assert_eq!(String::from_utf16(&creator).unwrap(), format!("diskbridge {}", env!("CARGO_PKG_VERSION")));
     use diskbridge::vhdx::header::{Header, RegionTable};
+    let le32 = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    use diskbridge::vhdx::header::checksum;
+    assert_eq!(le32(0x10004), checksum(&bytes[0x10000..0x11000]), "header 1 CRC-32C");
+    assert_eq!(le32(0x20004), checksum(&bytes[0x20000..0x21000]), "header 2 CRC-32C");
+    assert_eq!(le32(0x30004), checksum(&bytes[0x30000..0x40000]), "region table CRC-32C");
+    assert!(bytes[0x11000..0x20000].iter().all(|&b| b == 0), "rest of the header 1 slot");
     let h1 = Header::parse(&bytes[0x10000..]).unwrap();
     let h2 = Header::parse(&bytes[0x20000..]).unwrap();
     assert_eq!(h2.sequence_number, h1.sequence_number + 1);
@@ -510,6 +516,13 @@ fn reader_reads_qemu_output_and_refuses_what_it_cannot_read() {
     patch(&mut bad_region, 0x30000, 65536, |s| s[0x20 + 2] = 0x10);
     patch(&mut bad_region, 0x40000, 65536, |s| s[0x20 + 2] = 0x10);
     assert_eq!(try_open(&bad_region).unwrap_err().kind(), ErrorKind::Corrupt);
+
+    let mut overlap = good.clone();
+    overlap[2 * MIB as usize + 8 + 2] = 0x30; // BAT[1] now points at the metadata region (3 MiB)
+    let p = dir.path().join("overlap.vhdx");
+    std::fs::write(&p, &overlap).unwrap();
+    let e = open_image(&p, None).unwrap().read_at(MIB, &mut [0u8; 512]).unwrap_err();
+    assert!(e.message().contains("overlaps"), "{}", e.message());
 
     let mut beyond = good.clone();
     beyond[2 * MIB as usize + 8 + 3] = 0x40; // BAT[1] now points 1 GiB past its place, beyond the file's end

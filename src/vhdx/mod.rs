@@ -5,6 +5,16 @@
 //! file offset 0 (qemu's default `ZERO` state is non-standard, so its `block_state_zero` option is accepted
 //! and ignored), a block whose guest bytes are all zero is not allocated, region entries are marked required,
 //! and the sector-bitmap slots of the BAT stay 0. See [`layout`] for where everything goes.
+//!
+//! Block size `auto` (the default): 1 MiB up to 128 GiB — Microsoft's advice for Linux guests, and the
+//! smallest files for cloud images — where its BAT still fits 1 MiB. Larger disks get the power of two from
+//! 2 MiB to 256 MiB that makes this image's file smallest; qemu-img's own choice is among the candidates, so
+//! the output is never larger than qemu-img's. Finding it reads the source's data twice (once to count the
+//! non-zero blocks of each size); `-o block_size=` skips that pass. An append-only output (stdout) always takes
+//! that first pass, because its BAT must precede the data.
+//!
+//! 4096-byte logical sectors are written on request: libvhdi reads them as diskbridge does, qemu-img refuses
+//! to open them.
 
 pub mod bat;
 pub mod bitmap;

@@ -23,6 +23,8 @@ pub struct Vhdx {
     metadata: Metadata,
     geometry: Geometry,
     bat: RegionEntry,
+    /// Header section, log and regions, sorted: no payload block may overlap them.
+    reserved: Vec<(u64, u64)>,
     /// One page of the BAT: its first index and its entries.
     page: (u64, Vec<u64>),
 }
@@ -57,7 +59,7 @@ impl Vhdx {
         if let Some(e) = regions.entries.iter().find(|e| e.required && **e != bat && **e != meta) {
             return Err(Error::unsupported(format!("Unknown required region {}", e.guid)));
         }
-        check_no_overlap(&header, &regions)?;
+        let reserved = reserved_spans(&header, &regions)?;
         let mut region_bytes = zeroed_buffer(meta.length as u64, "the metadata region")?;
         file.read_exact_at(meta.file_offset, &mut region_bytes).map_err(|e| e.at(meta.file_offset))?;
         let metadata = Metadata::parse(&region_bytes).map_err(|e| e.at(meta.file_offset))?;
@@ -81,7 +83,7 @@ impl Vhdx {
         }
         let mut info = ImageInfo::basic(Format::Vhdx, geometry.virtual_size);
         info.cluster_size = Some(geometry.block_size);
-        Ok(Vhdx { file, info, header, metadata, geometry, bat, page: (0, Vec::new()) })
+        Ok(Vhdx { file, info, header, metadata, geometry, bat, reserved, page: (0, Vec::new()) })
     }
 
     /// The current header.
@@ -127,9 +129,12 @@ impl Vhdx {
         Ok(match entry.state().map_err(|e| e.at(at))? {
             BatState::FullyPresent => {
                 let offset = entry.offset();
-                let end = offset.checked_add(self.geometry.block_size);
-                if offset < header::HEADER_SECTION_SIZE || end.is_none_or(|end| end > self.file.len()) {
+                let end = offset.checked_add(self.geometry.block_size).unwrap_or(u64::MAX);
+                if end > self.file.len() {
                     return Err(Error::corrupt(format!("Block {block} at {offset:#x} lies outside the file")).at(at));
+                }
+                if self.reserved.iter().any(|&(start, stop)| offset < stop && end > start) {
+                    return Err(Error::corrupt(format!("Block {block} at {offset:#x} overlaps the metadata")).at(at));
                 }
                 (ExtentKind::Data, Some(offset))
             }
@@ -178,15 +183,15 @@ fn region_table(file: &dyn ReadAt) -> Result<RegionTable> {
     Err(first_error.expect("two copies tried"))
 }
 
-/// MS-VHDX 2.2.3.2: the log and the regions must not overlap each other or the header section.
-fn check_no_overlap(header: &Header, regions: &RegionTable) -> Result<()> {
+/// The header section, the log and the regions, sorted; MS-VHDX 2.2.3.2: they must not overlap.
+fn reserved_spans(header: &Header, regions: &RegionTable) -> Result<Vec<(u64, u64)>> {
     let mut spans =
         vec![(0, header::HEADER_SECTION_SIZE), (header.log_offset, header.log_offset + header.log_length as u64)];
     spans.extend(regions.entries.iter().map(|e| (e.file_offset, e.file_offset + e.length as u64)));
     spans.sort_unstable();
     match spans.windows(2).find(|w| w[1].0 < w[0].1) {
         Some(w) => Err(Error::corrupt("Regions, log or header section overlap").at(w[1].0)),
-        None => Ok(()),
+        None => Ok(spans),
     }
 }
 
