@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 /// Guest bytes per unit, whatever the block size: keeps the pipeline's memory small with 256 MiB blocks.
 const UNIT: u64 = 1 << 20;
-/// Zero runs this long inside a unit are left as holes in a seekable output (qemu-img's default `-S 4k`).
+/// Zero pages of this size are left as holes in a seekable output (qemu-img's default `-S 4k`), in the data
+/// and in the mostly-empty BAT, region tables and metadata table alike.
 const HOLE: usize = 4096;
 /// BAT entries are written in pieces of this many bytes.
 const BAT_PIECE: usize = 1 << 20;
@@ -168,7 +169,7 @@ impl VhdxWriter {
         }
         .to_bytes();
         for offset in header::REGION_TABLE_OFFSETS {
-            self.sink.write_at(offset, &regions)?;
+            write_nonzero(self.sink.as_mut(), offset, &regions)?;
         }
         // The log stays zero: a LogGuid of zero says there is nothing in it.
         self.write_bat(layout)?;
@@ -181,7 +182,7 @@ impl VhdxWriter {
             logical_sector_size: self.opts.logical_sector_size,
             physical_sector_size: self.opts.physical_sector_size,
         };
-        self.sink.write_at(layout.metadata_offset, &metadata.to_bytes())?;
+        write_nonzero(self.sink.as_mut(), layout.metadata_offset, &metadata.to_bytes())?;
         self.front_written = true;
         Ok(())
     }
@@ -201,14 +202,34 @@ impl VhdxWriter {
             };
             let at = layout.bat_offset + g.index(block) * 8;
             if at + 8 > piece_start + BAT_PIECE as u64 {
-                self.sink.write_at(piece_start, &piece)?;
+                write_nonzero(self.sink.as_mut(), piece_start, &piece)?;
                 piece.clear();
                 piece_start += BAT_PIECE as u64;
             }
             piece.resize((at - piece_start) as usize, 0);
             piece.extend_from_slice(&entry.to_le_bytes());
         }
-        self.sink.write_at(piece_start, &piece)
+        write_nonzero(self.sink.as_mut(), piece_start, &piece)
+    }
+}
+
+/// Writes the non-zero pages of `data` (`offset` is page aligned): the zero ones stay holes in a file, and an
+/// append-only sink fills them with zeros itself. Keeps the allocated size close to qemu-img's.
+fn write_nonzero(sink: &mut dyn Sink, offset: u64, data: &[u8]) -> Result<()> {
+    let mut run_start = None;
+    for (i, page) in data.chunks(HOLE).enumerate() {
+        match (is_zero(page), run_start) {
+            (false, None) => run_start = Some(i * HOLE),
+            (true, Some(start)) => {
+                sink.write_at(offset + start as u64, &data[start..i * HOLE])?;
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    match run_start {
+        Some(start) => sink.write_at(offset + start as u64, &data[start..]),
+        None => Ok(()),
     }
 }
 
@@ -295,24 +316,8 @@ impl ImageWriter for VhdxWriter {
         }
         let guest = index * UNIT;
         let block = guest / layout.geometry.block_size;
-        let base = layout.block_offset(self.rank(block)?) + guest % layout.geometry.block_size;
-        // Only the non-zero pages are written: the zero ones stay holes in a file (an append-only sink fills
-        // them with zeros itself).
-        let mut run_start = None;
-        for (i, page) in data.chunks(HOLE).enumerate() {
-            match (is_zero(page), run_start) {
-                (false, None) => run_start = Some(i * HOLE),
-                (true, Some(start)) => {
-                    self.sink.write_at(base + start as u64, &data[start..i * HOLE])?;
-                    run_start = None;
-                }
-                _ => {}
-            }
-        }
-        match run_start {
-            Some(start) => self.sink.write_at(base + start as u64, &data[start..]),
-            None => Ok(()),
-        }
+        let offset = layout.block_offset(self.rank(block)?) + guest % layout.geometry.block_size;
+        write_nonzero(self.sink.as_mut(), offset, &data)
     }
 
     fn finish(mut self: Box<Self>) -> Result<Box<dyn Sink>> {
