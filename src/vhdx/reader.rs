@@ -129,7 +129,7 @@ impl Vhdx {
         Ok(match entry.state().map_err(|e| e.at(at))? {
             BatState::FullyPresent => {
                 let offset = entry.offset();
-                let end = offset.checked_add(self.geometry.block_size).unwrap_or(u64::MAX);
+                let end = offset.saturating_add(self.geometry.block_size);
                 if end > self.file.len() {
                     return Err(Error::corrupt(format!("Block {block} at {offset:#x} lies outside the file")).at(at));
                 }
