@@ -47,15 +47,11 @@ impl Vhdx {
             ));
         }
         let regions = region_table(file.as_ref())?;
-        let region = |guid: Guid| {
-            regions.entries.iter().find(|e| e.guid == guid).copied().ok_or_else(|| {
-                Error::corrupt(format!(
-                    "Region table lacks the {} region",
-                    if guid == Guid::BAT_REGION { "BAT" } else { "metadata" }
-                ))
-            })
+        let region = |guid: Guid, name: &str| {
+            let entry = regions.entries.iter().find(|e| e.guid == guid).copied();
+            entry.ok_or_else(|| Error::corrupt(format!("Region table lacks the {name} region")))
         };
-        let (bat, meta) = (region(Guid::BAT_REGION)?, region(Guid::METADATA_REGION)?);
+        let (bat, meta) = (region(Guid::BAT_REGION, "BAT")?, region(Guid::METADATA_REGION, "metadata")?);
         if let Some(e) = regions.entries.iter().find(|e| e.required && **e != bat && **e != meta) {
             return Err(Error::unsupported(format!("Unknown required region {}", e.guid)));
         }
