@@ -272,6 +272,7 @@ fn append_only_output_equals_seekable_output() {
             verify_without_qemu(raw, &b, size + 3584, 4096);
         } else if size > 100 << 30 {
             assert_eq!(open_vhdx(&b).metadata().block_size as u64, 2 * MIB);
+            assert_eq!(stored_blocks(&b).iter().map(|s| s.0).collect::<Vec<_>>(), vec![2, 3, 150 << 9]);
             assert_check_clean(&b);
             verify_without_qemu(raw, &b, size, 512);
         } else {
@@ -469,6 +470,7 @@ fn never_larger_than_qemu_img() {
     // 2 MiB and 4 MiB blocks store the same bytes for these runs (4 MiB per 3 MiB run, 32 MiB for the aligned
     // one) behind a 1 MiB BAT; the tie goes to the smaller block. qemu-img picks 32 MiB.
     assert_eq!(v.metadata().block_size as u64, 2 * MIB);
+    assert_eq!(stored_blocks(&out).len(), 50 * 2 + 16, "what our reader checks below is all there is");
     // qemu-img compare would read all 200 GiB of our file (its VHDX driver reports no holes): our reader
     // checks the data instead, qemu-img the structure.
     assert_check_clean(&out);
