@@ -330,11 +330,15 @@ fn block_size_and_log_size_options() {
     let raw = dir.path().join("src.raw");
     let make = known_sparse(&raw, 300 * MIB + 512, &[(MIB, 4096), (70 * MIB, 3 * MIB as usize), (300 * MIB, 512)]);
     let out = dir.path().join("out.vhdx");
-    for (options, block) in [("block_size=2M", 2), ("block_size=32M,log_size=3M", 32), ("block_size=256M", 256)] {
+    for (options, block) in
+        [("block_size=2M,physical_sector_size=4096", 2), ("block_size=32M,log_size=3M", 32), ("block_size=256M", 256)]
+    {
         convert_image(make(), &out, options, 7, 2, false);
         verify(&raw, &out, 300 * MIB + 512);
         let v = open_vhdx(&out);
         assert_eq!(v.metadata().block_size as u64, block * MIB, "{options}");
+        let physical = if options.contains("physical") { 4096 } else { 512 };
+        assert_eq!((v.metadata().logical_sector_size, v.metadata().physical_sector_size), (512, physical));
         let log = if options.contains("log_size") { 3 } else { 1 };
         assert_eq!(v.header().log_length as u64, log * MIB);
         let stored = stored_blocks(&out);
