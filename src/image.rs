@@ -255,7 +255,8 @@ impl<'a> OpenContext<'a> {
             Format::Raw => Ok(Box::new(crate::raw::RawImage::new(file))),
             Format::Vpc => crate::vpc::Vpc::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Ova => crate::ova::open_disk(name, file, self.ova_disk, self),
-            Format::Vmdk | Format::Vhdx | Format::Ovf => {
+            Format::Vhdx => crate::vhdx::Vhdx::open(file).map(|i| Box::new(i) as Box<dyn Image>),
+            Format::Vmdk | Format::Ovf => {
                 Err(Error::unsupported(format!("Reading {format} images is not supported yet")))
             }
         };
