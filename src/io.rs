@@ -82,6 +82,34 @@ impl<T: ReadAt + ?Sized> ReadAt for std::rc::Rc<T> {
     }
 }
 
+/// A range of another input, read as an input of its own (an OVA member, an extent inside a file).
+pub struct Window {
+    inner: std::rc::Rc<dyn ReadAt>,
+    offset: u64,
+    len: u64,
+}
+
+impl Window {
+    /// The `len` bytes of `inner` from `offset` (the caller checks they lie inside it).
+    pub fn new(inner: std::rc::Rc<dyn ReadAt>, offset: u64, len: u64) -> Self {
+        Window { inner, offset, len }
+    }
+}
+
+impl ReadAt for Window {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let n = buf.len().min(self.len.saturating_sub(offset) as usize);
+        if n == 0 {
+            return Ok(0);
+        }
+        self.inner.read_at(self.offset + offset, &mut buf[..n])
+    }
+}
+
 /// Allocates a zeroed buffer of `len` bytes for a structure named `what`, refusing sizes above
 /// [`MAX_BUFFER`].
 pub fn zeroed_buffer(len: u64, what: &str) -> Result<Vec<u8>> {

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::image::{Image, OpenContext};
-use crate::io::ReadAt;
+use crate::io::{ReadAt, Window};
 use crate::tar;
 use std::rc::Rc;
 
@@ -160,27 +160,6 @@ fn attr(attrs: &str, name: &str) -> Option<String> {
     None
 }
 
-/// A member's bytes as a file of their own.
-struct Window {
-    archive: Rc<dyn ReadAt>,
-    offset: u64,
-    len: u64,
-}
-
-impl ReadAt for Window {
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        if offset >= self.len {
-            return Ok(0);
-        }
-        let n = buf.len().min((self.len - offset) as usize);
-        self.archive.read_at(self.offset + offset, &mut buf[..n])
-    }
-}
-
 /// Opens disk `index` (0-based, in the descriptor's order) of the OVA `file` named `name`.
 ///
 /// # Errors
@@ -190,8 +169,7 @@ pub fn open_disk(name: &str, file: Box<dyn ReadAt>, index: usize, ctx: &mut Open
     let disk = package.disks.get(index).ok_or_else(|| {
         Error::argument(format!("The OVA has {} disk(s); there is no disk {}", package.disks.len(), index + 1))
     })?;
-    let archive: Rc<dyn ReadAt> = Rc::from(file);
-    let window = Window { archive, offset: disk.offset, len: disk.size };
+    let window = Window::new(Rc::from(file), disk.offset, disk.size);
     ctx.open_file(&format!("{name}/{}", disk.name), Box::new(window), None)
 }
 
