@@ -89,16 +89,7 @@ impl Converter {
         }
         writer.plan(source.as_mut())?;
         let size = source.virtual_size();
-        let mut conv = Converter {
-            source,
-            writer,
-            unit,
-            size,
-            cursor: 0,
-            total: 0,
-            done: 0,
-            next_write: 0,
-        };
+        let mut conv = Converter { source, writer, unit, size, cursor: 0, total: 0, done: 0, next_write: 0 };
         conv.total = conv.measure()?;
         Ok(conv)
     }
@@ -147,17 +138,26 @@ impl Converter {
 
     /// Reads the next unit that holds data: its index and guest bytes. `None` when the source is exhausted.
     pub fn next_unit(&mut self) -> Result<Option<(u64, Vec<u8>)>> {
+        let Some(index) = self.next_index()? else { return Ok(None) };
+        Ok(Some((index, read_unit(self.source.as_mut(), self.unit, index)?)))
+    }
+
+    /// The index of the next unit that holds data, without reading it — for callers that read units from
+    /// their own opening of the same source (one per thread or worker). `None` when the source is exhausted.
+    pub fn next_index(&mut self) -> Result<Option<u64>> {
         let mut pos = self.cursor;
         let Some(index) = self.next_data_unit(&mut pos)? else {
             self.cursor = self.size;
             return Ok(None);
         };
         self.cursor = pos;
-        let len = self.unit_len(index);
-        let mut data = zeroed_buffer(len, "a unit of guest data")?;
-        self.source.read_at(index * self.unit, &mut data)?;
-        self.done += len;
-        Ok(Some((index, data)))
+        self.done += self.unit_len(index);
+        Ok(Some(index))
+    }
+
+    /// Guest bytes per unit.
+    pub fn unit_size(&self) -> u64 {
+        self.unit
     }
 
     /// Passes the encoded unit `index` to the writer; units must come back in the order `next_unit` gave them.
@@ -175,6 +175,18 @@ impl Converter {
     }
 }
 
+/// Reads unit `index` (of `unit` bytes; the last one is shorter) from `image`.
+pub fn read_unit(image: &mut dyn Image, unit: u64, index: u64) -> Result<Vec<u8>> {
+    let start = index * unit;
+    let len = unit.min(image.virtual_size().saturating_sub(start));
+    let mut data = zeroed_buffer(len, "a unit of guest data")?;
+    image.read_at(start, &mut data)?;
+    Ok(data)
+}
+
+/// Opens another instance of the source, so that a thread can read (and decompress) units itself.
+pub type Reopen<'a> = &'a (dyn Fn() -> Result<Box<dyn Image>> + Sync);
+
 /// How [`run`] reports and stops.
 pub struct RunOptions<'a> {
     /// Encoder threads; 0 or 1 encodes on the calling thread.
@@ -183,22 +195,22 @@ pub struct RunOptions<'a> {
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
     /// Checked between units; when set, the run stops with a `Cancelled` error.
     pub cancel: Option<&'a AtomicBool>,
+    /// With several threads: lets each thread open the source itself, so reading and decompressing the
+    /// input run on all cores too. Without it, this thread reads every unit and threads only encode.
+    pub reopen: Option<Reopen<'a>>,
 }
 
 impl Default for RunOptions<'_> {
     fn default() -> Self {
-        RunOptions {
-            threads: 1,
-            progress: None,
-            cancel: None,
-        }
+        RunOptions { threads: 1, progress: None, cancel: None, reopen: None }
     }
 }
 
 /// Converts `source` with `writer` to the end and returns the finished sink.
 ///
-/// With several threads, encoding runs on worker threads while this thread reads and writes in order; at
-/// most `2 × threads` units are in flight, so memory stays bounded whatever the image size.
+/// With several threads, encoding (and, given [`RunOptions::reopen`], reading) runs on worker threads while
+/// this thread walks the map and writes in order; at most `2 × threads` units are in flight, so memory stays
+/// bounded whatever the image size.
 pub fn run(source: Box<dyn Image>, writer: Box<dyn ImageWriter>, mut opts: RunOptions<'_>) -> Result<Box<dyn Sink>> {
     let mut conv = Converter::new(source, writer)?;
     let total = conv.total();
@@ -225,7 +237,8 @@ pub fn run(source: Box<dyn Image>, writer: Box<dyn ImageWriter>, mut opts: RunOp
     conv.finish()
 }
 
-type Job = (u64, Vec<u8>);
+/// A unit to encode: its index, and its bytes unless the worker reads them from its own source.
+type Job = (u64, Option<Vec<u8>>);
 type Done = (u64, Result<Option<Vec<u8>>>);
 
 fn run_threads(
@@ -239,17 +252,26 @@ fn run_threads(
 
     let threads = opts.threads;
     let encoder = conv.encoder();
+    let unit = conv.unit_size();
     std::thread::scope(|scope| {
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         for _ in 0..threads {
             let (job_rx, done_tx, encoder) = (Arc::clone(&job_rx), done_tx.clone(), Arc::clone(&encoder));
+            let reopen = opts.reopen;
             scope.spawn(move || {
+                let mut own: Option<Box<dyn Image>> = None;
                 loop {
                     let job = job_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok((index, data))) = job else { break };
-                    if done_tx.send((index, encoder.encode(index, data))).is_err() {
+                    let encoded = match data {
+                        Some(data) => encoder.encode(index, data),
+                        None => own_source(&mut own, reopen)
+                            .and_then(|image| read_unit(image, unit, index))
+                            .and_then(|data| encoder.encode(index, data)),
+                    };
+                    if done_tx.send((index, encoded)).is_err() {
                         break;
                     }
                 }
@@ -265,7 +287,12 @@ fn run_threads(
                 if cancelled(opts) {
                     break;
                 }
-                match conv.next_unit() {
+                let next = if opts.reopen.is_some() {
+                    conv.next_index().map(|i| i.map(|index| (index, None)))
+                } else {
+                    conv.next_unit().map(|u| u.map(|(index, data)| (index, Some(data))))
+                };
+                match next {
                     Ok(Some((index, data))) => {
                         in_flight.insert(index, None);
                         if job_tx.send((index, data)).is_err() {
@@ -303,6 +330,15 @@ fn run_threads(
         drop(job_tx);
         result
     })
+}
+
+/// A worker's own opening of the source, made on its first unit.
+fn own_source<'a>(own: &'a mut Option<Box<dyn Image>>, reopen: Option<Reopen<'_>>) -> Result<&'a mut dyn Image> {
+    if own.is_none() {
+        let reopen = reopen.ok_or_else(|| Error::argument("No way to reopen the source"))?;
+        *own = Some(reopen()?);
+    }
+    Ok(own.as_mut().expect("opened above").as_mut())
 }
 
 #[cfg(test)]

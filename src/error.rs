@@ -56,13 +56,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind` with a short message (starting with a capital letter, no trailing period).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            file: None,
-            offset: None,
-            source: None,
-        }
+        Error { kind, message: message.into(), file: None, offset: None, source: None }
     }
 
     /// The input is not this format.
@@ -161,11 +155,7 @@ mod tests {
 
     #[test]
     fn display_names_offset_in_hex_and_first_offset_wins() {
-        let e = Error::corrupt("L2 table offset unaligned")
-            .at(0x30000)
-            .at(5)
-            .in_file("a.qcow2")
-            .in_file("b");
+        let e = Error::corrupt("L2 table offset unaligned").at(0x30000).at(5).in_file("a.qcow2").in_file("b");
         assert_eq!(e.to_string(), "L2 table offset unaligned (at offset 0x30000)");
         assert_eq!(e.file(), Some("a.qcow2"));
         assert_eq!(e.kind().name(), "corrupt");

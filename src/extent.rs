@@ -45,12 +45,7 @@ impl<'a> Extents<'a> {
     /// The extents covering `[start, end)` of `image`'s guest space (clipped to its virtual size).
     pub fn new(image: &'a mut dyn Image, start: u64, end: u64) -> Self {
         let end = end.min(image.virtual_size());
-        Extents {
-            image,
-            next: start,
-            end,
-            pending: None,
-        }
+        Extents { image, next: start, end, pending: None }
     }
 
     /// The whole disk.
@@ -74,15 +69,10 @@ impl Iterator for Extents<'_> {
                     return Some(Err(err));
                 }
             };
-            debug_assert!(
-                e.offset == self.next && e.length > 0,
-                "extent_at broke its contract: {e:?}"
-            );
+            debug_assert!(e.offset == self.next && e.length > 0, "extent_at broke its contract: {e:?}");
             if e.length == 0 || e.offset != self.next {
                 self.next = self.end;
-                return Some(Err(
-                    crate::error::Error::corrupt("Image map does not advance").at(e.offset)
-                ));
+                return Some(Err(crate::error::Error::corrupt("Image map does not advance").at(e.offset)));
             }
             e.length = e.length.min(self.end - e.offset);
             self.next = e.end();

@@ -20,7 +20,9 @@ pub enum Format {
     Vmdk,
     /// Hyper-V virtual hard disk v2.
     Vhdx,
-    /// An OVF package in one tar file (output only, for now).
+    /// Virtual PC / Hyper-V virtual hard disk v1 (VHD), as qemu names it.
+    Vpc,
+    /// An OVF package in one tar file; read in place, one disk at a time.
     Ova,
     /// An OVF descriptor with its disk and manifest beside it (output only).
     Ovf,
@@ -34,6 +36,7 @@ impl Format {
             Format::Raw => "raw",
             Format::Vmdk => "vmdk",
             Format::Vhdx => "vhdx",
+            Format::Vpc => "vpc",
             Format::Ova => "ova",
             Format::Ovf => "ovf",
         }
@@ -46,20 +49,30 @@ impl Format {
             "raw" => Format::Raw,
             "vmdk" => Format::Vmdk,
             "vhdx" => Format::Vhdx,
+            "vpc" => Format::Vpc,
             "ova" => Format::Ova,
             "ovf" => Format::Ovf,
             _ => return Err(Error::argument(format!("Unknown format '{name}'"))),
         })
     }
 
-    /// Recognises a format from the first bytes of a file (at least 8, more is better); raw when nothing matches.
-    pub fn probe(head: &[u8]) -> Format {
+    /// Recognises a format from the first bytes of a file (at least 8, more is better) and its last 512 bytes
+    /// (`tail`, empty for shorter files), which are all a fixed VHD has to show; raw when nothing matches.
+    pub fn probe(head: &[u8], tail: &[u8]) -> Format {
         if head.starts_with(b"QFI\xfb") {
             Format::Qcow2
         } else if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") {
             Format::Vmdk
         } else if head.starts_with(b"vhdxfile") {
             Format::Vhdx
+        } else if head.len() >= 263
+            && &head[257..263] == b"ustar\0"
+            && head[..100].split(|&b| b == 0).next().is_some_and(|n| n.ends_with(b".ovf"))
+        {
+            // A POSIX tar whose first member is an OVF descriptor, as DSP0243 orders an OVA.
+            Format::Ova
+        } else if head.starts_with(b"conectix") || crate::vpc::is_fixed_footer(tail) {
+            Format::Vpc
         } else {
             Format::Raw
         }
@@ -172,10 +185,7 @@ pub struct NoFiles;
 
 impl FileResolver for NoFiles {
     fn open(&self, name: &str, _referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
-        Err(Error::new(
-            crate::error::ErrorKind::Io,
-            format!("Cannot open '{name}': no other files are available"),
-        ))
+        Err(Error::new(crate::error::ErrorKind::Io, format!("Cannot open '{name}': no other files are available")))
     }
 }
 
@@ -184,15 +194,20 @@ pub struct OpenContext<'a> {
     resolver: &'a dyn FileResolver,
     /// Resolved names of the images opened so far, outermost first.
     chain: Vec<String>,
+    /// Which disk of an OVA to open (0-based).
+    ova_disk: usize,
 }
 
 impl<'a> OpenContext<'a> {
     /// A context for opening one top-level image.
     pub fn new(resolver: &'a dyn FileResolver) -> Self {
-        OpenContext {
-            resolver,
-            chain: Vec::new(),
-        }
+        OpenContext { resolver, chain: Vec::new(), ova_disk: 0 }
+    }
+
+    /// Opens disk `index` (0-based) when the image turns out to be an OVA.
+    pub fn with_ova_disk(mut self, index: usize) -> Self {
+        self.ova_disk = index;
+        self
     }
 
     /// Opens a backing file named `name` inside `referrer`, in the format given or probed.
@@ -200,11 +215,26 @@ impl<'a> OpenContext<'a> {
     /// # Errors
     /// `LimitExceeded` past [`MAX_CHAIN_DEPTH`], `Corrupt` on a loop, and whatever opening the file gives.
     pub fn open_backing(&mut self, name: &str, referrer: &str, format: Option<Format>) -> Result<Box<dyn Image>> {
-        let (resolved, file) = self
-            .resolver
-            .open(name, referrer)
-            .map_err(|e| e.in_file(referrer.to_string()))?;
-        self.open_file(&resolved, file, format)
+        self.open_backing_resolved(name, referrer, format).map(|(_, image)| image)
+    }
+
+    /// Like [`open_backing`](Self::open_backing), and also returns the name the resolver gave the file (for
+    /// `full-backing-filename`).
+    pub fn open_backing_resolved(
+        &mut self,
+        name: &str,
+        referrer: &str,
+        format: Option<Format>,
+    ) -> Result<(String, Box<dyn Image>)> {
+        let (resolved, file) = self.resolver.open(name, referrer).map_err(|e| e.in_file(referrer.to_string()))?;
+        let image = self.open_file(&resolved, file, format)?;
+        Ok((resolved, image))
+    }
+
+    /// The resolver, for a format that must look into a referenced file before opening it as an image (a VHD
+    /// checks its parent's unique id) or that needs the resolved name.
+    pub fn resolver(&self) -> &'a dyn FileResolver {
+        self.resolver
     }
 
     /// Opens `file` (named `name`) in the format given, or the probed one.
@@ -213,29 +243,42 @@ impl<'a> OpenContext<'a> {
             return Err(Error::corrupt(format!("Backing chain loops back to '{name}'")));
         }
         if self.chain.len() >= MAX_CHAIN_DEPTH {
-            return Err(Error::limit(format!(
-                "Backing chain is deeper than {MAX_CHAIN_DEPTH} images"
-            )));
+            return Err(Error::limit(format!("Backing chain is deeper than {MAX_CHAIN_DEPTH} images")));
         }
         self.chain.push(name.to_string());
         let format = match format {
             Some(f) => f,
-            None => {
-                let mut head = [0u8; 32];
-                let n = file.read_at(0, &mut head).map_err(|e| e.in_file(name.to_string()))?;
-                Format::probe(&head[..n])
-            }
+            None => probe_file(file.as_ref()).map_err(|e| e.in_file(name.to_string()))?,
         };
         let image: Result<Box<dyn Image>> = match format {
             Format::Qcow2 => crate::qcow2::Qcow2::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Raw => Ok(Box::new(crate::raw::RawImage::new(file))),
-            Format::Vmdk | Format::Vhdx | Format::Ova | Format::Ovf => Err(Error::unsupported(format!(
-                "Reading {format} images is not supported yet"
-            ))),
+            Format::Vpc => crate::vpc::Vpc::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
+            Format::Ova => crate::ova::open_disk(name, file, self.ova_disk, self),
+            Format::Vhdx => crate::vhdx::Vhdx::open(file).map(|i| Box::new(i) as Box<dyn Image>),
+            Format::Vmdk | Format::Ovf => {
+                Err(Error::unsupported(format!("Reading {format} images is not supported yet")))
+            }
         };
         self.chain.pop();
         image.map_err(|e| e.in_file(name.to_string()))
     }
+}
+
+/// Recognises `file`'s format from its first and last bytes ([`Format::probe`]).
+pub fn probe_file(file: &dyn ReadAt) -> Result<Format> {
+    let mut head = [0u8; 512];
+    let n = file.len().min(head.len() as u64) as usize;
+    file.read_exact_at(0, &mut head[..n])?;
+    let mut tail = [0u8; 512];
+    let tail = match file.len().checked_sub(tail.len() as u64) {
+        Some(at) => {
+            file.read_exact_at(at, &mut tail)?;
+            &tail[..]
+        }
+        None => &[],
+    };
+    Ok(Format::probe(&head[..n], tail))
 }
 
 /// Opens an image and its backing chain.
@@ -251,6 +294,17 @@ pub fn open(
     OpenContext::new(resolver).open_file(name, file, format)
 }
 
+/// Like [`open`], choosing disk `ova_disk` (0-based) when the image is an OVA.
+pub fn open_disk(
+    name: &str,
+    file: Box<dyn ReadAt>,
+    format: Option<Format>,
+    resolver: &dyn FileResolver,
+    ova_disk: usize,
+) -> Result<Box<dyn Image>> {
+    OpenContext::new(resolver).with_ova_disk(ova_disk).open_file(name, file, format)
+}
+
 /// A disk of a given size with nothing in it — the source for `create`.
 pub struct Blank {
     info: ImageInfo,
@@ -259,9 +313,7 @@ pub struct Blank {
 impl Blank {
     /// An empty disk of `virtual_size` bytes (reported as raw).
     pub fn new(virtual_size: u64) -> Self {
-        Blank {
-            info: ImageInfo::basic(Format::Raw, virtual_size),
-        }
+        Blank { info: ImageInfo::basic(Format::Raw, virtual_size) }
     }
 }
 
@@ -271,11 +323,7 @@ impl Image for Blank {
     }
 
     fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        Ok(Extent {
-            offset,
-            length: self.info.virtual_size - offset,
-            kind: crate::extent::ExtentKind::Unallocated,
-        })
+        Ok(Extent { offset, length: self.info.virtual_size - offset, kind: crate::extent::ExtentKind::Unallocated })
     }
 
     fn read_at(&mut self, _offset: u64, buf: &mut [u8]) -> Result<()> {

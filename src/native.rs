@@ -74,9 +74,7 @@ impl OutputFile {
 
 impl Sink for OutputFile {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        self.file
-            .write_all_at(data, offset)
-            .map_err(|e| Error::io(e, "Write failed").at(offset))
+        self.file.write_all_at(data, offset).map_err(|e| Error::io(e, "Write failed").at(offset))
     }
 
     fn is_seekable(&self) -> bool {
@@ -84,12 +82,12 @@ impl Sink for OutputFile {
     }
 
     fn finish(&mut self, len: u64) -> Result<()> {
-        self.file
-            .set_len(len)
-            .map_err(|e| Error::io(e, "Cannot set the output's length"))?;
-        self.file
-            .sync_all()
-            .map_err(|e| Error::io(e, "Cannot flush the output"))
+        self.file.set_len(len).map_err(|e| Error::io(e, "Cannot set the output's length"))?;
+        self.file.sync_all().map_err(|e| Error::io(e, "Cannot flush the output"))
+    }
+
+    fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.file.read_exact_at(buf, offset).map_err(|e| Error::io(e, "Cannot read the output back").at(offset))
     }
 }
 
@@ -123,7 +121,22 @@ impl FileResolver for DirResolver {
 
 /// Opens the image at `path` (and its backing chain, relative to it) in the given or probed format.
 pub fn open_image(path: &Path, format: Option<crate::image::Format>) -> Result<Box<dyn crate::image::Image>> {
+    open_image_disk(path, format, 0)
+}
+
+/// Like [`open_image`], opening disk `ova_disk` (0-based) when the file is an OVA.
+pub fn open_image_disk(
+    path: &Path,
+    format: Option<crate::image::Format>,
+    ova_disk: usize,
+) -> Result<Box<dyn crate::image::Image>> {
     let name = path.to_string_lossy().into_owned();
     let file = InputFile::open(path).map_err(|e| e.in_file(name.clone()))?;
-    crate::image::open(&name, Box::new(file), format, &DirResolver)
+    crate::image::open_disk(&name, Box::new(file), format, &DirResolver, ova_disk)
+}
+
+/// How many disks the OVA at `path` holds.
+pub fn ova_disk_count(path: &Path) -> Result<usize> {
+    let file = InputFile::open(path).map_err(|e| e.in_file(path.to_string_lossy().into_owned()))?;
+    Ok(crate::ova::Package::read(&file)?.disks.len())
 }

@@ -71,16 +71,12 @@ impl OptionList {
 
     /// Removes `key` as a size (`64k`, `1M`, plain bytes).
     pub fn take_size(&mut self, key: &str) -> Result<Option<u64>> {
-        self.take(key)
-            .map(|v| parse_size(&v).map_err(|_| bad_value(key, &v)))
-            .transpose()
+        self.take(key).map(|v| parse_size(&v).map_err(|_| bad_value(key, &v))).transpose()
     }
 
     /// Removes `key` as a whole number.
     pub fn take_u64(&mut self, key: &str) -> Result<Option<u64>> {
-        self.take(key)
-            .map(|v| v.parse::<u64>().map_err(|_| bad_value(key, &v)))
-            .transpose()
+        self.take(key).map(|v| v.parse::<u64>().map_err(|_| bad_value(key, &v))).transpose()
     }
 
     /// Fails on the first key nobody took, naming the output format.

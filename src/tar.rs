@@ -1,5 +1,6 @@
 //! ustar member headers for OVA packages. DSP0243 asks for ustar; members of 8 GiB and more need GNU's
-//! base-256 size field (vSphere reads it; it refuses PAX headers, so those are never written).
+//! base-256 size field (vSphere reads it; it refuses PAX headers, so those are never written). Reading accepts
+//! what other tools write too: ustar and GNU headers, base-256 sizes, and PAX headers' `size` and `path`.
 
 use crate::error::{Error, Result};
 
@@ -16,7 +17,9 @@ const OCTAL_SIZE_MAX: u64 = 0o77777777777;
 pub fn header(name: &str, size: u64, mtime: u64) -> Result<[u8; 512]> {
     let mut h = [0u8; 512];
     if name.is_empty() || name.len() > 100 || name.contains('/') {
-        return Err(Error::argument(format!("Cannot store '{name}' in an OVA: member names are at most 100 bytes, no '/'")));
+        return Err(Error::argument(format!(
+            "Cannot store '{name}' in an OVA: member names are at most 100 bytes, no '/'"
+        )));
     }
     h[..name.len()].copy_from_slice(name.as_bytes());
     octal(&mut h[100..108], 0o644);
@@ -49,6 +52,54 @@ fn octal(field: &mut [u8], value: u64) {
     field[digits] = 0;
 }
 
+/// A member header as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Member name (ustar prefix joined).
+    pub name: String,
+    /// Data size in bytes.
+    pub size: u64,
+    /// The type flag: `b'0'`/`0` regular file, `b'x'` PAX extended header, `b'L'` GNU long name, others.
+    pub kind: u8,
+}
+
+/// Parses a 512-byte header block; `None` for the zero block that ends an archive.
+///
+/// # Errors
+/// `InvalidFormat` when the checksum does not match or a numeric field is not a number.
+pub fn parse(h: &[u8; 512]) -> Result<Option<Entry>> {
+    if h.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    let stored = number(&h[148..156]).ok_or_else(|| Error::invalid("Tar header checksum is not a number"))?;
+    let sum: u64 = h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) }).sum();
+    if stored != sum {
+        return Err(Error::invalid("Tar header checksum mismatch"));
+    }
+    let size = number(&h[124..136]).ok_or_else(|| Error::invalid("Tar member size is not a number"))?;
+    let text = |field: &[u8]| String::from_utf8_lossy(field.split(|&b| b == 0).next().unwrap_or(&[])).into_owned();
+    let mut name = text(&h[..100]);
+    if &h[257..262] == b"ustar" && h[262] == 0 && h[345] != 0 {
+        name = format!("{}/{name}", text(&h[345..500]));
+    }
+    Ok(Some(Entry { name, size, kind: h[156] }))
+}
+
+/// A numeric field: octal digits (NUL/space terminated), or GNU base-256 (high bit of the first byte set).
+fn number(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        if field[0] != 0x80 || field[1..field.len() - 8].iter().any(|&b| b != 0) {
+            return None;
+        }
+        return Some(u64::from_be_bytes(field[field.len() - 8..].try_into().ok()?));
+    }
+    let digits = std::str::from_utf8(field).ok()?.trim_matches(|c| c == '\0' || c == ' ');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(digits, 8).ok()
+}
+
 /// Bytes of zero padding after `size` bytes of member data.
 pub fn padding(size: u64) -> u64 {
     size.next_multiple_of(BLOCK) - size
@@ -60,7 +111,8 @@ mod tests {
 
     fn checksum_ok(h: &[u8; 512]) -> bool {
         let stored = u32::from_str_radix(std::str::from_utf8(&h[148..154]).unwrap(), 8).unwrap();
-        let sum: u32 = h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) }).sum();
+        let sum: u32 =
+            h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) }).sum();
         stored == sum
     }
 
@@ -83,6 +135,18 @@ mod tests {
         assert!(checksum_ok(&h));
         let below = header("disk.vmdk", (8 << 30) - 1, 0).unwrap();
         assert_eq!(&below[124..136], b"77777777777\0");
+    }
+
+    #[test]
+    fn headers_read_back_including_base_256() {
+        for size in [0, 13824, 8 << 30] {
+            let h = header("disk.vmdk", size, 5).unwrap();
+            assert_eq!(parse(&h).unwrap(), Some(Entry { name: "disk.vmdk".into(), size, kind: b'0' }));
+        }
+        assert_eq!(parse(&[0; 512]).unwrap(), None);
+        let mut bad = header("a", 1, 0).unwrap();
+        bad[0] = b'b';
+        assert!(parse(&bad).is_err());
     }
 
     #[test]

@@ -33,13 +33,7 @@ pub fn writer(target: &Target, virtual_size: u64, sink: Box<dyn Sink>) -> Result
         Format::Raw => Box::new(crate::raw::RawWriter::new(sink, virtual_size)),
         Format::Vmdk => {
             let opts = crate::vmdk::VmdkOptions::from_options(&mut options)?;
-            Box::new(crate::vmdk::VmdkWriter::new(
-                sink,
-                virtual_size,
-                &opts,
-                target.seed,
-                &target.output_name,
-            )?)
+            Box::new(crate::vmdk::VmdkWriter::new(sink, virtual_size, &opts, target.seed, &target.output_name)?)
         }
         Format::Vhdx => {
             let opts = crate::vhdx::VhdxOptions::from_options(&mut options)?;
@@ -51,7 +45,9 @@ pub fn writer(target: &Target, virtual_size: u64, sink: Box<dyn Sink>) -> Result
         Format::Ovf => {
             return Err(Error::argument("OVF output is three files; build it with ova::PackageWriter and Layout::Ovf"));
         }
-        Format::Qcow2 => return Err(Error::unsupported("Writing qcow2 is not supported yet")),
+        Format::Qcow2 | Format::Vpc => {
+            return Err(Error::unsupported(format!("Writing {} is not supported yet", target.format)));
+        }
     };
     options.finish(target.format.name())?;
     Ok(writer)

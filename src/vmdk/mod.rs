@@ -1,43 +1,189 @@
-//! VMDK streamOptimized writer. PLACEHOLDER — being written.
+//! VMDK output: a streamOptimized sparse extent (VMware "Virtual Disk Format 5.0"; FORMATS.md §2), the form
+//! ESXi imports.
+//!
+//! - [`header`]: the 512-byte SparseExtentHeader.
+//! - [`descriptor`]: the embedded descriptor text, as open-vmdk writes it.
+//! - [`marker`]: grain and metadata markers.
+//! - [`grain`]: the per-grain encoder (zero detection, zlib, framing), run on any thread.
+//! - [`writer`]: the file layouts — open-vmdk's on a seekable output, the spec's pipe-safe stream otherwise.
 
-use crate::convert::{ImageWriter, UnitEncoder};
+pub mod descriptor;
+pub mod grain;
+pub mod header;
+pub mod marker;
+pub mod writer;
+
+pub use writer::VmdkWriter;
+
 use crate::error::{Error, Result};
-use crate::io::Sink;
 use crate::options::OptionList;
-use std::sync::Arc;
 
-/// `-o` options for VMDK output.
-#[derive(Debug, Clone)]
-pub struct VmdkOptions {}
+/// The virtual controller recorded in `ddb.adapterType` (qemu's `adapter_type` values). It also sets the
+/// geometry's head count; the controller a VM really gets comes from its OVF or `.vmx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterType {
+    /// `ide`.
+    Ide,
+    /// `buslogic`.
+    BusLogic,
+    /// `lsilogic`, the default: what vmdk-convert records and what ESXi guests commonly use.
+    LsiLogic,
+    /// `legacyESX`.
+    LegacyEsx,
+}
+
+impl AdapterType {
+    /// The name in `adapter_type=` and in the descriptor.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdapterType::Ide => "ide",
+            AdapterType::BusLogic => "buslogic",
+            AdapterType::LsiLogic => "lsilogic",
+            AdapterType::LegacyEsx => "legacyESX",
+        }
+    }
+
+    /// `ddb.geometry.heads`: 16 for IDE (ATA CHS addressing), 255 otherwise, as qemu and VMware record.
+    pub fn heads(self) -> u64 {
+        if self == AdapterType::Ide { 16 } else { 255 }
+    }
+
+    fn from_name(name: &str) -> Result<Self> {
+        [AdapterType::Ide, AdapterType::BusLogic, AdapterType::LsiLogic, AdapterType::LegacyEsx]
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                Error::argument(format!(
+                    "Unknown adapter type '{name}' (expected ide, buslogic, lsilogic or legacyESX)"
+                ))
+            })
+    }
+}
+
+/// `-o` options for VMDK output. Defaults give what ESXi imports (streamOptimized, lsilogic) — deliberately
+/// not qemu-img's defaults (monolithicSparse, ide).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmdkOptions {
+    /// `adapter_type=`; default lsilogic.
+    pub adapter: AdapterType,
+    /// `ddb.virtualHWVersion`: `hwversion=N`, or 6 with `compat6`, else 4 (qemu's and open-vmdk's value).
+    /// Only ESX 3.x and older read it; newer hosts take the hardware version from the VM.
+    pub hw_version: u64,
+    /// `ddb.toolsVersion` (`toolsversion=N`); default 2147483647, as qemu and open-vmdk write.
+    pub tools_version: u64,
+    /// zlib level 1..=9 (`compression_level=`); default 6, qemu's.
+    pub compression_level: u32,
+}
 
 impl VmdkOptions {
-    /// Takes the VMDK keys out of `options`.
-    pub fn from_options(_options: &mut OptionList) -> Result<Self> {
-        Ok(VmdkOptions {})
+    /// Takes the VMDK keys out of `options`, leaving unknown ones for the caller to reject.
+    ///
+    /// # Errors
+    /// `Unsupported` for qemu subformats other than streamOptimized and for backing files;
+    /// `InvalidArgument` for bad values, and for `hwversion` together with `compat6` (as qemu-img).
+    pub fn from_options(options: &mut OptionList) -> Result<Self> {
+        match options.take("subformat").as_deref() {
+            None | Some("streamOptimized") => {}
+            Some(other @ ("monolithicSparse" | "monolithicFlat" | "twoGbMaxExtentSparse" | "twoGbMaxExtentFlat")) => {
+                return Err(Error::unsupported(format!(
+                    "VMDK subformat {other} is not supported; diskbridge writes streamOptimized only"
+                )));
+            }
+            Some(other) => return Err(Error::argument(format!("Unknown VMDK subformat '{other}'"))),
+        }
+        if options.take("backing_file").is_some() || options.take("backing_fmt").is_some() {
+            return Err(Error::unsupported("VMDK output with a backing file is not supported"));
+        }
+        // qemu's zeroed_grain lets later writes record zeros cheaply. A streamOptimized disk is never written
+        // in place, and its zero grains are already left unallocated, so the flag changes nothing here.
+        options.take_bool("zeroed_grain")?;
+        let adapter = match options.take("adapter_type") {
+            Some(name) => AdapterType::from_name(&name)?,
+            None => AdapterType::LsiLogic,
+        };
+        let compat6 = options.take_bool("compat6")?.unwrap_or(false);
+        // Numbers only (qemu takes any string), as the value is quoted into the descriptor; "undefined" is
+        // qemu's spelling of unset (`qemu-img create` prints `hwversion=undefined`).
+        let hw_version = match options.take("hwversion").as_deref() {
+            None | Some("undefined") => None,
+            Some(v) => Some(
+                v.parse::<u64>().map_err(|_| Error::argument(format!("Invalid value '{v}' for option 'hwversion'")))?,
+            ),
+        };
+        let hw_version = match (hw_version, compat6) {
+            (Some(_), true) => return Err(Error::argument("compat6 cannot be enabled with hwversion set")),
+            (Some(n), false) => n,
+            (None, true) => 6,
+            (None, false) => 4,
+        };
+        let tools_version = options.take_u64("toolsversion")?.unwrap_or(2_147_483_647);
+        let compression_level = match options.take_u64("compression_level")? {
+            None => 6,
+            Some(n @ 1..=9) => n as u32,
+            Some(n) => return Err(Error::argument(format!("compression_level must be 1 to 9, not {n}"))),
+        };
+        Ok(VmdkOptions { adapter, hw_version, tools_version, compression_level })
     }
 }
 
-/// Writes a streamOptimized VMDK.
-pub struct VmdkWriter {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
 
-impl VmdkWriter {
-    /// A writer on `sink` for a disk of `virtual_size` bytes.
-    pub fn new(_sink: Box<dyn Sink>, _virtual_size: u64, _opts: &VmdkOptions, _seed: u64, _name: &str) -> Result<Self> {
-        Err(Error::unsupported("VMDK writer not written yet"))
+    fn parse(list: &str) -> Result<VmdkOptions> {
+        let mut o = OptionList::parse(list).unwrap();
+        let r = VmdkOptions::from_options(&mut o);
+        if r.is_ok() {
+            o.finish("vmdk").expect("every VMDK key taken");
+        }
+        r
     }
-}
 
-impl ImageWriter for VmdkWriter {
-    fn unit_size(&self) -> u64 {
-        65536
+    fn kind(list: &str) -> ErrorKind {
+        parse(list).unwrap_err().kind()
     }
-    fn encoder(&self) -> Arc<dyn UnitEncoder> {
-        unimplemented!()
+
+    #[test]
+    fn defaults_are_esxi_ready() {
+        let o = parse("").unwrap();
+        assert_eq!(
+            o,
+            VmdkOptions {
+                adapter: AdapterType::LsiLogic,
+                hw_version: 4,
+                tools_version: 2147483647,
+                compression_level: 6
+            }
+        );
     }
-    fn write_unit(&mut self, _index: u64, _encoded: Option<Vec<u8>>) -> Result<()> {
-        unimplemented!()
+
+    #[test]
+    fn the_seed_line_parses() {
+        let o = parse("adapter_type=lsilogic,subformat=streamOptimized,compat6").unwrap();
+        assert_eq!((o.adapter, o.hw_version), (AdapterType::LsiLogic, 6));
     }
-    fn finish(self: Box<Self>) -> Result<Box<dyn Sink>> {
-        unimplemented!()
+
+    #[test]
+    fn every_qemu_adapter_and_number_option() {
+        for a in ["ide", "buslogic", "lsilogic", "legacyESX"] {
+            assert_eq!(parse(&format!("adapter_type={a}")).unwrap().adapter.name(), a);
+        }
+        let o = parse("hwversion=13,toolsversion=10346,compression_level=9,compat6=off,zeroed_grain=on").unwrap();
+        assert_eq!((o.hw_version, o.tools_version, o.compression_level), (13, 10346, 9));
+    }
+
+    #[test]
+    fn bad_combinations_and_values_are_refused() {
+        assert_eq!(kind("compat6,hwversion=4"), ErrorKind::InvalidArgument);
+        assert_eq!(parse("compat6,hwversion=undefined").unwrap().hw_version, 6);
+        assert_eq!(kind("subformat=monolithicSparse"), ErrorKind::Unsupported);
+        assert_eq!(kind("subformat=streamoptimized"), ErrorKind::InvalidArgument);
+        assert_eq!(kind("backing_file=base.vmdk"), ErrorKind::Unsupported);
+        assert_eq!(kind("adapter_type=pvscsi"), ErrorKind::InvalidArgument);
+        assert_eq!(kind("compression_level=0"), ErrorKind::InvalidArgument);
+        assert_eq!(kind("compression_level=10"), ErrorKind::InvalidArgument);
+        assert_eq!(kind("hwversion=x"), ErrorKind::InvalidArgument);
+        assert_eq!(kind("compat6=maybe"), ErrorKind::InvalidArgument);
     }
 }

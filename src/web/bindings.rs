@@ -7,7 +7,6 @@ use crate::convert::{Converter, UnitEncoder};
 use crate::error::{Error, Result};
 use crate::extent::{ExtentKind, Extents};
 use crate::image::{Blank, FormatSpecific, Image};
-use crate::io::ReadAt;
 use crate::options::OptionList;
 use crate::target::{self, Target};
 use js_sys::{Array, Object, Reflect, Uint8Array};
@@ -94,9 +93,8 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
             if missing.is_empty() {
                 return Err(e.into());
             }
-            let mut head = [0u8; 32];
-            let n = BlobReader::new(input.clone().into())?.read_at(0, &mut head)?;
-            set(&obj, "format", crate::image::Format::probe(&head[..n]).name());
+            let format = crate::image::probe_file(&BlobReader::new(input.clone().into())?)?;
+            set(&obj, "format", format.name());
             set(&obj, "backingFile", missing[0].as_str());
             set(
                 &obj,

@@ -13,13 +13,16 @@ pub fn tmp() -> tempfile::TempDir {
 
 /// The path of an oracle tool, or a panic saying how to get it.
 pub fn require(tool: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+    let path = std::env::var("PATH").unwrap_or_default() + ":/usr/sbin:/sbin";
+    for dir in path.split(':') {
         let p = Path::new(dir).join(tool);
         if p.is_file() {
             return p;
         }
     }
-    panic!("oracle `{tool}` is not installed; ./scripts/test installs it (qemu-utils, libvmdk-utils, libvhdi-utils)");
+    panic!(
+        "oracle `{tool}` is not installed; ./scripts/test installs it (qemu-utils, libvmdk-utils, libvhdi-utils, fdisk)"
+    );
 }
 
 /// Runs a command and returns its output, whatever its exit status.

@@ -32,11 +32,9 @@ pub fn parse(args: &[String], short_with_value: &str, long_with_value: &[&str]) 
             let value = if long_with_value.contains(&name.as_str()) {
                 match inline {
                     Some(v) => Some(v),
-                    None => Some(
-                        it.next()
-                            .cloned()
-                            .ok_or_else(|| UsageError(format!("option '--{name}' needs a value")))?,
-                    ),
+                    None => {
+                        Some(it.next().cloned().ok_or_else(|| UsageError(format!("option '--{name}' needs a value")))?)
+                    }
                 }
             } else if inline.is_some() {
                 return Err(UsageError(format!("option '--{name}' takes no value")));
@@ -49,9 +47,7 @@ pub fn parse(args: &[String], short_with_value: &str, long_with_value: &[&str]) 
                 if short_with_value.contains(c) {
                     let rest = &a[1 + i + c.len_utf8()..];
                     let value = if rest.is_empty() {
-                        it.next()
-                            .cloned()
-                            .ok_or_else(|| UsageError(format!("option '-{c}' needs a value")))?
+                        it.next().cloned().ok_or_else(|| UsageError(format!("option '-{c}' needs a value")))?
                     } else {
                         rest.to_string()
                     };
@@ -77,17 +73,7 @@ mod tests {
 
     #[test]
     fn parses_the_seed_command_line() {
-        let args = strings(&[
-            "-p",
-            "-f",
-            "qcow2",
-            "-O",
-            "vmdk",
-            "-o",
-            "adapter_type=lsilogic,compat6",
-            "in",
-            "out",
-        ]);
+        let args = strings(&["-p", "-f", "qcow2", "-O", "vmdk", "-o", "adapter_type=lsilogic,compat6", "in", "out"]);
         let parsed = parse(&args, "fOo", &[]).unwrap();
         assert_eq!(parsed[0], Arg::Short('p', None));
         assert_eq!(parsed[1], Arg::Short('f', Some("qcow2".into())));
@@ -97,12 +83,9 @@ mod tests {
 
     #[test]
     fn bundled_flags_and_attached_values() {
-        let parsed = parse(
-            &strings(&["-pOvmdk", "--output=json", "--output", "human", "--", "-x"]),
-            "fOo",
-            &["output"],
-        )
-        .unwrap();
+        let parsed =
+            parse(&strings(&["-pOvmdk", "--output=json", "--output", "human", "--", "-x"]), "fOo", &["output"])
+                .unwrap();
         assert_eq!(parsed[0], Arg::Short('p', None));
         assert_eq!(parsed[1], Arg::Short('O', Some("vmdk".into())));
         assert_eq!(parsed[2], Arg::Long("output".into(), Some("json".into())));

@@ -4,6 +4,7 @@
 use crate::json::Json;
 use diskbridge::Result;
 use diskbridge::extent::{ExtentKind, Extents};
+use diskbridge::guest::{self, Guest};
 use diskbridge::image::{FormatSpecific, Image, ImageInfo};
 use diskbridge::native::InputFile;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::path::Path;
 /// What is shown for one image of a chain.
 pub struct Report {
     filename: String,
+    guest: Option<Guest>,
     info: ImageInfo,
     actual_size: u64,
     allocated: u64,
@@ -24,9 +26,12 @@ pub fn collect(filename: &str, image: &mut dyn Image, chain: bool) -> Result<Vec
     let mut current = Some(image);
     while let Some(img) = current {
         let (allocated, zero) = tally(img)?;
+        // The guest's partition table describes the whole chain's view, so it is read on the top image only.
+        let guest = if reports.is_empty() { Some(guest::inspect(img)?) } else { None };
         let info = img.info().clone();
         let next_name = info.full_backing_filename.clone();
         reports.push(Report {
+            guest,
             actual_size: InputFile::allocated(Path::new(&name)),
             filename: name,
             info,
@@ -118,20 +123,19 @@ pub fn human(reports: &[Report]) -> String {
             human_size(r.zero),
             r.zero
         );
-        if let Some(FormatSpecific::Qcow2 {
-            compat,
-            compression_type,
-            lazy_refcounts,
-            refcount_bits,
-            corrupt,
-            extended_l2,
-        }) = &i.specific
-        {
-            s += &format!(
-                "Format specific information:\n    compat: {compat}\n    compression type: {compression_type}\n    \
-                 lazy refcounts: {lazy_refcounts}\n    refcount bits: {refcount_bits}\n    corrupt: {corrupt}\n    \
-                 extended l2: {extended_l2}\n"
-            );
+        if let Some(g) = &r.guest {
+            let boot: Vec<&str> = g.boot.iter().map(|b| b.name()).collect();
+            let boot = if boot.is_empty() { "none found".to_string() } else { boot.join(", ") };
+            s += &format!("partition table: {}\nboots with: {boot}\n", g.table.name());
+            for p in &g.problems {
+                s += &format!("partition table problem: {p}\n");
+            }
+        }
+        if let Some((_, fields)) = i.specific.as_ref().map(specific_fields) {
+            s += "Format specific information:\n";
+            for (key, value) in fields {
+                s += &format!("    {}: {}\n", key.replace('-', " "), value.plain());
+            }
         }
         blocks.push(s);
     }
@@ -140,10 +144,7 @@ pub fn human(reports: &[Report]) -> String {
 
 fn json_one(r: &Report) -> Json {
     let i = &r.info;
-    let mut f = vec![
-        ("virtual-size", Json::Number(i.virtual_size)),
-        ("filename", Json::String(r.filename.clone())),
-    ];
+    let mut f = vec![("virtual-size", Json::Number(i.virtual_size)), ("filename", Json::String(r.filename.clone()))];
     if let Some(c) = i.cluster_size {
         f.push(("cluster-size", Json::Number(c)));
     }
@@ -158,41 +159,47 @@ fn json_one(r: &Report) -> Json {
     if let Some(b) = &i.backing_format {
         f.push(("backing-filename-format", Json::String(b.clone())));
     }
-    if let Some(FormatSpecific::Qcow2 {
-        compat,
-        compression_type,
-        lazy_refcounts,
-        refcount_bits,
-        corrupt,
-        extended_l2,
-    }) = &i.specific
-    {
-        let data = Json::Object(vec![
-            ("compat", Json::String(compat.clone())),
-            ("compression-type", Json::String(compression_type.clone())),
-            ("lazy-refcounts", Json::Bool(*lazy_refcounts)),
-            ("refcount-bits", Json::Number(u64::from(*refcount_bits))),
-            ("corrupt", Json::Bool(*corrupt)),
-            ("extended-l2", Json::Bool(*extended_l2)),
-        ]);
-        f.push((
-            "format-specific",
-            Json::Object(vec![("type", Json::String("qcow2".into())), ("data", data)]),
-        ));
+    if let Some((kind, fields)) = i.specific.as_ref().map(specific_fields) {
+        let data = Json::Object(fields);
+        f.push(("format-specific", Json::Object(vec![("type", Json::String(kind.into())), ("data", data)])));
     }
     f.push(("dirty-flag", Json::Bool(i.dirty)));
     f.push(("allocated-bytes", Json::Number(r.allocated)));
     f.push(("zero-bytes", Json::Number(r.zero)));
+    if let Some(g) = &r.guest {
+        let mut fields = vec![
+            ("partition-table", Json::String(g.table.name().into())),
+            ("boot", Json::Array(g.boot.iter().map(|b| Json::String(b.name().into())).collect())),
+        ];
+        if !g.problems.is_empty() {
+            fields.push(("problems", Json::Array(g.problems.iter().map(|p| Json::String(p.clone())).collect())));
+        }
+        f.push(("guest", Json::Object(fields)));
+    }
     Json::Object(f)
+}
+
+/// Format-specific facts: qemu's type name and its (JSON key, value) pairs; the human form prints the same
+/// keys with spaces, as qemu-img does.
+fn specific_fields(specific: &FormatSpecific) -> (&'static str, Vec<(&'static str, Json)>) {
+    match specific {
+        FormatSpecific::Qcow2 { compat, compression_type, lazy_refcounts, refcount_bits, corrupt, extended_l2 } => (
+            "qcow2",
+            vec![
+                ("compat", Json::String(compat.clone())),
+                ("compression-type", Json::String(compression_type.clone())),
+                ("lazy-refcounts", Json::Bool(*lazy_refcounts)),
+                ("refcount-bits", Json::Number(u64::from(*refcount_bits))),
+                ("corrupt", Json::Bool(*corrupt)),
+                ("extended-l2", Json::Bool(*extended_l2)),
+            ],
+        ),
+    }
 }
 
 /// The JSON form: one object, or an array with `--backing-chain`, as qemu-img prints them.
 pub fn json(reports: &[Report], chain: bool) -> String {
-    if chain {
-        Json::Array(reports.iter().map(json_one).collect()).render()
-    } else {
-        json_one(&reports[0]).render()
-    }
+    if chain { Json::Array(reports.iter().map(json_one).collect()).render() } else { json_one(&reports[0]).render() }
 }
 
 #[cfg(test)]

@@ -17,6 +17,14 @@ impl Json {
         out
     }
 
+    /// A scalar as a human reads it: strings without quotes.
+    pub fn plain(&self) -> String {
+        match self {
+            Json::String(s) => s.clone(),
+            other => other.render(),
+        }
+    }
+
     fn write(&self, out: &mut String, depth: usize) {
         let pad = |out: &mut String, d: usize| out.push_str(&"    ".repeat(d));
         match self {
@@ -76,9 +84,6 @@ mod tests {
             ("b", Json::String("x\"\u{1}".into())),
             ("c", Json::Array(vec![Json::Bool(true)])),
         ]);
-        assert_eq!(
-            j.render(),
-            "{\n    \"a\": 1,\n    \"b\": \"x\\\"\\u0001\",\n    \"c\": [\n        true\n    ]\n}"
-        );
+        assert_eq!(j.render(), "{\n    \"a\": 1,\n    \"b\": \"x\\\"\\u0001\",\n    \"c\": [\n        true\n    ]\n}");
     }
 }

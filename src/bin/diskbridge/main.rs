@@ -23,10 +23,12 @@ usage: diskbridge COMMAND [OPTIONS]
   info [-f FMT] [--output=human|json] [--backing-chain] FILE
   convert [-p] [-q] [-f FMT] [-O FMT] [-o OPTIONS] [-m THREADS] INPUT OUTPUT
   create [-q] [-f FMT] [-o OPTIONS] OUTPUT [SIZE]
+  compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2   (exit 0 identical, 1 different, 2 error)
 
-Formats: qcow2 (read), raw, vmdk (write: streamOptimized for ESXi), vhdx (write: dynamic).
+Formats: qcow2 (read), vpc (read), raw, vmdk (write: streamOptimized for ESXi), vhdx (write: dynamic).
 OUTPUT '-' writes to standard output. DISKBRIDGE_SEED=N makes random fields reproducible;
-SOURCE_DATE_EPOCH=SECS fixes timestamps. See README.md for every option.
+SOURCE_DATE_EPOCH=SECS fixes timestamps; DISKBRIDGE_THREADS=N limits encoder threads.
+See README.md for every option.
 ";
 
 /// Set by Ctrl-C; the conversion stops at the next unit and removes its partial output.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Some("info") => cmd_info(&argv[1..]),
         Some("convert") => cmd_convert(&argv[1..]),
         Some("create") => cmd_create(&argv[1..]),
+        Some("compare") => return cmd_compare(&argv[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())
@@ -92,20 +95,16 @@ fn format_arg(value: &str) -> Result<Format, Failure> {
 }
 
 fn positionals(args: &[Arg]) -> Vec<&str> {
-    args.iter()
-        .filter_map(|a| {
-            if let Arg::Positional(p) = a {
-                Some(p.as_str())
-            } else {
-                None
-            }
-        })
-        .collect()
+    args.iter().filter_map(|a| if let Arg::Positional(p) = a { Some(p.as_str()) } else { None }).collect()
 }
 
 fn open_input(path: &str, format: Option<Format>) -> Result<Box<dyn Image>, Failure> {
-    let image =
-        diskbridge::native::open_image(Path::new(path), format).map_err(|e| Failure::Error(Some(path.into()), e))?;
+    open_input_disk(path, format, 0)
+}
+
+fn open_input_disk(path: &str, format: Option<Format>, disk: usize) -> Result<Box<dyn Image>, Failure> {
+    let image = diskbridge::native::open_image_disk(Path::new(path), format, disk)
+        .map_err(|e| Failure::Error(Some(path.into()), e))?;
     for w in &image.info().warnings {
         warn(&format!("{path}: {w}"));
     }
@@ -133,11 +132,7 @@ fn cmd_info(argv: &[String]) -> Result<(), Failure> {
     };
     let mut image = open_input(path, format)?;
     let reports = info::collect(path, image.as_mut(), chain).map_err(|e| Failure::Error(Some(path.into()), e))?;
-    let text = if json {
-        info::json(&reports, chain)
-    } else {
-        info::human(&reports)
-    };
+    let text = if json { info::json(&reports, chain) } else { info::human(&reports) };
     println!("{}", text.trim_end());
     Ok(())
 }
@@ -145,17 +140,12 @@ fn cmd_info(argv: &[String]) -> Result<(), Failure> {
 /// Seed for random fields: `DISKBRIDGE_SEED`, or fresh randomness from the OS (std's hasher keys).
 fn seed() -> Result<u64, Failure> {
     match std::env::var("DISKBRIDGE_SEED") {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| Failure::Usage(format!("DISKBRIDGE_SEED must be a whole number, not '{v}'"))),
+        Ok(v) => v.parse().map_err(|_| Failure::Usage(format!("DISKBRIDGE_SEED must be a whole number, not '{v}'"))),
         Err(_) => {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
             h.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos(),
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
             );
             Ok(h.finish())
         }
@@ -165,13 +155,10 @@ fn seed() -> Result<u64, Failure> {
 /// Timestamp for the output: `SOURCE_DATE_EPOCH`, or now.
 fn epoch() -> Result<u64, Failure> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| Failure::Usage(format!("SOURCE_DATE_EPOCH must be a whole number, not '{v}'"))),
-        Err(_) => Ok(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)),
+        Ok(v) => v.parse().map_err(|_| Failure::Usage(format!("SOURCE_DATE_EPOCH must be a whole number, not '{v}'"))),
+        Err(_) => {
+            Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+        }
     }
 }
 
@@ -179,24 +166,26 @@ fn target_for(format: Format, options: OptionList, output: &str) -> Result<Targe
     let output_name = if output == "-" {
         "disk".to_string()
     } else {
-        Path::new(output)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| output.to_string())
+        Path::new(output).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| output.to_string())
     };
-    Ok(Target {
-        format,
-        options,
-        seed: seed()?,
-        epoch: epoch()?,
-        output_name,
-    })
+    Ok(Target { format, options, seed: seed()?, epoch: epoch()?, output_name })
 }
 
 /// Converts `source` into `output` (a path or `-`), removing any partial output on failure or Ctrl-C.
-fn write_image(source: Box<dyn Image>, target: &Target, output: &str, progress: bool) -> Result<(), Failure> {
+fn write_image(
+    source: Box<dyn Image>,
+    reopen: Option<diskbridge::convert::Reopen<'_>>,
+    target: &Target,
+    output: &str,
+    progress: bool,
+) -> Result<(), Failure> {
     let size = source.virtual_size();
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = match std::env::var("DISKBRIDGE_THREADS") {
+        Ok(v) => {
+            v.parse().map_err(|_| Failure::Usage(format!("DISKBRIDGE_THREADS must be a whole number, not '{v}'")))?
+        }
+        Err(_) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
     let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed));
     let mut last_shown = u64::MAX;
     let mut show = |done: u64, total: u64| {
@@ -231,11 +220,7 @@ fn write_image(source: Box<dyn Image>, target: &Target, output: &str, progress: 
         staged.push(s);
         target::writer(target, size, Box::new(file)).map_err(failed)?
     };
-    let opts = RunOptions {
-        threads,
-        progress: progress.then_some(&mut show as _),
-        cancel: Some(&CANCEL),
-    };
+    let opts = RunOptions { threads, progress: progress.then_some(&mut show as _), cancel: Some(&CANCEL), reopen };
     run(source, writer, opts).map_err(failed)?;
     for s in staged {
         s.commit().map_err(failed)?;
@@ -259,9 +244,7 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
             // Accepted for qemu-img compatibility; they tune qemu's own I/O and mean nothing here.
             Arg::Short('m' | 'S' | 't' | 'T' | 'W', _) => {}
             Arg::Short('c', None) => {
-                return Err(Failure::Usage(
-                    "-c (compressed output) needs -O qcow2, which is not supported yet".into(),
-                ));
+                return Err(Failure::Usage("-c (compressed output) needs -O qcow2, which is not supported yet".into()));
             }
             Arg::Positional(_) => {}
             other => return Err(Failure::Usage(format!("convert: unsupported option {other:?}"))),
@@ -271,14 +254,130 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
         return Err(Failure::Usage("convert needs INPUT and OUTPUT".into()));
     };
     if output != "-" && output::same_file(Path::new(input), Path::new(output)) {
-        return Err(Failure::Error(
-            Some(output.into()),
-            Error::argument("Refusing to overwrite the input image"),
-        ));
+        return Err(Failure::Error(Some(output.into()), Error::argument("Refusing to overwrite the input image")));
     }
-    let source = open_input(input, in_format)?;
-    let target = target_for(out_format, options, output)?;
-    write_image(source, &target, output, progress)
+    let chosen_disk = options.take_u64("disk").map_err(|e| Failure::Usage(e.message().into()))?;
+    let disks = match probe(input, in_format)? {
+        Format::Ova => match chosen_disk {
+            Some(n @ 1..) => vec![(n as usize - 1, output.to_string())],
+            Some(0) => return Err(Failure::Usage("disk=N counts from 1".into())),
+            None => {
+                let count = diskbridge::native::ova_disk_count(Path::new(input))
+                    .map_err(|e| Failure::Error(Some(input.into()), e))?;
+                (0..count).map(|i| (i, numbered_output(output, i))).collect()
+            }
+        },
+        _ if chosen_disk.is_some() => return Err(Failure::Usage("disk=N selects a disk of an OVA input".into())),
+        _ => vec![(0, output.to_string())],
+    };
+    for (disk, output) in disks {
+        let source = open_input_disk(input, in_format, disk)?;
+        let target = target_for(out_format, options.clone(), &output)?;
+        // Each encoder thread opens the input itself, so decompressing it runs on every core too.
+        let reopen = || diskbridge::native::open_image_disk(Path::new(input), in_format, disk);
+        write_image(source, Some(&reopen), &target, &output, progress)?;
+    }
+    Ok(())
+}
+
+/// The input's format: as given, or probed from its bytes.
+fn probe(path: &str, format: Option<Format>) -> Result<Format, Failure> {
+    if let Some(f) = format {
+        return Ok(f);
+    }
+    let file =
+        diskbridge::native::InputFile::open(Path::new(path)).map_err(|e| Failure::Error(Some(path.into()), e))?;
+    diskbridge::image::probe_file(&file).map_err(|e| Failure::Error(Some(path.into()), e))
+}
+
+/// Output name for disk `index` of a multi-disk OVA: the first keeps the name, the others get `-diskN`.
+fn numbered_output(output: &str, index: usize) -> String {
+    if index == 0 || output == "-" {
+        return output.to_string();
+    }
+    let path = Path::new(output);
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-disk{}.{}", index + 1, ext.to_string_lossy()),
+        None => format!("{stem}-disk{}", index + 1),
+    };
+    path.with_file_name(name).to_string_lossy().into_owned()
+}
+
+/// `compare` has qemu-img's exit codes: 0 identical, 1 different, 2 for any error, usage included.
+fn cmd_compare(argv: &[String]) -> ExitCode {
+    use diskbridge::compare::{Comparison, compare};
+    let fail = |message: String| {
+        eprintln!("diskbridge: {message}");
+        ExitCode::from(2)
+    };
+    let parsed = match args::parse(argv, "fF", &[]) {
+        Ok(p) => p,
+        Err(e) => return fail(e.0),
+    };
+    let (mut formats, mut strict, mut progress, mut quiet) = ([None, None], false, false, false);
+    for a in &parsed {
+        match a {
+            Arg::Short(c @ ('f' | 'F'), Some(f)) => match Format::from_name(f) {
+                Ok(f) => formats[usize::from(*c == 'F')] = Some(f),
+                Err(e) => return fail(e.message().to_string()),
+            },
+            Arg::Short('s', None) => strict = true,
+            Arg::Short('p', None) => progress = true,
+            Arg::Short('q', None) => quiet = true,
+            Arg::Positional(_) => {}
+            other => return fail(format!("compare: unsupported option {other:?}")),
+        }
+    }
+    let [first, second] = positionals(&parsed)[..] else {
+        return fail("compare needs two images".into());
+    };
+    let open = |path: &str, format| match open_input(path, format) {
+        Ok(image) => Ok(image),
+        Err(Failure::Error(file, e)) => {
+            Err(format!("{}: {e}", e.file().map(str::to_string).or(file).unwrap_or_default()))
+        }
+        Err(Failure::Usage(m)) => Err(m),
+    };
+    let (mut a, mut b) = match (open(first, formats[0]), open(second, formats[1])) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(m), _) | (_, Err(m)) => return fail(m),
+    };
+    let mut show = |done: u64, total: u64| {
+        if progress {
+            eprint!("    ({:.2}/100%)\r", (done * 10000).checked_div(total).unwrap_or(10000) as f64 / 100.0);
+        }
+    };
+    let result = compare(a.as_mut(), b.as_mut(), strict, &mut show);
+    if progress {
+        eprintln!();
+    }
+    let say = |line: &str| {
+        if !quiet {
+            println!("{line}");
+        }
+    };
+    match result {
+        Err(e) => fail(format!("{}{e}", e.file().map(|f| format!("{f}: ")).unwrap_or_default())),
+        Ok(Comparison::SizeMismatch) => {
+            say("Strict mode: Image size mismatch!");
+            ExitCode::from(1)
+        }
+        Ok(Comparison::Identical { sizes_differ }) => {
+            if sizes_differ {
+                say("Warning: Image size mismatch!");
+            }
+            say("Images are identical.");
+            ExitCode::SUCCESS
+        }
+        Ok(Comparison::Mismatch { offset, sizes_differ }) => {
+            if sizes_differ {
+                say("Warning: Image size mismatch!");
+            }
+            say(&format!("Content mismatch at offset {offset}!"));
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn cmd_create(argv: &[String]) -> Result<(), Failure> {
@@ -294,19 +393,14 @@ fn cmd_create(argv: &[String]) -> Result<(), Failure> {
         }
     }
     let pos = positionals(&parsed);
-    let option_size = options
-        .take_size("size")
-        .map_err(|e| Failure::Usage(e.message().into()))?;
+    let option_size = options.take_size("size").map_err(|e| Failure::Usage(e.message().into()))?;
     let (output, size) = match (&pos[..], option_size) {
-        ([output, size], _) => (
-            *output,
-            parse_size(size).map_err(|e| Failure::Usage(e.message().into()))?,
-        ),
+        ([output, size], _) => (*output, parse_size(size).map_err(|e| Failure::Usage(e.message().into()))?),
         ([output], Some(size)) => (*output, size),
         _ => return Err(Failure::Usage("create needs OUTPUT and SIZE".into())),
     };
     let target = target_for(format, options, output)?;
-    write_image(Box::new(Blank::new(size.div_ceil(512) * 512)), &target, output, false)?;
+    write_image(Box::new(Blank::new(size.div_ceil(512) * 512)), None, &target, output, false)?;
     if output != "-" {
         println!("Formatting '{output}', fmt={} size={size}", format.name());
     }

@@ -16,23 +16,10 @@ pub struct Staged {
 impl Staged {
     /// Creates the temporary file in `target`'s directory.
     pub fn create(target: &Path) -> Result<(Staged, OutputFile), Error> {
-        let name = target
-            .file_name()
-            .ok_or_else(|| Error::argument("The output must name a file"))?;
-        let temp = target.with_file_name(format!(
-            ".{}.diskbridge-{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
+        let name = target.file_name().ok_or_else(|| Error::argument("The output must name a file"))?;
+        let temp = target.with_file_name(format!(".{}.diskbridge-{}.tmp", name.to_string_lossy(), std::process::id()));
         let file = OutputFile::create(&temp).map_err(|e| e.in_file(temp.to_string_lossy().into_owned()))?;
-        Ok((
-            Staged {
-                temp,
-                target: target.to_path_buf(),
-                committed: false,
-            },
-            file,
-        ))
+        Ok((Staged { temp, target: target.to_path_buf(), committed: false }, file))
     }
 
     /// Moves the finished file to its name.

@@ -164,8 +164,10 @@ impl ImageWriter for PackageWriter {
 
     fn plan(&mut self, source: &mut dyn Image) -> Result<()> {
         if self.firmware == Firmware::Auto {
-            // Until the guest's partition table is read, BIOS is the choice every cloud image boots with.
-            self.firmware = Firmware::Bios;
+            // EFI only when the guest cannot boot any other way: hybrid cloud images boot with BIOS too, and
+            // BIOS is what older ESXi hardware versions default to.
+            let guest = crate::guest::inspect(source)?;
+            self.firmware = if guest.uefi_only() { Firmware::Efi } else { Firmware::Bios };
         }
         self.disk.plan(source)
     }
@@ -179,13 +181,23 @@ impl ImageWriter for PackageWriter {
     }
 
     fn finish(self: Box<Self>) -> Result<Box<dyn Sink>> {
-        let PackageWriter { disk, disk_file, disk_base, disk_len, parts, names, options, firmware, capacity, populated, epoch } =
-            *self;
+        let PackageWriter {
+            disk,
+            disk_file,
+            disk_base,
+            disk_len,
+            parts,
+            names,
+            options,
+            firmware,
+            capacity,
+            populated,
+            epoch,
+        } = *self;
         drop(disk.finish()?);
         let disk_size = disk_len.get();
-        let mut file = Rc::try_unwrap(disk_file)
-            .map_err(|_| Error::argument("The package's disk is still in use"))?
-            .into_inner();
+        let mut file =
+            Rc::try_unwrap(disk_file).map_err(|_| Error::argument("The package's disk is still in use"))?.into_inner();
 
         let digest = options.digest();
         let mut disk_hash = Hasher::new(digest);
@@ -231,7 +243,8 @@ impl ImageWriter for PackageWriter {
 fn manifest(digest: ovf::Digest, names: &Names, descriptor: &[u8], disk_hash: Hasher) -> String {
     let mut ovf_hash = Hasher::new(digest);
     ovf_hash.update(descriptor);
-    ovf::manifest_line(digest, &names.descriptor, &ovf_hash.hex()) + &ovf::manifest_line(digest, &names.disk, &disk_hash.hex())
+    ovf::manifest_line(digest, &names.descriptor, &ovf_hash.hex())
+        + &ovf::manifest_line(digest, &names.disk, &disk_hash.hex())
 }
 
 #[cfg(test)]
@@ -241,7 +254,10 @@ mod tests {
     #[test]
     fn member_names_follow_the_output_name() {
         let n = Names::for_output("ubuntu.ova");
-        assert_eq!((n.descriptor.as_str(), n.disk.as_str(), n.manifest.as_str()), ("ubuntu.ovf", "ubuntu-disk1.vmdk", "ubuntu.mf"));
+        assert_eq!(
+            (n.descriptor.as_str(), n.disk.as_str(), n.manifest.as_str()),
+            ("ubuntu.ovf", "ubuntu-disk1.vmdk", "ubuntu.mf")
+        );
         assert_eq!(Names::for_output("vm.ovf").disk, "vm-disk1.vmdk");
         assert_eq!(Names::for_output("plain").descriptor, "plain.ovf");
     }

@@ -1,0 +1,402 @@
+//! The VHDX writer: guest data in 1 MiB units, payload blocks stored in guest order behind the metadata.
+//!
+//! A block's place in the file follows from its rank among the allocated blocks ([`Layout::block_offset`]),
+//! so the writer only keeps one bit per block, never a whole BAT. On a seekable sink a block is
+//! allocated when its first non-zero unit arrives and the BAT is written last. On an append-only sink the BAT
+//! precedes the data, so [`ImageWriter::plan`] reads the source once to find the blocks holding non-zero bytes;
+//! the same read also serves the automatic block size of large disks.
+
+use super::VhdxOptions;
+use super::bat::{BatEntry, Geometry};
+use super::bitmap::Bitmap;
+use super::guid::Guid;
+use super::header::{self, Header, RegionEntry, RegionTable};
+use super::layout::{self, Layout};
+use super::metadata::{self, Metadata};
+use crate::convert::{ImageWriter, SkipZeros, UnitEncoder, is_zero};
+use crate::error::{Error, Result};
+use crate::extent::ExtentKind;
+use crate::image::Image;
+use crate::io::{Sink, zeroed_buffer};
+use crate::random::Random;
+use std::sync::Arc;
+
+/// Guest bytes per unit, whatever the block size: keeps the pipeline's memory small with 256 MiB blocks.
+const UNIT: u64 = 1 << 20;
+/// Zero pages of this size are left as holes in a seekable output (qemu-img's default `-S 4k`), in the data
+/// and in the mostly-empty BAT, region tables and metadata table alike.
+const HOLE: usize = 4096;
+/// BAT entries are written in pieces of this many bytes.
+const BAT_PIECE: usize = 1 << 20;
+
+/// Writes a dynamic (or fixed) VHDX.
+pub struct VhdxWriter {
+    sink: Box<dyn Sink>,
+    opts: VhdxOptions,
+    /// Guest size rounded up to the logical sector size.
+    virtual_size: u64,
+    /// Known from the start unless the block size is automatic on a large disk; then set by `plan`.
+    layout: Option<Layout>,
+    /// Dynamic disks: the blocks holding data (planned up front on an append-only sink). Empty for fixed disks.
+    stored: Bitmap,
+    /// How many bits of `stored` are set.
+    stored_count: u64,
+    /// The block the last unit went to, and its rank among the stored blocks.
+    cursor: (u64, u64),
+    /// The header section, BAT and metadata are on the sink (append-only sinks: before any data).
+    front_written: bool,
+    file_write_guid: Guid,
+    data_write_guid: Guid,
+    page83: Guid,
+    sequence_number: u64,
+}
+
+impl VhdxWriter {
+    /// A writer on `sink` for a disk of `virtual_size` bytes; random fields follow from `seed`. Nothing is
+    /// written yet.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an empty disk or one over 64 TiB.
+    pub fn new(sink: Box<dyn Sink>, virtual_size: u64, opts: &VhdxOptions, seed: u64) -> Result<Self> {
+        let lss = opts.logical_sector_size as u64;
+        // The tail past the source's end reads as zeros: no guest byte is dropped.
+        let virtual_size = virtual_size.div_ceil(lss) * lss;
+        if virtual_size > metadata::MAX_VIRTUAL_SIZE {
+            return Err(Error::argument(format!("A VHDX disk holds at most 64 TiB, not {virtual_size} bytes")));
+        }
+        // A BAT without entries: libvhdi refuses it, and qemu reads one only through an unsigned underflow
+        // that wants a BAT of millions of entries (its own empty files carry one).
+        if virtual_size == 0 {
+            return Err(Error::argument("An empty disk cannot be written as VHDX"));
+        }
+        let mut random = Random::new(seed);
+        let mut writer = VhdxWriter {
+            sink,
+            opts: opts.clone(),
+            virtual_size,
+            layout: None,
+            stored: Bitmap::default(),
+            stored_count: 0,
+            cursor: (0, 0),
+            front_written: false,
+            file_write_guid: Guid::from_text_order(random.guid()),
+            data_write_guid: Guid::from_text_order(random.guid()),
+            page83: Guid::from_text_order(random.guid()),
+            sequence_number: random.next_u32() as u64,
+        };
+        let block_size = match opts.block_size {
+            Some(size) => Some(size),
+            // Small disks need no look at the data to pick their block size.
+            None if virtual_size <= layout::SMALL_DISK => {
+                Some(layout::auto_block_size(virtual_size, lss, opts.log_size, |_| 0))
+            }
+            None => None,
+        };
+        if let Some(block_size) = block_size {
+            writer.set_layout(block_size)?;
+        }
+        Ok(writer)
+    }
+
+    fn set_layout(&mut self, block_size: u64) -> Result<Layout> {
+        let logical_sector_size = self.opts.logical_sector_size as u64;
+        let geometry = Geometry { virtual_size: self.virtual_size, block_size, logical_sector_size };
+        let layout = Layout::new(geometry, self.opts.log_size);
+        self.stored = Bitmap::new(if self.opts.fixed { 0 } else { geometry.data_blocks() })?;
+        self.layout = Some(layout);
+        Ok(layout)
+    }
+
+    fn layout(&self) -> Result<Layout> {
+        self.layout.ok_or_else(|| Error::argument("The VHDX writer needs plan() before data on a disk over 128 GiB"))
+    }
+
+    /// The file rank of `block`, allocating it if the output allows. Blocks come in ascending order.
+    fn rank(&mut self, block: u64) -> Result<u64> {
+        if self.opts.fixed {
+            return Ok(block);
+        }
+        if !self.stored.get(block) {
+            if self.front_written {
+                return Err(Error::new(
+                    crate::ErrorKind::Io,
+                    format!("The source changed while it was read: block {block} held only zeros in the first pass"),
+                ));
+            }
+            self.stored.set(block);
+            self.stored_count += 1;
+        }
+        let (at, rank) = self.cursor;
+        self.cursor = (block, rank + self.stored.count(at, block));
+        Ok(self.cursor.1)
+    }
+
+    fn stored_blocks(&self, layout: &Layout) -> u64 {
+        if self.opts.fixed { layout.geometry.data_blocks() } else { self.stored_count }
+    }
+
+    /// Header section, BAT and metadata, in ascending file order (so an append-only sink can take them).
+    fn write_front(&mut self, layout: &Layout) -> Result<()> {
+        let creator = format!("diskbridge {}", env!("CARGO_PKG_VERSION"));
+        self.sink.write_at(header::FILE_ID_OFFSET, &header::file_identifier(&creator))?;
+        for (i, &offset) in header::HEADER_OFFSETS.iter().enumerate() {
+            let h = Header {
+                // Two valid headers must differ in sequence number; the second one is current.
+                sequence_number: self.sequence_number + i as u64,
+                file_write_guid: self.file_write_guid,
+                data_write_guid: self.data_write_guid,
+                log_guid: Guid::ZERO,
+                log_length: layout.log_length as u32,
+                log_offset: layout.log_offset,
+            };
+            self.sink.write_at(offset, &h.to_bytes())?;
+        }
+        let regions = RegionTable {
+            entries: vec![
+                RegionEntry {
+                    guid: Guid::BAT_REGION,
+                    file_offset: layout.bat_offset,
+                    length: layout.bat_length as u32,
+                    required: true,
+                },
+                RegionEntry {
+                    guid: Guid::METADATA_REGION,
+                    file_offset: layout.metadata_offset,
+                    length: layout.metadata_length as u32,
+                    required: true,
+                },
+            ],
+        }
+        .to_bytes();
+        for offset in header::REGION_TABLE_OFFSETS {
+            write_nonzero(self.sink.as_mut(), offset, &regions)?;
+        }
+        // The log stays zero: a LogGuid of zero says there is nothing in it.
+        self.write_bat(layout)?;
+        let metadata = Metadata {
+            block_size: layout.geometry.block_size as u32,
+            leave_blocks_allocated: self.opts.fixed,
+            has_parent: false,
+            virtual_size: self.virtual_size,
+            page83: self.page83,
+            logical_sector_size: self.opts.logical_sector_size,
+            physical_sector_size: self.opts.physical_sector_size,
+        };
+        write_nonzero(self.sink.as_mut(), layout.metadata_offset, &metadata.to_bytes())?;
+        self.front_written = true;
+        Ok(())
+    }
+
+    /// The BAT, a piece at a time; sector-bitmap slots and blocks without data stay 0 (NOT_PRESENT, offset 0).
+    fn write_bat(&mut self, layout: &Layout) -> Result<()> {
+        let g = layout.geometry;
+        let mut piece: Vec<u8> = Vec::with_capacity(BAT_PIECE);
+        let mut piece_start = layout.bat_offset;
+        let mut rank = 0;
+        for block in 0..g.data_blocks() {
+            let entry = if self.opts.fixed || self.stored.get(block) {
+                rank += 1;
+                BatEntry::present(layout.block_offset(rank - 1)).0
+            } else {
+                0
+            };
+            let at = layout.bat_offset + g.index(block) * 8;
+            if at + 8 > piece_start + BAT_PIECE as u64 {
+                write_nonzero(self.sink.as_mut(), piece_start, &piece)?;
+                piece.clear();
+                piece_start += BAT_PIECE as u64;
+            }
+            piece.resize((at - piece_start) as usize, 0);
+            piece.extend_from_slice(&entry.to_le_bytes());
+        }
+        write_nonzero(self.sink.as_mut(), piece_start, &piece)
+    }
+}
+
+/// Writes the non-zero pages of `data` (`offset` is page aligned): the zero ones stay holes in a file, and an
+/// append-only sink fills them with zeros itself. Keeps the allocated size close to qemu-img's.
+fn write_nonzero(sink: &mut dyn Sink, offset: u64, data: &[u8]) -> Result<()> {
+    let mut run_start = None;
+    for (i, page) in data.chunks(HOLE).enumerate() {
+        match (is_zero(page), run_start) {
+            (false, None) => run_start = Some(i * HOLE),
+            (true, Some(start)) => {
+                sink.write_at(offset + start as u64, &data[start..i * HOLE])?;
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    match run_start {
+        Some(start) => sink.write_at(offset + start as u64, &data[start..]),
+        None => Ok(()),
+    }
+}
+
+/// The 1 MiB units holding non-zero bytes, found by reading every unit the extent map marks as data. The map
+/// is walked an extent at a time, never collected (it may have millions of extents).
+fn nonzero_units(source: &mut dyn Image) -> Result<Bitmap> {
+    let size = source.virtual_size();
+    let mut units = Bitmap::new(size.div_ceil(UNIT))?;
+    let mut buf = zeroed_buffer(UNIT, "a unit of guest data")?;
+    let (mut pos, mut next_unit) = (0, 0);
+    while pos < size {
+        let extent = source.extent_at(pos)?;
+        if extent.offset != pos || extent.length == 0 {
+            return Err(Error::corrupt("Image map does not advance").at(pos));
+        }
+        pos = extent.end().min(size);
+        if extent.kind != ExtentKind::Data {
+            continue;
+        }
+        // A unit shared with the previous data extent has been read already.
+        for unit in (extent.offset / UNIT).max(next_unit)..pos.div_ceil(UNIT) {
+            let len = UNIT.min(size - unit * UNIT) as usize;
+            source.read_at(unit * UNIT, &mut buf[..len])?;
+            if !is_zero(&buf[..len]) {
+                units.set(unit);
+            }
+        }
+        next_unit = pos.div_ceil(UNIT);
+    }
+    Ok(units)
+}
+
+/// The blocks of `units_per_block` units holding at least one non-zero unit, ascending.
+fn blocks_with_data(units: &Bitmap, units_per_block: u64) -> impl Iterator<Item = u64> + '_ {
+    (0..units.len().div_ceil(units_per_block))
+        .filter(move |&b| units.count(b * units_per_block, (b + 1) * units_per_block) > 0)
+}
+
+impl ImageWriter for VhdxWriter {
+    fn unit_size(&self) -> u64 {
+        UNIT
+    }
+
+    fn encoder(&self) -> Arc<dyn UnitEncoder> {
+        Arc::new(SkipZeros)
+    }
+
+    fn plan(&mut self, source: &mut dyn Image) -> Result<()> {
+        let seekable = self.sink.is_seekable();
+        // Fixed disks allocate every block; dynamic ones must know their non-zero blocks to put the BAT first
+        // on an append-only sink, or to pick the block size of a large disk.
+        let scan = !self.opts.fixed && (self.layout.is_none() || !seekable);
+        let units = if scan { nonzero_units(source)? } else { Bitmap::default() };
+        let layout = match self.layout {
+            Some(layout) => layout,
+            None => {
+                let (fixed, size) = (self.opts.fixed, self.virtual_size);
+                let lss = self.opts.logical_sector_size as u64;
+                let block_size = layout::auto_block_size(size, lss, self.opts.log_size, |block_size| {
+                    if fixed {
+                        size.div_ceil(block_size)
+                    } else {
+                        blocks_with_data(&units, block_size / UNIT).count() as u64
+                    }
+                });
+                self.set_layout(block_size)?
+            }
+        };
+        if !seekable {
+            for block in blocks_with_data(&units, layout.geometry.block_size / UNIT) {
+                self.stored.set(block);
+                self.stored_count += 1;
+            }
+            self.write_front(&layout)?;
+        }
+        Ok(())
+    }
+
+    fn write_unit(&mut self, index: u64, encoded: Option<Vec<u8>>) -> Result<()> {
+        let Some(data) = encoded else { return Ok(()) };
+        let layout = self.layout()?;
+        if !self.sink.is_seekable() && !self.front_written {
+            return Err(Error::argument("The VHDX writer needs plan() before data on an append-only output"));
+        }
+        let guest = index * UNIT;
+        let block = guest / layout.geometry.block_size;
+        let offset = layout.block_offset(self.rank(block)?) + guest % layout.geometry.block_size;
+        write_nonzero(self.sink.as_mut(), offset, &data)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Box<dyn Sink>> {
+        let layout = self.layout()?;
+        if !self.front_written {
+            if !self.sink.is_seekable() {
+                return Err(Error::argument("The VHDX writer needs plan() before finishing an append-only output"));
+            }
+            self.write_front(&layout)?;
+        }
+        let len = layout.block_offset(self.stored_blocks(&layout));
+        self.sink.finish(len)?;
+        Ok(self.sink)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_with_data_groups_units() {
+        let mut units = Bitmap::new(40).unwrap();
+        for u in [0, 3, 4, 8, 9, 39] {
+            units.set(u);
+        }
+        assert_eq!(blocks_with_data(&units, 1).count(), 6);
+        assert_eq!(blocks_with_data(&units, 4).collect::<Vec<_>>(), vec![0, 1, 2, 9]);
+        assert_eq!(blocks_with_data(&units, 256).collect::<Vec<_>>(), vec![0]);
+    }
+
+    /// Guest bytes that turn non-zero after the first pass, as a source being written to would.
+    struct Changing {
+        info: crate::image::ImageInfo,
+        reads: u32,
+    }
+
+    impl Image for Changing {
+        fn info(&self) -> &crate::image::ImageInfo {
+            &self.info
+        }
+        fn extent_at(&mut self, offset: u64) -> Result<crate::extent::Extent> {
+            Ok(crate::extent::Extent { offset, length: self.info.virtual_size - offset, kind: ExtentKind::Data })
+        }
+        fn read_at(&mut self, _offset: u64, buf: &mut [u8]) -> Result<()> {
+            self.reads += 1;
+            buf.fill(if self.reads > 2 { 0xff } else { 0 });
+            Ok(())
+        }
+        fn file_length(&self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn append_only_output_refuses_a_source_that_changed_between_passes() {
+        let info = crate::image::ImageInfo::basic(crate::image::Format::Raw, 2 * UNIT);
+        let sink = Box::new(crate::io::StreamSink::new(Vec::new()));
+        let writer = Box::new(VhdxWriter::new(sink, 2 * UNIT, &VhdxOptions::default(), 1).unwrap());
+        let e = crate::convert::run(Box::new(Changing { info, reads: 0 }), writer, Default::default()).err().unwrap();
+        assert!(e.message().contains("source changed"), "{}", e.message());
+    }
+
+    #[test]
+    fn memory_round_trip_through_the_reader() {
+        let mut data = vec![0u8; (5 * UNIT + 512) as usize];
+        data[3] = 1;
+        data[(3 * UNIT + 4096) as usize..(3 * UNIT + 8192) as usize].fill(7);
+        *data.last_mut().unwrap() = 9;
+        let source = Box::new(crate::raw::RawImage::new(Box::new(data.clone())));
+        let out = crate::io::MemorySink::default();
+        let opts = VhdxOptions { block_size: Some(2 * UNIT), ..VhdxOptions::default() };
+        let writer = Box::new(VhdxWriter::new(Box::new(out.clone()), data.len() as u64, &opts, 9).unwrap());
+        crate::convert::run(source, writer, Default::default()).unwrap();
+        let file = out.take();
+        assert_eq!(file.len() as u64, 4 * UNIT + 3 * 2 * UNIT, "blocks 0, 1 and 2 stored");
+        let mut image = super::super::Vhdx::open(Box::new(file)).unwrap();
+        let mut back = vec![0u8; data.len()];
+        image.read_at(0, &mut back).unwrap();
+        assert!(back == data);
+    }
+}
