@@ -5,20 +5,23 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 import * as h from './helpers.mjs';
 
-/** A raw image with 320 MiB of incompressible data: long enough to cancel in the middle. */
+/** A raw image with 512 MiB of incompressible data: long enough to cancel in the middle. */
 function bigFixture(dir) {
   const path = h.join(dir, 'big.img');
-  h.run('dd', ['if=/dev/urandom', `of=${path}`, 'bs=1M', 'count=320', 'status=none']);
+  h.run('dd', ['if=/dev/urandom', `of=${path}`, 'bs=1M', 'count=512', 'status=none']);
   return path;
 }
 
+const RAW = 'Raw disk image (.img)';
+// VMDK is encoded by the pool of encoder workers; raw in the coordinator itself.
 const PATHS = [
-  {mode: 'http', picker: 'opfs', what: 'the picked file'},
-  {mode: 'http', picker: 'hidden', what: 'the OPFS file'},
-  {mode: 'file', picker: 'hidden', what: 'the in-memory output'},
+  {mode: 'http', picker: 'opfs', button: RAW, what: 'the picked file'},
+  {mode: 'http', picker: 'opfs', button: 'VMDK for VMware ESXi', what: 'the picked file, with the encoder pool'},
+  {mode: 'http', picker: 'hidden', button: RAW, what: 'the OPFS file'},
+  {mode: 'file', picker: 'hidden', button: RAW, what: 'the in-memory output'},
 ];
 
-for (const {mode, picker, what} of PATHS) {
+for (const {mode, picker, button, what} of PATHS) {
   test(`${mode}, picker ${picker}: cancel stops at once and removes ${what}`, async (t) => {
     const dir = h.tempDir(t);
     const input = bigFixture(dir);
@@ -32,7 +35,7 @@ for (const {mode, picker, what} of PATHS) {
     if (mode === 'http' && picker === 'hidden') assert.match(note, /browser's own storage first/);
     await h.pick(page, [input]);
     await page.getByText('Advanced options').click();
-    await page.getByRole('button', {name: 'Raw disk image (.img)'}).click();
+    await page.getByRole('button', {name: button, exact: true}).click();
     // Cancel once real output has been written, not before the first step.
     await page.waitForFunction(() => Number(document.getElementById('bar').value) > 0);
     const started = Date.now();
@@ -43,8 +46,15 @@ for (const {mode, picker, what} of PATHS) {
     if (mode === 'http') assert.deepEqual(await h.opfsNames(page), []);
     await page.waitForTimeout(500);
     assert.equal(downloads, 0);
-    // The page stays usable: the next conversion runs.
-    await page.getByRole('button', {name: 'Empty 64 KiB VMDK'}).isEnabled();
+    page.removeAllListeners('download');
+    // The page stays usable: the next conversion runs (with the picker, into the picked file).
+    if (picker === 'opfs') {
+      await page.getByRole('button', {name: 'Empty 64 KiB VMDK'}).click();
+      await page.locator('#result').filter({hasText: 'Saved 64KiB.vmdk'}).waitFor();
+      assert.deepEqual(await h.opfsNames(page), ['64KiB.vmdk']);
+    } else {
+      assert.equal((await h.clickAndDownload(page, 'Empty 64 KiB VMDK', dir)).name, '64KiB.vmdk');
+    }
     assert.deepEqual(errors, []);
   });
 }
