@@ -12,7 +12,7 @@ const CASES = [
 ];
 
 for (const mode of ['http', 'file']) {
-  for (const input of ['raw', 'qcow2']) {
+  for (const input of ['raw', 'qcow2', 'compressed']) {
     for (const c of CASES) {
       test(`${mode}: ${input} → ${c.format} matches the CLI byte for byte and qemu-img's reading`, async (t) => {
         const dir = h.tempDir(t);
@@ -22,13 +22,20 @@ for (const mode of ['http', 'file']) {
         const {page, errors} = await h.openPage(t, browser, mode, {query: `?seed=${h.SEED}&epoch=${h.EPOCH}`});
         await h.pick(page, [source]);
         assert.equal(await page.locator('#error').isHidden(), true, await page.locator('#error').innerText());
+        const info = await page.locator('#info-list').innerText();
+        assert.match(info, /Virtual size\s+24\.0 MiB/);
+        // A raw file is data throughout; qemu-img's qcow2 allocates only the 4 MiB that hold data.
+        assert.match(info, input === 'raw' ? /Allocated data\s+24\.0 MiB/ : /Allocated data\s+4\.00 MiB/);
+        if (input !== 'raw') assert.match(info, /Format\s+qcow2\s[^]*Cluster size\s+64\.0 KiB\s+Compression\s+zlib/);
         if (c.advanced) await page.getByText('Advanced options').click();
         const out = await h.clickAndDownload(page, c.button, dir);
-        assert.equal(out.name, `guest.${c.ext}`);
-        assert.match(await page.locator('#result').innerText(), /^Saved guest\./);
+        const expected = `${h.basename(source).replace(/\.[^.]*$/, '')}.${c.ext}`;
+        assert.equal(out.name, expected);
+        assert.ok((await page.locator('#result').innerText()).startsWith(`Saved ${expected} `));
 
         const reference = h.join(dir, 'cli', out.name);
-        const args = ['convert', '-f', input, '-O', c.format, ...(c.options ? ['-o', c.options] : []), source, reference];
+        const options = c.options ? ['-o', c.options] : [];
+        const args = ['convert', '-f', input === 'raw' ? 'raw' : 'qcow2', '-O', c.format, ...options, source, reference];
         h.run('mkdir', ['-p', h.join(dir, 'cli')]);
         const cli = h.cli(args);
         assert.equal(cli.status, 0, cli.stderr);

@@ -1,7 +1,9 @@
 // Shared pieces of the browser tests: fixtures made with qemu-img, the diskbridge CLI as the reference, a
 // static server for dist/, and Debian's Chromium driven by playwright-core (browser downloads fail here).
 import {execFileSync} from 'node:child_process';
-import {createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync} from 'node:fs';
+import {randomBytes} from 'node:crypto';
+import {closeSync, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync}
+  from 'node:fs';
 import {createServer} from 'node:http';
 import {tmpdir} from 'node:os';
 import {basename, join, resolve} from 'node:path';
@@ -42,19 +44,27 @@ export function cli(args) {
 }
 
 /**
- * A raw disk image with recognisable data in a few places and holes elsewhere (a sparse file), plus the same
- * image as qcow2: `{raw, qcow2}` paths in `dir`.
+ * A raw disk image with data in a few places and holes elsewhere (a sparse file), plus the same image as
+ * qcow2 and as compressed qcow2: `{raw, qcow2, compressed}` paths in `dir`. The data is text (compressible,
+ * unlike random bytes) with random bytes in one MiB.
  */
 export function makeFixture(dir, name = 'guest', sizeMiB = 24) {
   const raw = join(dir, `${name}.img`);
   run('qemu-img', ['create', '-f', 'raw', raw, `${sizeMiB}M`]);
-  for (const [seek, count] of [[0, 1], [3, 2], [sizeMiB - 1, 1]]) {
-    run('dd', [`if=/dev/urandom`, `of=${raw}`, 'bs=1M', `seek=${seek}`, `count=${count}`, 'conv=notrunc',
-      'status=none']);
-  }
+  const text = Buffer.alloc(3 << 20);
+  const source = readFileSync(join(ROOT, 'Cargo.lock'));
+  for (let i = 0; i < text.length; i += source.length) source.copy(text, i);
+  const fd = openSync(raw, 'r+');
+  writeSync(fd, text, 0, 1 << 20, 0);
+  writeSync(fd, text, 1 << 20, 2 << 20, 3 << 20);
+  writeSync(fd, randomBytes(1 << 20), 0, 1 << 20, (sizeMiB - 1) << 20);
+  closeSync(fd);
   const qcow2 = join(dir, `${name}.qcow2`);
   run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
-  return {raw, qcow2};
+  // Compressed clusters, the way distributions ship cloud images.
+  const compressed = join(dir, `${name}-compressed.qcow2`);
+  run('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, compressed]);
+  return {raw, qcow2, compressed};
 }
 
 /** Serves `dir` on 127.0.0.1 and logs every request path. */
