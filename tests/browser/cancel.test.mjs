@@ -38,6 +38,7 @@ for (const {mode, picker, button, what} of PATHS) {
     await page.getByRole('button', {name: button, exact: true}).click();
     // Cancel once real output has been written, not before the first step.
     await page.waitForFunction(() => Number(document.getElementById('bar').value) > 0);
+    assert.match(await page.locator('#status').innerText(), /^[\d.]+ [KMG]iB of 512 MiB — [\d.]+ MB\/s/);
     const started = Date.now();
     await page.getByRole('button', {name: 'Cancel'}).click();
     await page.getByText('Cancelled. No file was left behind.').waitFor({timeout: 5000});

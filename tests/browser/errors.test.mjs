@@ -58,3 +58,24 @@ for (const mode of ['http', 'file']) {
     assert.match(message, /bogus/);
   });
 }
+
+test('file: an output over 2 GiB assembled in memory is refused with advice, and nothing is downloaded', async (t) => {
+  const dir = h.tempDir(t);
+  // 3 GiB virtual, almost nothing allocated: the raw output would be 3 GiB, the VMDK a few KiB.
+  const image = h.join(dir, 'sparse.qcow2');
+  h.run('qemu-img', ['create', '-f', 'qcow2', image, '3G']);
+  h.run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x11 2G 1M', image]);
+  const browser = await h.launch(t);
+  const {page} = await h.openPage(t, browser, 'file');
+  let downloads = 0;
+  page.on('download', () => downloads++);
+  await h.pick(page, [image]);
+  await page.getByText('Advanced options').click();
+  await page.getByRole('button', {name: 'Raw disk image (.img)'}).click();
+  const {kind, message} = await shownError(page);
+  assert.equal(kind, 'limit-exceeded');
+  assert.match(message, /larger than 2 GiB.*Chromium.*CLI/);
+  assert.equal(downloads, 0);
+  // Small outputs still work on the same path.
+  assert.equal((await h.clickAndDownload(page, 'VMDK for VMware ESXi', dir)).name, 'sparse.vmdk');
+});

@@ -138,9 +138,10 @@ export async function pick(page, paths) {
  */
 export async function clickAndDownload(page, name, dir) {
   const downloaded = page.waitForEvent('download', {timeout: 120_000});
+  // Watched only after the click, which hides an earlier error at once.
+  await page.getByRole('button', {name, exact: true}).click();
   const failed = page.locator('#error:not([hidden])').waitFor({timeout: 120_000})
     .then(async () => { throw new Error(`the page shows: ${await page.locator('#error').innerText()}`); });
-  await page.getByRole('button', {name, exact: true}).click();
   const download = await Promise.race([downloaded, failed]);
   failed.catch(() => {});
   downloaded.catch(() => {});
