@@ -146,7 +146,8 @@ function showInfo({file, info}) {
     ['Cluster size', info.clusterSize == null ? (info.virtualSize == null ? unknown : '—') : sized(info.clusterSize)],
     ['Compression', info.compression ?? (info.virtualSize == null ? unknown : '—')],
     ['Allocated data', size(info.allocatedBytes)],
-    ['Backing file', info.backingFile ?? 'none'],
+    ['Backing file', info.backingFile == null ? 'none'
+      : info.backingFormat ? `${info.backingFile} (${info.backingFormat})` : info.backingFile],
   ];
   for (const warning of info.warnings ?? []) rows.push(['Warning', warning]);
   const list = $('info-list');

@@ -1,6 +1,7 @@
 // Converts qemu-img-made images through the real page, served over http and opened from file://, and checks the
 // output with qemu-img and against the CLI's output for the same input, options, seed, epoch and name.
 import assert from 'node:assert/strict';
+import {writeFileSync} from 'node:fs';
 import {test} from 'node:test';
 import * as h from './helpers.mjs';
 
@@ -47,4 +48,38 @@ for (const mode of ['http', 'file']) {
       });
     }
   }
+}
+
+// The path Chromium users take: the save picker's file, written in place with positioned writes. The picker is
+// replaced by a function returning an OPFS file handle (same FileSystemFileHandle API, no native dialog).
+for (const c of CASES.slice(0, 2)) {
+  test(`http, save picker: qcow2 → ${c.format} is written in place, the CLI's bytes`, async (t) => {
+    const dir = h.tempDir(t);
+    const {qcow2, raw} = h.makeFixture(dir);
+    const browser = await h.launch(t);
+    const query = `?seed=${h.SEED}&epoch=${h.EPOCH}`;
+    const {page, errors} = await h.openPage(t, browser, 'http', {query, picker: 'opfs'});
+    await h.pick(page, [qcow2]);
+    await page.getByRole('button', {name: c.button, exact: true}).click();
+    const name = `guest.${c.ext}`;
+    await page.locator('#result').filter({hasText: `Saved ${name}`}).waitFor({timeout: 120_000});
+    assert.deepEqual(await h.opfsNames(page), [name]);
+    const base64 = await page.evaluate(async (n) => {
+      const file = await (await (await navigator.storage.getDirectory()).getFileHandle(n)).getFile();
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      let text = '';
+      for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      return btoa(text);
+    }, name);
+    const out = h.join(dir, `page-${name}`);
+    writeFileSync(out, Buffer.from(base64, 'base64'));
+
+    h.run('mkdir', ['-p', h.join(dir, 'cli')]);
+    const reference = h.join(dir, 'cli', name);
+    const cli = h.cli(['convert', '-O', c.format, ...(c.options ? ['-o', c.options] : []), qcow2, reference]);
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.ok(h.sameBytes(out, reference), 'the page and the CLI wrote different bytes');
+    h.run('qemu-img', ['compare', '-f', 'raw', '-F', c.format, raw, out]);
+    assert.deepEqual(errors, []);
+  });
 }
