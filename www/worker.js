@@ -152,12 +152,21 @@ function settleBatch(msg) {
 
 /** An output taking the core's chunks: write([{offset, data}]), close(length) → result, discard(). */
 async function openOutput(spec) {
-  switch (spec.kind) {
-    case 'handle': return openHandle(spec.handle);
-    case 'opfs': return openOpfs(spec.name);
-    case 'memory': return openMemory(spec.limit);
-  }
-  throw {kind: 'internal', message: `Unknown output kind '${spec.kind}'`};
+  const open = {handle: () => openHandle(spec.handle), opfs: () => openOpfs(spec.name), memory: () => openMemory(spec.limit)};
+  const output = await open[spec.kind]().catch(storageError('Cannot create the output'));
+  return {
+    write: (chunks) => output.write(chunks).catch(storageError('Cannot write the output')),
+    close: (length) => output.close(length).catch(storageError('Cannot finish the output')),
+    discard: () => output.discard(),
+  };
+}
+
+/** The browser's storage failing (quota, permission, a removed file) is an I/O error, not an internal one. */
+function storageError(what) {
+  return (e) => {
+    if (e && typeof e.kind === 'string') throw e;
+    throw {kind: 'io', message: `${what}: ${e?.name ?? 'Error'}: ${e?.message ?? e}`, offset: null, file: null};
+  };
 }
 
 /** The picker's file: writes go to a swap file that replaces it on close() and vanishes on abort(). */
@@ -206,7 +215,7 @@ async function openOpfs(name) {
 }
 
 /** The last resort: the output assembled in memory, refused past `limit` bytes. */
-function openMemory(limit) {
+async function openMemory(limit) {
   let chunks = [];
   const tooBig = {
     kind: 'limit-exceeded',
