@@ -152,7 +152,11 @@ function settleBatch(msg) {
 
 /** An output taking the core's chunks: write([{offset, data}]), close(length) → result, discard(). */
 async function openOutput(spec) {
-  const open = {handle: () => openHandle(spec.handle), opfs: () => openOpfs(spec.name), memory: () => openMemory(spec.limit)};
+  const open = {
+    handle: () => openHandle(spec.handle),
+    opfs: () => openOpfs(spec.name),
+    memory: () => openMemory(spec.limit),
+  };
   const output = await open[spec.kind]().catch(storageError('Cannot create the output'));
   return {
     write: (chunks) => output.write(chunks).catch(storageError('Cannot write the output')),
