@@ -38,7 +38,8 @@ const POOL = Object.freeze({SETUP: 'setup', ENCODE: 'encode', ENCODED: 'encoded'
 /** Whatever was thrown, as a DiskError: the core's objects pass through, anything else is 'internal'. */
 function diskError(thrown) {
   if (thrown && typeof thrown === 'object' && typeof thrown.kind === 'string' && 'message' in thrown) {
-    return {kind: thrown.kind, message: String(thrown.message), offset: thrown.offset ?? null, file: thrown.file ?? null};
+    const {kind, message, offset, file} = thrown;
+    return {kind, message: String(message), offset: offset ?? null, file: file ?? null};
   }
   // A panic traps as "RuntimeError: unreachable"; the panic hook left the real message here.
   const panic = globalThis.diskbridgePanic;

@@ -73,8 +73,11 @@ async function convert(msg) {
     const checkCancel = () => {
       if (cancelled.has(id)) throw {kind: 'cancelled', message: 'Cancelled'};
     };
-    if (pool.length && POOLED_FORMATS.has(target.format)) await encodeInPool(job, output, target, checkCancel, progress);
-    else await encodeHere(job, output, checkCancel, progress);
+    if (pool.length && POOLED_FORMATS.has(target.format)) {
+      await encodeInPool(job, output, target, checkCancel, progress);
+    } else {
+      await encodeHere(job, output, checkCancel, progress);
+    }
     self.postMessage({type: MSG.PROGRESS, id, done: total, total});
     const length = job.finish();
     await output.write(job.takeChunks());

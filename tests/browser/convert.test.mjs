@@ -36,7 +36,8 @@ for (const mode of ['http', 'file']) {
 
         const reference = h.join(dir, 'cli', out.name);
         const options = c.options ? ['-o', c.options] : [];
-        const args = ['convert', '-f', input === 'raw' ? 'raw' : 'qcow2', '-O', c.format, ...options, source, reference];
+        const from = input === 'raw' ? 'raw' : 'qcow2';
+        const args = ['convert', '-f', from, '-O', c.format, ...options, source, reference];
         h.run('mkdir', ['-p', h.join(dir, 'cli')]);
         const cli = h.cli(args);
         assert.equal(cli.status, 0, cli.stderr);

@@ -77,7 +77,8 @@ export async function serve(t, dir = DIST) {
       res.writeHead(404).end();
       return;
     }
-    res.writeHead(200, {'content-type': path.endsWith('.html') ? 'text/html; charset=utf-8' : 'application/octet-stream'});
+    const type = path.endsWith('.html') ? 'text/html; charset=utf-8' : 'application/octet-stream';
+    res.writeHead(200, {'content-type': type});
     createReadStream(path).pipe(res);
   });
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
