@@ -11,10 +11,42 @@ const MEMORY_LIMIT = 2 * 2 ** 30;
 const CANCEL_GRACE_MS = 3000;
 const OPFS_PREFIX = 'diskbridge-';
 
+// Every sentence the page writes, in one place, so a second language is one more table of the same keys.
+const TEXT = {
+  bytes: (n) => `${n.toLocaleString('en')} bytes`,
+  unknownWithoutBacking: 'known once the backing file is picked',
+  none: 'none',
+  rows: {
+    format: 'Format', virtualSize: 'Virtual size', fileSize: 'File size', clusterSize: 'Cluster size',
+    compression: 'Compression', allocated: 'Allocated data', backing: 'Backing file', warning: 'Warning',
+  },
+  needsBacking: (names) => `This image is an overlay: its data continues in "${names.join('", "')}". Pick that ` +
+    'file too (it is matched by its name).',
+  notePicker: 'You choose where to save. The file is created as soon as you choose it, and choosing an existing ' +
+    'file empties it at once; if the conversion fails or is cancelled, it is removed.',
+  noteOpfs: 'This browser has no save dialog: the output is written to the browser\'s own storage first, then ' +
+    'offered as a download.',
+  noteMemory: (limit) => 'This browser cannot write files directly here, so the output is assembled in memory ' +
+    `and then offered as a download — at most ${limit}. For larger images use Chromium (or Edge) over https, ` +
+    'or the diskbridge command-line tool.',
+  badUrlNumber: (key) => `The URL's ${key}= must be a whole number below 2^64`,
+  starting: 'Starting…',
+  cancelling: 'Cancelling…',
+  cancelled: 'Cancelled. No file was left behind.',
+  progress: (done, total, mbps) => `${done} of ${total} — ${mbps} MB/s`,
+  eta: (left) => `, about ${left} left`,
+  seconds: (s) => `${s} s`,
+  minutes: (m, s) => `${m} min ${s} s`,
+  hours: (h, m) => `${h} h ${m} min`,
+  saved: (name, size, seconds, mbps) => `Saved ${name} (${size}) in ${seconds} s${mbps ? `, ${mbps} MB/s` : ''}.`,
+  errorKind: (kind) => `Error (${kind}):`,
+  fileTypes: {vmdk: 'VMDK disk image', vhdx: 'VHDX disk image', raw: 'Raw disk image'},
+};
+
 const TARGETS = {
-  vmdk: {button: 'to-vmdk', options: 'vmdk-options', ext: 'vmdk', mime: 'application/x-vmdk', label: 'VMDK disk image'},
-  vhdx: {button: 'to-vhdx', options: 'vhdx-options', ext: 'vhdx', mime: 'application/x-vhdx', label: 'VHDX disk image'},
-  raw: {button: 'to-raw', options: null, ext: 'img', mime: 'application/octet-stream', label: 'Raw disk image'},
+  vmdk: {button: 'to-vmdk', options: 'vmdk-options', ext: 'vmdk', mime: 'application/x-vmdk'},
+  vhdx: {button: 'to-vhdx', options: 'vhdx-options', ext: 'vhdx', mime: 'application/x-vhdx'},
+  raw: {button: 'to-raw', options: null, ext: 'img', mime: 'application/octet-stream'},
 };
 
 // ---- the coordinator worker ----------------------------------------------------------------------------
@@ -94,7 +126,7 @@ function outputName(file, ext) {
 }
 
 function human(bytes) {
-  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024) return TEXT.bytes(bytes);
   const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let value = bytes;
   let unit = -1;
@@ -108,7 +140,7 @@ function human(bytes) {
 function sized(bytes) {
   const span = document.createElement('span');
   span.textContent = human(bytes);
-  span.title = `${bytes.toLocaleString('en')} bytes`;
+  span.title = TEXT.bytes(bytes);
   return span;
 }
 
@@ -137,19 +169,20 @@ function showInfo({file, info}) {
   $('info').hidden = false;
   $('info-name').textContent = file.name;
   // Without its backing file an overlay shows only what its own header says.
-  const unknown = 'known once the backing file is picked';
+  const unknown = TEXT.unknownWithoutBacking;
   const size = (bytes) => (bytes == null ? unknown : sized(bytes));
+  const absent = info.virtualSize == null ? unknown : '—';
   const rows = [
-    ['Format', info.format],
-    ['Virtual size', size(info.virtualSize)],
-    ['File size', sized(info.fileSize)],
-    ['Cluster size', info.clusterSize == null ? (info.virtualSize == null ? unknown : '—') : sized(info.clusterSize)],
-    ['Compression', info.compression ?? (info.virtualSize == null ? unknown : '—')],
-    ['Allocated data', size(info.allocatedBytes)],
-    ['Backing file', info.backingFile == null ? 'none'
+    [TEXT.rows.format, info.format],
+    [TEXT.rows.virtualSize, size(info.virtualSize)],
+    [TEXT.rows.fileSize, sized(info.fileSize)],
+    [TEXT.rows.clusterSize, info.clusterSize == null ? absent : sized(info.clusterSize)],
+    [TEXT.rows.compression, info.compression ?? absent],
+    [TEXT.rows.allocated, size(info.allocatedBytes)],
+    [TEXT.rows.backing, info.backingFile == null ? TEXT.none
       : info.backingFormat ? `${info.backingFile} (${info.backingFormat})` : info.backingFile],
   ];
-  for (const warning of info.warnings ?? []) rows.push(['Warning', warning]);
+  for (const warning of info.warnings ?? []) rows.push([TEXT.rows.warning, warning]);
   const list = $('info-list');
   list.replaceChildren();
   for (const [term, value] of rows) {
@@ -161,9 +194,7 @@ function showInfo({file, info}) {
   }
   const missing = info.needsBacking;
   $('backing').hidden = missing.length === 0;
-  $('backing-text').textContent = missing.length === 0 ? '' :
-    `This image is an overlay: its data continues in "${missing.join('", "')}". Pick that file too ` +
-    '(it is matched by its name).';
+  $('backing-text').textContent = missing.length === 0 ? '' : TEXT.needsBacking(missing);
 }
 
 function updateButtons() {
@@ -185,12 +216,13 @@ const opfsAvailable = (async () => {
 })();
 
 /** Picks the output: the save dialog where there is one, else OPFS then a download, else memory. */
-async function chooseOutput(name, target) {
+async function chooseOutput(name, format) {
+  const target = TARGETS[format];
   if (typeof window.showSaveFilePicker === 'function') {
     try {
       const handle = await window.showSaveFilePicker({
         suggestedName: name,
-        types: [{description: target.label, accept: {[target.mime]: [`.${target.ext}`]}}],
+        types: [{description: TEXT.fileTypes[format], accept: {[target.mime]: [`.${target.ext}`]}}],
       });
       return {kind: 'handle', handle};
     } catch (e) {
@@ -217,15 +249,8 @@ async function storageNote() {
   const note = $('storage-note');
   note.hidden = false;
   // BROWSER.md: the picker creates (or empties) the chosen file the moment it is chosen.
-  note.textContent = typeof window.showSaveFilePicker === 'function'
-    ? 'You choose where to save. The file is created as soon as you choose it, and choosing an existing file ' +
-      'empties it at once; if the conversion fails or is cancelled, it is removed.'
-    : (await opfsAvailable)
-    ? 'This browser has no save dialog: the output is written to the browser\'s own storage first, then ' +
-      'offered as a download.'
-    : `This browser cannot write files directly here, so the output is assembled in memory and then offered ` +
-      `as a download — at most ${human(MEMORY_LIMIT)}. For larger images use Chromium (or Edge) over https, ` +
-      'or the diskbridge command-line tool.';
+  note.textContent = typeof window.showSaveFilePicker === 'function' ? TEXT.notePicker
+    : (await opfsAvailable) ? TEXT.noteOpfs : TEXT.noteMemory(human(MEMORY_LIMIT));
 }
 
 let downloadUrl = null;
@@ -248,7 +273,7 @@ function determinism() {
   const epoch = params.get('epoch') ?? String(Math.floor(Date.now() / 1000));
   for (const [key, value] of [['seed', seed], ['epoch', epoch]]) {
     if (!/^\d+$/.test(value) || BigInt(value) >= 2n ** 64n) {
-      throw {kind: 'invalid-argument', message: `The URL's ${key}= must be a whole number below 2^64`};
+      throw {kind: 'invalid-argument', message: TEXT.badUrlNumber(key)};
     }
   }
   return {seed, epoch};
@@ -271,23 +296,23 @@ async function convert(format, source) {
       others: source.file ? files.filter((f) => f !== source.file) : [],
       target: {format, options, ...determinism(), outputName: name},
     };
-    const output = await chooseOutput(name, target);
+    const output = await chooseOutput(name, format);
     if (!output) return;
     message.output = output;
     setBusy(true);
     const started = performance.now();
     const result = await runCancellable(message, output);
     const seconds = (performance.now() - started) / 1000;
-    const speed = result.total ? `, ${(result.total / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s` : '';
+    const mbps = result.total ? (result.total / 1e6 / Math.max(seconds, 0.001)).toFixed(1) : null;
     if (result.output.kind === 'opfs') {
       const dir = await navigator.storage.getDirectory();
       download(await (await dir.getFileHandle(result.output.name)).getFile(), name);
     } else if (result.output.kind === 'memory') {
       download(result.output.blob, name);
     }
-    $('result').textContent = `Saved ${name} (${human(result.bytes)}) in ${seconds.toFixed(1)} s${speed}.`;
+    $('result').textContent = TEXT.saved(name, human(result.bytes), seconds.toFixed(1), mbps);
   } catch (error) {
-    if (error.kind === 'cancelled') $('result').textContent = 'Cancelled. No file was left behind.';
+    if (error.kind === 'cancelled') $('result').textContent = TEXT.cancelled;
     else showError(error);
     // A panic leaves the wasm instance unusable: start fresh workers for the next try.
     if (error.kind === 'internal') startWorker();
@@ -305,7 +330,7 @@ function runCancellable(message, output) {
   });
   current = {
     cancel() {
-      $('status').textContent = 'Cancelling…';
+      $('status').textContent = TEXT.cancelling;
       $('cancel').disabled = true;
       worker.postMessage({type: MSG.CANCEL, id});
       setTimeout(() => {
@@ -345,15 +370,15 @@ function showProgress(done, total, started) {
   const seconds = (performance.now() - started) / 1000;
   const rate = seconds > 0 ? done / seconds : 0;
   const left = rate > 0 ? (total - done) / rate : NaN;
-  const eta = Number.isFinite(left) && done > 0 ? `, about ${formatDuration(left)} left` : '';
-  $('status').textContent = `${human(done)} of ${human(total)} — ${(rate / 1e6).toFixed(1)} MB/s${eta}`;
+  const eta = Number.isFinite(left) && done > 0 ? TEXT.eta(formatDuration(left)) : '';
+  $('status').textContent = TEXT.progress(human(done), human(total), (rate / 1e6).toFixed(1)) + eta;
 }
 
 function formatDuration(seconds) {
-  if (seconds < 60) return `${Math.ceil(seconds)} s`;
+  if (seconds < 60) return TEXT.seconds(Math.ceil(seconds));
   const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes} min ${Math.ceil(seconds % 60)} s`;
-  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  if (minutes < 60) return TEXT.minutes(minutes, Math.ceil(seconds % 60));
+  return TEXT.hours(Math.floor(minutes / 60), minutes % 60);
 }
 
 function setBusy(value) {
@@ -362,7 +387,7 @@ function setBusy(value) {
   $('cancel').disabled = !value;
   if (value) {
     $('bar').value = 0;
-    $('status').textContent = 'Starting…';
+    $('status').textContent = TEXT.starting;
   }
   updateButtons();
 }
@@ -370,7 +395,7 @@ function setBusy(value) {
 function showError(error) {
   const e = diskError(error);
   $('error').hidden = false;
-  $('error-kind').textContent = `Error (${e.kind}):`;
+  $('error-kind').textContent = TEXT.errorKind(e.kind);
   let text = e.message;
   if (e.file) text = `${e.file}: ${text}`;
   if (e.offset != null && !/offset 0x/.test(text)) text += ` (at offset 0x${e.offset.toString(16)})`;
