@@ -34,6 +34,10 @@
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 /// Bit 62 of an L2 entry.
 const COMPRESSED: u64 = 1 << 62;
+/// Bit 63 of L1 and L2 entries: the cluster's refcount is exactly one, so qemu may write it in place.
+const COPIED: u64 = 1 << 63;
+/// Bits 56–62 of an L1 entry.
+const L1_RESERVED: u64 = 0x7f00_0000_0000_01ff;
 /// Bit 0 of a standard cluster descriptor.
 const ZERO: u64 = 1;
 /// Sectors in a compressed descriptor are always 512 bytes, whatever the cluster size.
@@ -102,6 +106,47 @@ impl CompressedRun {
     pub fn end(&self) -> u64 {
         self.offset + self.length
     }
+
+    /// The L2 entry for `length` (≥ 1) compressed bytes at `offset`, as qemu writes it: the sector field counts
+    /// the sectors after the one holding the first byte, up to the one holding the last. The caller keeps
+    /// `offset` below `2^x` and `length` within one cluster.
+    pub fn encode(offset: u64, length: u64, cluster_bits: u32) -> u64 {
+        let x = 62 - (cluster_bits - 8);
+        let extra = (offset + length - 1) / SECTOR - offset / SECTOR;
+        COMPRESSED | extra << x | offset
+    }
+
+    /// The highest file offset a compressed descriptor can hold, plus one.
+    pub fn offset_limit(cluster_bits: u32) -> u64 {
+        1 << (62 - (cluster_bits - 8))
+    }
+}
+
+/// The L1 entry for an L2 table at `offset`, which the writer gives a refcount of one.
+pub fn l1_entry(offset: u64) -> u64 {
+    COPIED | offset
+}
+
+/// The L2 entry for a data cluster at `offset`, which the writer gives a refcount of one.
+pub fn l2_data_entry(offset: u64) -> u64 {
+    COPIED | offset
+}
+
+/// Whether an L1 or L2 entry claims a refcount of exactly one (qemu-img check compares this with the
+/// refcounts, and a compressed cluster must never claim it).
+pub fn copied(entry: u64) -> bool {
+    entry & COPIED != 0
+}
+
+/// Whether an L1 entry has reserved bits set (qemu-img check counts that as corruption).
+pub fn l1_reserved_bits(entry: u64) -> bool {
+    entry & L1_RESERVED != 0
+}
+
+/// The host cluster an uncompressed L2 entry keeps, whether it reads as data or as zeros (a zero cluster
+/// may keep its allocation); 0 when it keeps none or is compressed. Alignment is checked by [`decode_l2`].
+pub fn l2_host_cluster(entry: u64) -> u64 {
+    if entry & COMPRESSED != 0 { 0 } else { entry & OFFSET_MASK }
 }
 
 /// Decodes an L1 entry into the offset of its L2 table, 0 when the range is unallocated.
@@ -259,6 +304,28 @@ mod tests {
             CompressedRun::decode(0x3ffe_0000_0000_0010, 21),
             CompressedRun { offset: 0x10, length: 8192 * 512 - 16 }
         );
+    }
+
+    #[test]
+    fn encoders_round_trip_through_the_decoders() {
+        // L1: COPIED | 0x40000, as qemu writes a fresh image's first L2 table.
+        assert_eq!(l1_entry(0x40000), 0x8000_0000_0004_0000);
+        assert_eq!(l2_table_offset(l1_entry(0x40000), &V3), Ok(0x40000));
+        assert!(copied(l1_entry(0x40000)) && !l1_reserved_bits(l1_entry(0x40000)));
+        // L2: COPIED | 0x50000.
+        assert_eq!(l2_data_entry(0x50000), 0x8000_0000_0005_0000);
+        assert_eq!(decode_l2(l2_data_entry(0x50000), 0, &V3), Ok(Mapping::Data(0x50000)));
+        assert_eq!(l2_host_cluster(l2_data_entry(0x50000)), 0x50000);
+        // qemu's 749 bytes at 0x50113: last byte at 0x503ff, one sector after the first.
+        let entry = CompressedRun::encode(0x50113, 749, 16);
+        assert_eq!(entry, 0x4040_0000_0005_0113);
+        assert!(!copied(entry) && l2_host_cluster(entry) == 0);
+        // One byte more spills into a third sector; the reader then reads to that sector's end.
+        let run = CompressedRun::decode(CompressedRun::encode(0x50113, 750, 16), 16);
+        assert_eq!(run, CompressedRun { offset: 0x50113, length: 3 * 512 - 0x113 });
+        // 512-byte clusters: at most 511 bytes, which span two sectors at most (one bit).
+        assert_eq!(CompressedRun::encode(0x3ff, 511, 9), 0x6000_0000_0000_03ff);
+        assert_eq!(CompressedRun::offset_limit(16), 1 << 54);
     }
 
     #[test]

@@ -1,0 +1,346 @@
+//! `qemu-img check` for qcow2: every reference the image makes (header, L1, L2 tables, data and compressed
+//! clusters, refcount table and blocks) is counted per host cluster and compared with the refcounts the
+//! image stores. A stored refcount below the references is a corruption (a write would free a cluster still
+//! in use), above them a leak; so is a COPIED flag that disagrees with a refcount of one. The counts and
+//! messages follow qemu's `qcow2_check_refcounts`.
+//!
+//! Memory: a u16 per host cluster of the file (64 MiB at most: files up to 2 TiB with 64 KiB clusters), plus
+//! one table or block at a time. Images with internal snapshots or bitmaps, whose tables hold clusters too,
+//! are not checked.
+
+use super::HEAD;
+use super::entry::{self, Layout, Mapping};
+use super::header::Header;
+use super::refcount;
+use crate::check::Report;
+use crate::error::{Error, Result};
+use crate::io::{MAX_BUFFER, ReadAt, zeroed_buffer};
+use byteorder::{BigEndian, ByteOrder};
+
+/// Table entries read at once.
+const CHUNK_ENTRIES: u64 = 8192;
+
+/// Checks the qcow2 image in `file`; `problem` receives each error or leak as qemu-img words it.
+///
+/// # Errors
+/// Whatever stops the image from being opened (the reader's header validation), `Unsupported` for
+/// snapshots and bitmaps, `LimitExceeded` for files too large to count in memory, read errors.
+pub fn check(file: &dyn ReadAt, problem: &mut dyn FnMut(&str)) -> Result<Report> {
+    let file_len = file.len();
+    let mut head = zeroed_buffer(HEAD.min(file_len), "qcow2 header")?;
+    file.read_exact_at(0, &mut head)?;
+    let mut cluster0 = zeroed_buffer(Header::cluster_size(&head)?.min(file_len), "qcow2 header cluster")?;
+    file.read_exact_at(0, &mut cluster0)?;
+    let header = Header::parse(&cluster0, file_len)?;
+    if header.nb_snapshots > 0 {
+        return Err(Error::unsupported("Checking images with internal snapshots is not supported"));
+    }
+    if header.bitmaps {
+        return Err(Error::unsupported("Checking images with persistent bitmaps is not supported"));
+    }
+    let mut checker = Checker::new(file, &header, problem)?;
+    // Stored refcounts are needed while walking L1 (for the COPIED flags), so the refcount table is read
+    // first; its own clusters and blocks are counted after the L1 walk, as qemu does, so that a refcount
+    // block also used as data shows up as a block with two references.
+    checker.read_refcount_table()?;
+    checker.reference(0, checker.cluster_size);
+    checker.walk_l1()?;
+    checker.count_refcount_structures();
+    checker.compare()?;
+    Ok(checker.report)
+}
+
+struct Checker<'a> {
+    file: &'a dyn ReadAt,
+    header: &'a Header,
+    problem: &'a mut dyn FnMut(&str),
+    layout: Layout,
+    cluster_size: u64,
+    file_len: u64,
+    /// References found, per host cluster; one more than the file holds, for a reference that runs into the
+    /// cluster after the end (qemu accepts up to a cluster past the end).
+    references: Vec<u16>,
+    /// Refcount table entries, decoded; `None` for an entry that is not usable.
+    blocks: Vec<Option<u64>>,
+    /// The refcount block last read: its offset and bytes.
+    cached: Option<(u64, Vec<u8>)>,
+    next_contiguous: u64,
+    report: Report,
+}
+
+impl<'a> Checker<'a> {
+    fn new(file: &'a dyn ReadAt, header: &'a Header, problem: &'a mut dyn FnMut(&str)) -> Result<Self> {
+        let cluster_size = header.layout.cluster_size();
+        let file_len = file.len();
+        let clusters = file_len.div_ceil(cluster_size) + 1;
+        if clusters * 2 > MAX_BUFFER {
+            return Err(Error::limit(format!(
+                "A {file_len}-byte file has too many clusters to check in memory ({clusters})"
+            )));
+        }
+        let mut references = Vec::new();
+        references
+            .try_reserve_exact(clusters as usize)
+            .map_err(|_| Error::limit(format!("Cannot allocate counts for {clusters} clusters")))?;
+        references.resize(clusters as usize, 0);
+        let report =
+            Report { total_clusters: header.size.next_multiple_of(512).div_ceil(cluster_size), ..Report::default() };
+        Ok(Checker {
+            file,
+            header,
+            problem,
+            layout: header.layout,
+            cluster_size,
+            file_len,
+            references,
+            blocks: Vec::new(),
+            cached: None,
+            next_contiguous: 0,
+            report,
+        })
+    }
+
+    fn corruption(&mut self, message: &str) {
+        self.report.corruptions += 1;
+        (self.problem)(message);
+    }
+
+    /// Counts a reference to every cluster `[offset, offset + size)` touches; a range ending a cluster or
+    /// more past the end of the file is a corruption instead, as in qemu. Returns whether it was counted.
+    fn reference(&mut self, offset: u64, size: u64) -> bool {
+        if size == 0 {
+            return true;
+        }
+        let end = offset.saturating_add(size);
+        if end.saturating_sub(self.file_len) >= self.cluster_size {
+            self.corruption(&format!(
+                "ERROR: counting reference for region exceeding the end of the file by one cluster or more: \
+                 offset {offset:#x} size {size:#x}"
+            ));
+            return false;
+        }
+        for cluster in offset / self.cluster_size..end.div_ceil(self.cluster_size) {
+            let n = &mut self.references[cluster as usize];
+            *n = n.saturating_add(1);
+        }
+        true
+    }
+
+    /// Reads `count` big-endian u64 entries of the table at `offset` in chunks, handing each to `f` with
+    /// its index.
+    fn each_entry(
+        &mut self,
+        offset: u64,
+        count: u64,
+        f: &mut dyn FnMut(&mut Self, u64, u64) -> Result<()>,
+    ) -> Result<()> {
+        let mut start = 0;
+        while start < count {
+            let n = CHUNK_ENTRIES.min(count - start);
+            let mut raw = zeroed_buffer(n * 8, "table")?;
+            self.file.read_exact_at(offset + start * 8, &mut raw)?;
+            for (i, e) in raw.chunks_exact(8).enumerate() {
+                f(self, start + i as u64, BigEndian::read_u64(e))?;
+            }
+            start += n;
+        }
+        Ok(())
+    }
+
+    fn walk_l1(&mut self) -> Result<()> {
+        let (offset, size) = (self.header.l1_table_offset, u64::from(self.header.l1_size));
+        if size == 0 || !self.reference(offset, size * 8) {
+            return Ok(());
+        }
+        if offset + size * 8 > self.file_len {
+            self.report.check_errors += 1;
+            (self.problem)("ERROR: I/O error in check_refcounts_l1: the L1 table is beyond the end of the file");
+            return Ok(());
+        }
+        self.each_entry(offset, size, &mut |c, index, l1_entry| c.l1_entry(index, l1_entry))
+    }
+
+    fn l1_entry(&mut self, index: u64, l1_entry: u64) -> Result<()> {
+        let l2 = match entry::l2_table_offset(l1_entry, &self.layout) {
+            Ok(0) => return Ok(()),
+            Ok(l2) => l2,
+            Err(message) => {
+                self.corruption(&format!("ERROR L1 entry {index}: {message}; L1 entry corrupted"));
+                return Ok(());
+            }
+        };
+        if entry::l1_reserved_bits(l1_entry) {
+            self.corruption(&format!("ERROR found L1 entry with reserved bits set: {l1_entry:x}"));
+        }
+        if !self.reference(l2, self.cluster_size) || l2 + self.cluster_size > self.file_len {
+            self.report.check_errors += 1;
+            (self.problem)(&format!("ERROR: I/O error in check_refcounts_l2: L2 table at {l2:#x} is beyond the end"));
+            return Ok(());
+        }
+        if let Some(refcount) = self.stored_refcount(l2 / self.cluster_size)? {
+            if (refcount == 1) != entry::copied(l1_entry) {
+                self.corruption(&format!(
+                    "ERROR OFLAG_COPIED L2 cluster: l1_index={index} l1_entry={l1_entry:x} refcount={refcount}"
+                ));
+            }
+        }
+        let entries = self.cluster_size / self.layout.l2_entry_size();
+        let mut table = zeroed_buffer(self.cluster_size, "L2 table")?;
+        self.file.read_exact_at(l2, &mut table)?;
+        for i in 0..entries {
+            let at = (i * self.layout.l2_entry_size()) as usize;
+            let word = BigEndian::read_u64(&table[at..]);
+            let bitmap = if self.layout.extended_l2 { BigEndian::read_u64(&table[at + 8..]) } else { 0 };
+            self.l2_entry(word, bitmap)?;
+        }
+        Ok(())
+    }
+
+    fn l2_entry(&mut self, word: u64, bitmap: u64) -> Result<()> {
+        let mapping = match entry::decode_l2(word, bitmap, &self.layout) {
+            Ok(m) => m,
+            Err(message) => {
+                self.corruption(&format!("ERROR: L2 entry {word:#x}: {message}"));
+                return Ok(());
+            }
+        };
+        if let Mapping::Compressed(run) = mapping {
+            if entry::copied(word) {
+                self.corruption(&format!(
+                    "ERROR: coffset={:#x}: copied flag must never be set for compressed clusters",
+                    run.offset
+                ));
+            }
+            self.report.allocated_clusters += 1;
+            self.report.compressed_clusters += 1;
+            // As qemu: compressed clusters are fragmented by nature.
+            self.report.fragmented_clusters += 1;
+            self.reference(run.offset, run.length);
+            return Ok(());
+        }
+        let host = entry::l2_host_cluster(word);
+        if host == 0 {
+            return Ok(());
+        }
+        self.report.allocated_clusters += 1;
+        if self.next_contiguous != 0 && host != self.next_contiguous {
+            self.report.fragmented_clusters += 1;
+        }
+        self.next_contiguous = host + self.cluster_size;
+        if self.reference(host, self.cluster_size) {
+            if let Some(refcount) = self.stored_refcount(host / self.cluster_size)? {
+                if (refcount == 1) != entry::copied(word) {
+                    self.corruption(&format!("ERROR OFLAG_COPIED data cluster: l2_entry={word:x} refcount={refcount}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and checks the refcount table's entries.
+    fn read_refcount_table(&mut self) -> Result<()> {
+        let offset = self.header.refcount_table_offset;
+        let entries = self.refcount_table_entries();
+        if offset + entries * 8 > self.file_len {
+            return Err(Error::corrupt("Refcount table extends beyond the end of the file").at(offset));
+        }
+        let mut blocks = Vec::new();
+        self.each_entry(offset, entries, &mut |c, index, e| {
+            blocks.push(c.refcount_block(index, e));
+            Ok(())
+        })?;
+        self.blocks = blocks;
+        Ok(())
+    }
+
+    fn refcount_table_entries(&self) -> u64 {
+        u64::from(self.header.refcount_table_clusters) * self.cluster_size / 8
+    }
+
+    /// Decodes refcount table entry `index`: the block's offset (0 for none) if it can be used.
+    fn refcount_block(&mut self, index: u64, e: u64) -> Option<u64> {
+        let Ok(offset) = refcount::block_offset(e) else {
+            self.corruption(&format!("ERROR refcount table entry {index} has reserved bits set"));
+            return None;
+        };
+        if offset % self.cluster_size != 0 {
+            self.corruption(&format!(
+                "ERROR refcount block {index} is not cluster aligned; refcount table entry corrupted"
+            ));
+            return None;
+        }
+        if offset / self.cluster_size >= self.file_len.div_ceil(self.cluster_size) {
+            self.corruption(&format!("ERROR refcount block {index} is outside image"));
+            return None;
+        }
+        Some(offset)
+    }
+
+    /// Counts the refcount table's clusters and each refcount block, which must have no other reference.
+    fn count_refcount_structures(&mut self) {
+        self.reference(self.header.refcount_table_offset, self.refcount_table_entries() * 8);
+        for index in 0..self.blocks.len() {
+            let Some(offset) = self.blocks[index].filter(|&o| o != 0) else { continue };
+            self.reference(offset, self.cluster_size);
+            let n = self.references[(offset / self.cluster_size) as usize];
+            if n != 1 {
+                self.corruption(&format!("ERROR refcount block {index} refcount={n}"));
+            }
+        }
+    }
+
+    /// The refcount the image stores for `cluster`; `None` when its refcount block cannot be read (counted
+    /// as a check error where the table is walked).
+    fn stored_refcount(&mut self, cluster: u64) -> Result<Option<u64>> {
+        let order = self.header.refcount_order;
+        let per_block = refcount::entries_per_block(self.layout.cluster_bits, order);
+        match self.blocks.get((cluster / per_block) as usize) {
+            None => Ok(Some(0)),
+            Some(&offset) => self.read_stored(offset, cluster % per_block),
+        }
+    }
+
+    fn read_stored(&mut self, block: Option<u64>, index: u64) -> Result<Option<u64>> {
+        let Some(offset) = block.filter(|o| o % self.cluster_size == 0 && o + self.cluster_size <= self.file_len)
+        else {
+            return Ok(None);
+        };
+        if offset == 0 {
+            return Ok(Some(0));
+        }
+        if self.cached.as_ref().is_none_or(|(o, _)| *o != offset) {
+            let mut b = zeroed_buffer(self.cluster_size, "refcount block")?;
+            self.file.read_exact_at(offset, &mut b)?;
+            self.cached = Some((offset, b));
+        }
+        let (_, b) = self.cached.as_ref().expect("loaded above");
+        Ok(Some(refcount::get(b, index, self.header.refcount_order)))
+    }
+
+    fn compare(&mut self) -> Result<()> {
+        let in_file = self.file_len.div_ceil(self.cluster_size);
+        let mut highest = None;
+        for cluster in 0..self.references.len() as u64 {
+            let reference = u64::from(self.references[cluster as usize]);
+            if cluster >= in_file && reference == 0 {
+                break;
+            }
+            let Some(refcount) = self.stored_refcount(cluster)? else {
+                self.report.check_errors += 1;
+                (self.problem)(&format!("Can't get refcount for cluster {cluster}: refcount block unusable"));
+                continue;
+            };
+            if refcount > 0 || reference > 0 {
+                highest = Some(cluster);
+            }
+            if refcount < reference {
+                self.corruption(&format!("ERROR cluster {cluster} refcount={refcount} reference={reference}"));
+            } else if refcount > reference {
+                self.report.leaks += 1;
+                (self.problem)(&format!("Leaked cluster {cluster} refcount={refcount} reference={reference}"));
+            }
+        }
+        self.report.image_end_offset = highest.map_or(0, |h| (h + 1) * self.cluster_size);
+        Ok(())
+    }
+}
