@@ -122,19 +122,7 @@ fn chains_that_loop_or_miss_a_file_are_refused() {
     // Point a back at b with qemu-img's unsafe rebase: a loop qemu-img itself would hang on.
     qemu_img(&["rebase", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", s(&d.join("a.qcow2"))]);
     assert_refused(&d.join("b.qcow2"), &["loop"]);
-    qemu_img(&[
-        "create",
-        "-q",
-        "-u",
-        "-f",
-        "qcow2",
-        "-b",
-        "gone.qcow2",
-        "-F",
-        "qcow2",
-        s(&d.join("orphan.qcow2")),
-        "1M",
-    ]);
+    qemu_img(&["create", "-q", "-u", "-f", "qcow2", "-b", "gone.qcow2", "-F", "qcow2", s(&d.join("orphan.qcow2")), "1M"]);
     assert_refused(&d.join("orphan.qcow2"), &["gone.qcow2"]);
 }
 
