@@ -184,6 +184,8 @@ impl<'a> Checker<'a> {
                 ));
             }
         }
+        // qemu counts fragmentation within each L2 table: the first cluster of a table never counts.
+        self.next_contiguous = 0;
         let entries = self.cluster_size / self.layout.l2_entry_size();
         let mut table = zeroed_buffer(self.cluster_size, "L2 table")?;
         self.file.read_exact_at(l2, &mut table)?;

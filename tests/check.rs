@@ -1,0 +1,171 @@
+//! `diskbridge check` against `qemu-img check` on the same files: clean images made by qemu-img and by
+//! diskbridge, and images with planted corruption and leaks. Exit status, human report and JSON must be
+//! qemu-img's own.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Output;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited")
+}
+
+/// Runs both checks on `path` (human and JSON) and asserts they agree; returns the exit status and our
+/// stderr (the per-cluster messages).
+fn both(path: &Path) -> (i32, String) {
+    let mut status = None;
+    for form in ["--output=human", "--output=json"] {
+        let ours = diskbridge_run(&["check", form, s(path)]);
+        let theirs = run("qemu-img", &["check", form, s(path)]);
+        let text = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(text(&ours), text(&theirs), "{form} {}", path.display());
+        assert_eq!(code(&ours), code(&theirs), "{form} {}: {}", path.display(), String::from_utf8_lossy(&ours.stderr));
+        status = Some((code(&ours), String::from_utf8_lossy(&ours.stderr).into_owned()));
+    }
+    status.unwrap()
+}
+
+fn be64(f: &std::fs::File, at: u64) -> u64 {
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, at).unwrap();
+    u64::from_be_bytes(b)
+}
+
+/// Adds `delta` to the stored 16-bit refcount of host cluster `cluster` (which the first refcount block
+/// covers).
+fn bump_refcount(path: &Path, cluster: u64, delta: i32) {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let block = be64(&f, be64(&f, 48));
+    let mut b = [0u8; 2];
+    f.read_exact_at(&mut b, block + 2 * cluster).unwrap();
+    let value = (i32::from(u16::from_be_bytes(b)) + delta) as u16;
+    f.write_all_at(&value.to_be_bytes(), block + 2 * cluster).unwrap();
+}
+
+#[test]
+fn clean_images_from_qemu_and_from_diskbridge() {
+    let dir = tmp();
+    let d = dir.path();
+    let raw = d.join("src.raw");
+    sparse_raw(&raw, 6 << 20, &[(0, 200_000), (3 << 20, 70_000), ((6 << 20) - 4096, 4096)]);
+    let mut images = Vec::new();
+    for (name, options, compress) in [
+        ("plain", "", false),
+        ("compressed", "", true),
+        ("zstd", "compression_type=zstd", true),
+        ("small", "cluster_size=512", false),
+        ("v2", "compat=0.10", false),
+        ("bits1", "refcount_bits=1", false),
+        ("bits64", "refcount_bits=64,cluster_size=4k", true),
+    ] {
+        let img = d.join(format!("{name}.qcow2"));
+        let mut args = vec!["convert", "-q", "-O", "qcow2"];
+        if compress {
+            args.push("-c");
+        }
+        if !options.is_empty() {
+            args.extend(["-o", options]);
+        }
+        qemu_img(&[&args[..], &[s(&raw), s(&img)]].concat());
+        images.push(img);
+    }
+    let empty = d.join("empty.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", s(&empty), "0"]);
+    images.push(empty);
+    for (name, args) in [("ours.qcow2", &["-c"][..]), ("ours-plain.qcow2", &[])] {
+        let img = d.join(name);
+        let out = diskbridge_run(&[&["convert", "-O", "qcow2"], args, &[s(&raw), s(&img)]].concat());
+        assert!(out.status.success());
+        images.push(img);
+    }
+    for img in &images {
+        assert_eq!(both(img), (0, String::new()), "{}", img.display());
+    }
+}
+
+#[test]
+fn planted_corruptions_and_leaks() {
+    let dir = tmp();
+    let d = dir.path();
+    let raw = d.join("src.raw");
+    sparse_raw(&raw, 4 << 20, &[(0, 300_000)]);
+    let base = d.join("base.qcow2");
+    let compressed = d.join("compressed.qcow2");
+    qemu_img(&["convert", "-q", "-O", "qcow2", s(&raw), s(&base)]);
+    qemu_img(&["convert", "-q", "-c", "-O", "qcow2", s(&raw), s(&compressed)]);
+    // qemu's layout: header 0, refcount table 1, refcount block 2, L1 3, L2 4, data from 5.
+    let variant = |name: &str, from: &Path, plant: &dyn Fn(&Path)| {
+        let p = d.join(name);
+        std::fs::copy(from, &p).unwrap();
+        plant(&p);
+        p
+    };
+
+    // A data cluster's refcount one too low: a corruption, and its COPIED flag now disagrees.
+    let low = variant("low.qcow2", &base, &|p| bump_refcount(p, 5, -1));
+    let (status, problems) = both(&low);
+    assert_eq!(status, 2);
+    assert!(problems.contains("ERROR cluster 5 refcount=0 reference=1"), "{problems}");
+    assert!(problems.contains("ERROR OFLAG_COPIED data cluster"), "{problems}");
+
+    // The L2 table's refcount one too high: a leak, and its COPIED flag disagrees (a corruption).
+    let high = variant("high.qcow2", &base, &|p| bump_refcount(p, 4, 1));
+    assert_eq!(both(&high).0, 2);
+
+    // A cluster appended and counted that nothing uses: a leak only.
+    let leak = variant("leak.qcow2", &base, &|p| {
+        let len = std::fs::metadata(p).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(p).unwrap().set_len(len + 65536).unwrap();
+        bump_refcount(p, len / 65536, 1);
+    });
+    let (status, problems) = both(&leak);
+    assert_eq!(status, 3);
+    assert!(problems.contains("Leaked cluster"), "{problems}");
+
+    // The host cluster all compressed clusters share, counted once instead of by each.
+    let shared = variant("shared.qcow2", &compressed, &|p| {
+        let f = std::fs::File::open(p).unwrap();
+        let l2 = be64(&f, be64(&f, 40)) & 0x00ff_ffff_ffff_fe00;
+        let first = be64(&f, l2) & ((1 << 54) - 1);
+        drop(f);
+        bump_refcount(p, first / 65536, 1 - 5);
+    });
+    assert_eq!(both(&shared).0, 2);
+
+    // A refcount block pointing into the data: a corruption (and every refcount read from it is wrong).
+    let moved = variant("moved.qcow2", &base, &|p| {
+        let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+        f.write_all_at(&(5u64 * 65536).to_be_bytes(), 65536).unwrap();
+    });
+    assert_eq!(both(&moved).0, 2);
+}
+
+#[test]
+fn formats_without_a_check_and_files_that_cannot_be_checked() {
+    let dir = tmp();
+    let d = dir.path();
+    let raw = d.join("disk.raw");
+    sparse_raw(&raw, 1 << 20, &[(0, 512)]);
+    let out = diskbridge_run(&["check", s(&raw)]);
+    assert_eq!(code(&out), 1, "raw has nothing to check; never a fake clean");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not support checks"));
+    assert!(out.stdout.is_empty());
+
+    let truncated = d.join("truncated.qcow2");
+    std::fs::write(&truncated, b"QFI\xfb\0\0\0\x03").unwrap();
+    let out = diskbridge_run(&["check", "-f", "qcow2", s(&truncated)]);
+    assert_eq!(code(&out), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("truncated.qcow2"));
+
+    let out = diskbridge_run(&["check", s(&d.join("missing.qcow2"))]);
+    assert_eq!(code(&out), 1);
+    let out = diskbridge_run(&["check", "--output=xml", s(&raw)]);
+    assert_eq!(code(&out), 1, "usage mistakes are 1 here: 2 means corruptions");
+}
