@@ -66,7 +66,10 @@ fn every_option_from_a_raw_source() {
         let out = dir.path().join(format!("out{i}.qcow2"));
         convert(args, &raw, &out, 2);
         assert_good(&raw, &out);
-        let got = info(&out, "j['cluster-size'], d['compat'], d.get('compression-type', 'zlib'), d.get('lazy-refcounts', False)");
+        let got = info(
+            &out,
+            "j['cluster-size'], d['compat'], d.get('compression-type', 'zlib'), d.get('lazy-refcounts', False)",
+        );
         assert_eq!(got, *expected, "{args:?}");
         assert_eq!(info(&out, "j['virtual-size'], j['format']"), "8388608 qcow2");
     }
