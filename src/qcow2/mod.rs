@@ -21,7 +21,7 @@ mod table;
 mod writer;
 
 pub use check::check;
-pub use writer::{ClusterEncoder, Qcow2Options, Qcow2Writer};
+pub use writer::{Qcow2Options, Qcow2Writer};
 
 use crate::error::{Error, Result};
 use crate::extent::{Extent, ExtentKind};

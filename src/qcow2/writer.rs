@@ -223,13 +223,18 @@ impl Qcow2Writer {
             }
             reftable_clusters = needed;
         }
-        let largest = (fixed + reftable_clusters).div_ceil(per_block - 1) * per_block * c;
-        if reftable_clusters * c > MAX_REFTABLE_BYTES
-            || (compressed && largest > CompressedRun::offset_limit(opts.cluster_bits))
-        {
+        if reftable_clusters * c > MAX_REFTABLE_BYTES {
             return Err(Error::limit(format!(
-                "A qcow2 image of {virtual_size} bytes with {c}-byte clusters could outgrow what its refcount table \
-                 addresses; use a larger cluster_size"
+                "A qcow2 image of {virtual_size} bytes with {c}-byte clusters could need a refcount table over \
+                 qemu's 8 MiB; use a larger cluster_size"
+            )));
+        }
+        let largest = (fixed + reftable_clusters).div_ceil(per_block - 1) * per_block * c;
+        if compressed && largest > CompressedRun::offset_limit(opts.cluster_bits) {
+            return Err(Error::limit(format!(
+                "A compressed qcow2 image of {virtual_size} bytes with {c}-byte clusters could grow past the \
+                 {} bytes its compressed cluster entries address; use a smaller cluster_size",
+                CompressedRun::offset_limit(opts.cluster_bits)
             )));
         }
         let (incompatible, compatible) = Header::features(opts.compression, opts.lazy_refcounts);
