@@ -4,14 +4,18 @@
 //! in use), above them a leak; so is a COPIED flag that disagrees with a refcount of one. The counts and
 //! messages follow qemu's `qcow2_check_refcounts`.
 //!
+//! Internal snapshots' L1 and L2 tables and data are counted too (their COPIED flags and the allocation
+//! figures concern the active table only, as in qemu).
+//!
 //! Memory: a u16 per host cluster of the file (64 MiB at most: files up to 2 TiB with 64 KiB clusters), plus
-//! one table or block at a time. Images with internal snapshots or bitmaps, whose tables hold clusters too,
-//! are not checked.
+//! one table or block at a time. Images with persistent bitmaps, whose tables hold clusters too, are not
+//! checked.
 
 use super::HEAD;
 use super::entry::{self, Layout, Mapping};
-use super::header::Header;
+use super::header::{Header, MAX_L1_BYTES};
 use super::refcount;
+use super::snapshot::{self, Snapshot};
 use crate::check::Report;
 use crate::error::{Error, Result};
 use crate::io::{MAX_BUFFER, ReadAt, zeroed_buffer};
@@ -32,9 +36,6 @@ pub fn check(file: &dyn ReadAt, problem: &mut dyn FnMut(&str)) -> Result<Report>
     let mut cluster0 = zeroed_buffer(Header::cluster_size(&head)?.min(file_len), "qcow2 header cluster")?;
     file.read_exact_at(0, &mut cluster0)?;
     let header = Header::parse(&cluster0, file_len)?;
-    if header.nb_snapshots > 0 {
-        return Err(Error::unsupported("Checking images with internal snapshots is not supported"));
-    }
     if header.bitmaps {
         return Err(Error::unsupported("Checking images with persistent bitmaps is not supported"));
     }
@@ -44,7 +45,8 @@ pub fn check(file: &dyn ReadAt, problem: &mut dyn FnMut(&str)) -> Result<Report>
     // block also used as data shows up as a block with two references.
     checker.read_refcount_table()?;
     checker.reference(0, checker.cluster_size);
-    checker.walk_l1()?;
+    checker.walk_l1(header.l1_table_offset, header.l1_size, true)?;
+    checker.walk_snapshots()?;
     checker.count_refcount_structures();
     checker.compare()?;
     Ok(checker.report)
@@ -65,6 +67,8 @@ struct Checker<'a> {
     /// The refcount block last read: its offset and bytes.
     cached: Option<(u64, Vec<u8>)>,
     next_contiguous: u64,
+    /// Whether the L1 table being walked is the active one: only its COPIED flags and allocation count.
+    active: bool,
     report: Report,
 }
 
@@ -96,6 +100,7 @@ impl<'a> Checker<'a> {
             blocks: Vec::new(),
             cached: None,
             next_contiguous: 0,
+            active: true,
             report,
         })
     }
@@ -147,8 +152,9 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn walk_l1(&mut self) -> Result<()> {
-        let (offset, size) = (self.header.l1_table_offset, u64::from(self.header.l1_size));
+    fn walk_l1(&mut self, offset: u64, size: u32, active: bool) -> Result<()> {
+        let size = u64::from(size);
+        self.active = active;
         if size == 0 || !self.reference(offset, size * 8) {
             return Ok(());
         }
@@ -158,6 +164,36 @@ impl<'a> Checker<'a> {
             return Ok(());
         }
         self.each_entry(offset, size, &mut |c, index, l1_entry| c.l1_entry(index, l1_entry))
+    }
+
+    /// Counts the snapshot table and walks each snapshot's L1 table.
+    fn walk_snapshots(&mut self) -> Result<()> {
+        let mut offset = self.header.snapshots_offset;
+        for i in 0..self.header.nb_snapshots {
+            let mut fixed = [0u8; snapshot::FIXED_LEN];
+            self.file.read_exact_at(offset, &mut fixed)?;
+            let sn = Snapshot::parse(&fixed);
+            if sn.l1_table_offset % self.cluster_size != 0 {
+                self.corruption(&format!(
+                    "ERROR snapshot {i} l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry \
+                     corrupted",
+                    sn.l1_table_offset
+                ));
+            } else if u64::from(sn.l1_size) * 8 > MAX_L1_BYTES {
+                self.corruption(&format!(
+                    "ERROR snapshot {i} l1_size={:#x}: L1 table is too large; snapshot table entry corrupted",
+                    sn.l1_size
+                ));
+            } else {
+                self.walk_l1(sn.l1_table_offset, sn.l1_size, false)?;
+            }
+            offset = (offset + sn.len).next_multiple_of(8);
+        }
+        let table = self.header.snapshots_offset;
+        // As qemu, the table ends with the last entry's name, without its padding.
+        let end = if self.header.nb_snapshots == 0 { table } else { offset.max(table) };
+        self.reference(table, end - table);
+        Ok(())
     }
 
     fn l1_entry(&mut self, index: u64, l1_entry: u64) -> Result<()> {
@@ -177,11 +213,13 @@ impl<'a> Checker<'a> {
             (self.problem)(&format!("ERROR: I/O error in check_refcounts_l2: L2 table at {l2:#x} is beyond the end"));
             return Ok(());
         }
-        if let Some(refcount) = self.stored_refcount(l2 / self.cluster_size)? {
-            if (refcount == 1) != entry::copied(l1_entry) {
-                self.corruption(&format!(
-                    "ERROR OFLAG_COPIED L2 cluster: l1_index={index} l1_entry={l1_entry:x} refcount={refcount}"
-                ));
+        if self.active {
+            if let Some(refcount) = self.stored_refcount(l2 / self.cluster_size)? {
+                if (refcount == 1) != entry::copied(l1_entry) {
+                    self.corruption(&format!(
+                        "ERROR OFLAG_COPIED L2 cluster: l1_index={index} l1_entry={l1_entry:x} refcount={refcount}"
+                    ));
+                }
             }
         }
         // qemu counts fragmentation within each L2 table: the first cluster of a table never counts.
@@ -213,10 +251,12 @@ impl<'a> Checker<'a> {
                     run.offset
                 ));
             }
-            self.report.allocated_clusters += 1;
-            self.report.compressed_clusters += 1;
-            // As qemu: compressed clusters are fragmented by nature.
-            self.report.fragmented_clusters += 1;
+            if self.active {
+                self.report.allocated_clusters += 1;
+                self.report.compressed_clusters += 1;
+                // As qemu: compressed clusters are fragmented by nature.
+                self.report.fragmented_clusters += 1;
+            }
             self.reference(run.offset, run.length);
             return Ok(());
         }
@@ -224,12 +264,14 @@ impl<'a> Checker<'a> {
         if host == 0 {
             return Ok(());
         }
-        self.report.allocated_clusters += 1;
-        if self.next_contiguous != 0 && host != self.next_contiguous {
-            self.report.fragmented_clusters += 1;
+        if self.active {
+            self.report.allocated_clusters += 1;
+            if self.next_contiguous != 0 && host != self.next_contiguous {
+                self.report.fragmented_clusters += 1;
+            }
+            self.next_contiguous = host + self.cluster_size;
         }
-        self.next_contiguous = host + self.cluster_size;
-        if self.reference(host, self.cluster_size) {
+        if self.reference(host, self.cluster_size) && self.active {
             if let Some(refcount) = self.stored_refcount(host / self.cluster_size)? {
                 if (refcount == 1) != entry::copied(word) {
                     self.corruption(&format!("ERROR OFLAG_COPIED data cluster: l2_entry={word:x} refcount={refcount}"));

@@ -91,6 +91,8 @@ pub struct Header {
     pub refcount_table_clusters: u32,
     /// Internal snapshots.
     pub nb_snapshots: u32,
+    /// File offset of the snapshot table (cluster-aligned, inside the file, when there are snapshots).
+    pub snapshots_offset: u64,
     /// Whether a bitmaps extension is present (its tables hold clusters too).
     pub bitmaps: bool,
     /// Incompatible feature bits (all of them known to this reader).
@@ -164,6 +166,7 @@ impl Header {
             refcount_table_offset: f.refcount_table_offset,
             refcount_table_clusters: f.refcount_table_clusters,
             nb_snapshots: f.nb_snapshots,
+            snapshots_offset: f.snapshots_offset,
             bitmaps: ext.bitmaps,
             incompatible: f.incompatible,
             compatible: f.compatible,

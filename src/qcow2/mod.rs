@@ -4,6 +4,7 @@
 //!   serialized for the writer;
 //! - `entry`: L1/L2 entry bit layouts decoded into enums, and encoded;
 //! - `refcount`: refcount table and block entries;
+//! - `snapshot`: snapshot table entries (for the check; reading uses the active L1 table only);
 //! - `table`: the cluster map, one L2 table in memory at a time;
 //! - `compressed`: deflate and zstd clusters, capped at one cluster;
 //! - `writer`: [`Qcow2Writer`], planned from the virtual size and written forward;
@@ -17,6 +18,7 @@ mod compressed;
 mod entry;
 mod header;
 mod refcount;
+mod snapshot;
 mod table;
 mod writer;
 

@@ -248,6 +248,7 @@ impl Qcow2Writer {
             refcount_table_offset: c,
             refcount_table_clusters: reftable_clusters as u32,
             nb_snapshots: 0,
+            snapshots_offset: 0,
             bitmaps: false,
             incompatible,
             compatible,

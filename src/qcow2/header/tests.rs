@@ -229,6 +229,7 @@ fn serialized_headers_parse_back() {
         refcount_table_offset: 0x200,
         refcount_table_clusters: 2,
         nb_snapshots: 0,
+        snapshots_offset: 0,
         bitmaps: false,
         incompatible,
         compatible,
