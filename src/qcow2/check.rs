@@ -7,7 +7,8 @@
 //! Internal snapshots' L1 and L2 tables and data are counted too (their COPIED flags and the allocation
 //! figures concern the active table only, as in qemu).
 //!
-//! Memory: a u16 per host cluster of the file (64 MiB at most: files up to 2 TiB with 64 KiB clusters), plus
+//! Memory: a u16 per host cluster of a window of the file — all of it up to 32 Mi clusters (2 TiB with
+//! 64 KiB clusters); a larger file is counted a window at a time, walking the tables once per window — plus
 //! one table or block at a time. Images with persistent bitmaps, whose tables hold clusters too, are not
 //! checked.
 
@@ -20,16 +21,24 @@ use crate::check::Report;
 use crate::error::{Error, Result};
 use crate::io::{MAX_BUFFER, ReadAt, zeroed_buffer};
 use byteorder::{BigEndian, ByteOrder};
+use std::ops::Range;
 
 /// Table entries read at once.
 const CHUNK_ENTRIES: u64 = 8192;
+
+/// Host clusters counted per pass: 64 MiB of u16 counts.
+const WINDOW_CLUSTERS: u64 = MAX_BUFFER / 2;
 
 /// Checks the qcow2 image in `file`; `problem` receives each error or leak as qemu-img words it.
 ///
 /// # Errors
 /// Whatever stops the image from being opened (the reader's header validation), `Unsupported` for
-/// snapshots and bitmaps, `LimitExceeded` for files too large to count in memory, read errors.
+/// bitmaps, read errors.
 pub fn check(file: &dyn ReadAt, problem: &mut dyn FnMut(&str)) -> Result<Report> {
+    check_in_windows(file, problem, WINDOW_CLUSTERS)
+}
+
+fn check_in_windows(file: &dyn ReadAt, problem: &mut dyn FnMut(&str), window: u64) -> Result<Report> {
     let file_len = file.len();
     let mut head = zeroed_buffer(HEAD.min(file_len), "qcow2 header")?;
     file.read_exact_at(0, &mut head)?;
@@ -44,11 +53,19 @@ pub fn check(file: &dyn ReadAt, problem: &mut dyn FnMut(&str)) -> Result<Report>
     // first; its own clusters and blocks are counted after the L1 walk, as qemu does, so that a refcount
     // block also used as data shows up as a block with two references.
     checker.read_refcount_table()?;
-    checker.reference(0, checker.cluster_size);
-    checker.walk_l1(header.l1_table_offset, header.l1_size, true)?;
-    checker.walk_snapshots()?;
-    checker.count_refcount_structures();
-    checker.compare()?;
+    // One more cluster than the file holds, for a reference that runs into the cluster after the end (qemu
+    // accepts up to a cluster past the end).
+    let clusters = file_len.div_ceil(checker.cluster_size) + 1;
+    let mut start = 0;
+    while start < clusters {
+        checker.start_window(start..clusters.min(start + window))?;
+        checker.reference(0, checker.cluster_size);
+        checker.walk_l1(header.l1_table_offset, header.l1_size, true)?;
+        checker.walk_snapshots()?;
+        checker.count_refcount_structures();
+        checker.compare()?;
+        start += window;
+    }
     Ok(checker.report)
 }
 
@@ -59,8 +76,9 @@ struct Checker<'a> {
     layout: Layout,
     cluster_size: u64,
     file_len: u64,
-    /// References found, per host cluster; one more than the file holds, for a reference that runs into the
-    /// cluster after the end (qemu accepts up to a cluster past the end).
+    /// The host clusters this pass counts.
+    window: Range<u64>,
+    /// References found, per host cluster of the window.
     references: Vec<u16>,
     /// Refcount table entries, decoded; `None` for an entry that is not usable.
     blocks: Vec<Option<u64>>,
@@ -69,24 +87,13 @@ struct Checker<'a> {
     next_contiguous: u64,
     /// Whether the L1 table being walked is the active one: only its COPIED flags and allocation count.
     active: bool,
+    highest: Option<u64>,
     report: Report,
 }
 
 impl<'a> Checker<'a> {
     fn new(file: &'a dyn ReadAt, header: &'a Header, problem: &'a mut dyn FnMut(&str)) -> Result<Self> {
         let cluster_size = header.layout.cluster_size();
-        let file_len = file.len();
-        let clusters = file_len.div_ceil(cluster_size) + 1;
-        if clusters * 2 > MAX_BUFFER {
-            return Err(Error::limit(format!(
-                "A {file_len}-byte file has too many clusters to check in memory ({clusters})"
-            )));
-        }
-        let mut references = Vec::new();
-        references
-            .try_reserve_exact(clusters as usize)
-            .map_err(|_| Error::limit(format!("Cannot allocate counts for {clusters} clusters")))?;
-        references.resize(clusters as usize, 0);
         let report =
             Report { total_clusters: header.size.next_multiple_of(512).div_ceil(cluster_size), ..Report::default() };
         Ok(Checker {
@@ -95,14 +102,37 @@ impl<'a> Checker<'a> {
             problem,
             layout: header.layout,
             cluster_size,
-            file_len,
-            references,
+            file_len: file.len(),
+            window: 0..0,
+            references: Vec::new(),
             blocks: Vec::new(),
             cached: None,
             next_contiguous: 0,
             active: true,
+            highest: None,
             report,
         })
+    }
+
+    fn start_window(&mut self, window: Range<u64>) -> Result<()> {
+        let len = (window.end - window.start) as usize;
+        self.references.clear();
+        self.references
+            .try_reserve_exact(len)
+            .map_err(|_| Error::limit(format!("Cannot allocate counts for {len} clusters")))?;
+        self.references.resize(len, 0);
+        self.window = window;
+        Ok(())
+    }
+
+    /// The tables are walked once per window; what the walk itself finds is reported on the first.
+    fn first_pass(&self) -> bool {
+        self.window.start == 0
+    }
+
+    /// Whether this walk reports the active table's COPIED flags and allocation figures.
+    fn reports_active(&self) -> bool {
+        self.active && self.first_pass()
     }
 
     fn corruption(&mut self, message: &str) {
@@ -110,22 +140,39 @@ impl<'a> Checker<'a> {
         (self.problem)(message);
     }
 
-    /// Counts a reference to every cluster `[offset, offset + size)` touches; a range ending a cluster or
-    /// more past the end of the file is a corruption instead, as in qemu. Returns whether it was counted.
+    /// A corruption the table walk finds (reported once, not once per window).
+    fn walk_corruption(&mut self, message: &str) {
+        if self.first_pass() {
+            self.corruption(message);
+        }
+    }
+
+    fn walk_check_error(&mut self, message: &str) {
+        if self.first_pass() {
+            self.report.check_errors += 1;
+            (self.problem)(message);
+        }
+    }
+
+    /// Counts a reference to every cluster of the window `[offset, offset + size)` touches; a range ending a
+    /// cluster or more past the end of the file is a corruption instead, as in qemu. Returns whether the
+    /// range is in the file.
     fn reference(&mut self, offset: u64, size: u64) -> bool {
         if size == 0 {
             return true;
         }
         let end = offset.saturating_add(size);
         if end.saturating_sub(self.file_len) >= self.cluster_size {
-            self.corruption(&format!(
+            self.walk_corruption(&format!(
                 "ERROR: counting reference for region exceeding the end of the file by one cluster or more: \
                  offset {offset:#x} size {size:#x}"
             ));
             return false;
         }
-        for cluster in offset / self.cluster_size..end.div_ceil(self.cluster_size) {
-            let n = &mut self.references[cluster as usize];
+        let first = (offset / self.cluster_size).max(self.window.start);
+        let last = end.div_ceil(self.cluster_size).min(self.window.end);
+        for cluster in first..last {
+            let n = &mut self.references[(cluster - self.window.start) as usize];
             *n = n.saturating_add(1);
         }
         true
@@ -159,8 +206,7 @@ impl<'a> Checker<'a> {
             return Ok(());
         }
         if offset + size * 8 > self.file_len {
-            self.report.check_errors += 1;
-            (self.problem)("ERROR: I/O error in check_refcounts_l1: the L1 table is beyond the end of the file");
+            self.walk_check_error("ERROR: I/O error in check_refcounts_l1: the L1 table is beyond the end of the file");
             return Ok(());
         }
         self.each_entry(offset, size, &mut |c, index, l1_entry| c.l1_entry(index, l1_entry))
@@ -174,13 +220,13 @@ impl<'a> Checker<'a> {
             self.file.read_exact_at(offset, &mut fixed)?;
             let sn = Snapshot::parse(&fixed);
             if sn.l1_table_offset % self.cluster_size != 0 {
-                self.corruption(&format!(
+                self.walk_corruption(&format!(
                     "ERROR snapshot {i} l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry \
                      corrupted",
                     sn.l1_table_offset
                 ));
             } else if u64::from(sn.l1_size) * 8 > MAX_L1_BYTES {
-                self.corruption(&format!(
+                self.walk_corruption(&format!(
                     "ERROR snapshot {i} l1_size={:#x}: L1 table is too large; snapshot table entry corrupted",
                     sn.l1_size
                 ));
@@ -201,22 +247,23 @@ impl<'a> Checker<'a> {
             Ok(0) => return Ok(()),
             Ok(l2) => l2,
             Err(message) => {
-                self.corruption(&format!("ERROR L1 entry {index}: {message}; L1 entry corrupted"));
+                self.walk_corruption(&format!("ERROR L1 entry {index}: {message}; L1 entry corrupted"));
                 return Ok(());
             }
         };
         if entry::l1_reserved_bits(l1_entry) {
-            self.corruption(&format!("ERROR found L1 entry with reserved bits set: {l1_entry:x}"));
+            self.walk_corruption(&format!("ERROR found L1 entry with reserved bits set: {l1_entry:x}"));
         }
         if !self.reference(l2, self.cluster_size) || l2 + self.cluster_size > self.file_len {
-            self.report.check_errors += 1;
-            (self.problem)(&format!("ERROR: I/O error in check_refcounts_l2: L2 table at {l2:#x} is beyond the end"));
+            self.walk_check_error(&format!(
+                "ERROR: I/O error in check_refcounts_l2: L2 table at {l2:#x} is beyond the end"
+            ));
             return Ok(());
         }
-        if self.active {
+        if self.reports_active() {
             if let Some(refcount) = self.stored_refcount(l2 / self.cluster_size)? {
                 if (refcount == 1) != entry::copied(l1_entry) {
-                    self.corruption(&format!(
+                    self.walk_corruption(&format!(
                         "ERROR OFLAG_COPIED L2 cluster: l1_index={index} l1_entry={l1_entry:x} refcount={refcount}"
                     ));
                 }
@@ -240,18 +287,18 @@ impl<'a> Checker<'a> {
         let mapping = match entry::decode_l2(word, bitmap, &self.layout) {
             Ok(m) => m,
             Err(message) => {
-                self.corruption(&format!("ERROR: L2 entry {word:#x}: {message}"));
+                self.walk_corruption(&format!("ERROR: L2 entry {word:#x}: {message}"));
                 return Ok(());
             }
         };
         if let Mapping::Compressed(run) = mapping {
             if entry::copied(word) {
-                self.corruption(&format!(
+                self.walk_corruption(&format!(
                     "ERROR: coffset={:#x}: copied flag must never be set for compressed clusters",
                     run.offset
                 ));
             }
-            if self.active {
+            if self.reports_active() {
                 self.report.allocated_clusters += 1;
                 self.report.compressed_clusters += 1;
                 // As qemu: compressed clusters are fragmented by nature.
@@ -264,17 +311,19 @@ impl<'a> Checker<'a> {
         if host == 0 {
             return Ok(());
         }
-        if self.active {
+        if self.reports_active() {
             self.report.allocated_clusters += 1;
             if self.next_contiguous != 0 && host != self.next_contiguous {
                 self.report.fragmented_clusters += 1;
             }
             self.next_contiguous = host + self.cluster_size;
         }
-        if self.reference(host, self.cluster_size) && self.active {
+        if self.reference(host, self.cluster_size) && self.reports_active() {
             if let Some(refcount) = self.stored_refcount(host / self.cluster_size)? {
                 if (refcount == 1) != entry::copied(word) {
-                    self.corruption(&format!("ERROR OFLAG_COPIED data cluster: l2_entry={word:x} refcount={refcount}"));
+                    self.walk_corruption(&format!(
+                        "ERROR OFLAG_COPIED data cluster: l2_entry={word:x} refcount={refcount}"
+                    ));
                 }
             }
         }
@@ -326,7 +375,11 @@ impl<'a> Checker<'a> {
         for index in 0..self.blocks.len() {
             let Some(offset) = self.blocks[index].filter(|&o| o != 0) else { continue };
             self.reference(offset, self.cluster_size);
-            let n = self.references[(offset / self.cluster_size) as usize];
+            let cluster = offset / self.cluster_size;
+            if !self.window.contains(&cluster) {
+                continue;
+            }
+            let n = self.references[(cluster - self.window.start) as usize];
             if n != 1 {
                 self.corruption(&format!("ERROR refcount block {index} refcount={n}"));
             }
@@ -361,11 +414,11 @@ impl<'a> Checker<'a> {
         Ok(Some(refcount::get(b, index, self.header.refcount_order)))
     }
 
+    /// Compares the window's references with the stored refcounts.
     fn compare(&mut self) -> Result<()> {
         let in_file = self.file_len.div_ceil(self.cluster_size);
-        let mut highest = None;
-        for cluster in 0..self.references.len() as u64 {
-            let reference = u64::from(self.references[cluster as usize]);
+        for cluster in self.window.clone() {
+            let reference = u64::from(self.references[(cluster - self.window.start) as usize]);
             if cluster >= in_file && reference == 0 {
                 break;
             }
@@ -375,7 +428,7 @@ impl<'a> Checker<'a> {
                 continue;
             };
             if refcount > 0 || reference > 0 {
-                highest = Some(cluster);
+                self.highest = Some(cluster);
             }
             if refcount < reference {
                 self.corruption(&format!("ERROR cluster {cluster} refcount={refcount} reference={reference}"));
@@ -384,7 +437,56 @@ impl<'a> Checker<'a> {
                 (self.problem)(&format!("Leaked cluster {cluster} refcount={refcount} reference={reference}"));
             }
         }
-        self.report.image_end_offset = highest.map_or(0, |h| (h + 1) * self.cluster_size);
+        self.report.image_end_offset = self.highest.map_or(0, |h| (h + 1) * self.cluster_size);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::{RunOptions, run};
+    use crate::image::Image;
+    use crate::io::MemorySink;
+    use crate::options::OptionList;
+    use crate::qcow2::{Qcow2Options, Qcow2Writer};
+    use crate::raw::RawImage;
+
+    /// A compressed image of 512-byte clusters written by our writer, with a few stored refcounts changed.
+    fn image() -> Vec<u8> {
+        let guest: Vec<u8> = (0..300 * 512u32).map(|i| (i / 512 % 13) as u8 ^ (i % 5) as u8).collect();
+        let opts = Qcow2Options::from_options(&mut OptionList::parse("cluster_size=512").unwrap()).unwrap();
+        let sink = MemorySink::default();
+        let source = Box::new(RawImage::new(Box::new(guest)));
+        let w = Qcow2Writer::new(Box::new(sink.clone()), source.virtual_size(), &opts, false).unwrap();
+        run(source, Box::new(w), RunOptions::default()).unwrap();
+        let mut file = sink.take();
+        // Refcount block 0 (the table's first entry): cluster 4 (data) one too low, cluster 7 one too high.
+        let block = BigEndian::read_u64(&file[512..]) as usize;
+        file[block + 2 * 4 + 1] -= 1;
+        file[block + 2 * 7 + 1] += 1;
+        file
+    }
+
+    fn run_check(file: &[u8], window: u64) -> (Report, Vec<String>) {
+        let mut problems = Vec::new();
+        let report = check_in_windows(&file.to_vec(), &mut |p| problems.push(p.to_string()), window).unwrap();
+        (report, problems)
+    }
+
+    #[test]
+    fn windows_of_any_size_find_the_same() {
+        let file = image();
+        let (whole, problems) = run_check(&file, WINDOW_CLUSTERS);
+        // Cluster 4 too low, cluster 7 too high; both hold data, so both COPIED flags now disagree.
+        assert_eq!((whole.corruptions, whole.leaks, whole.check_errors), (3, 1, 0), "{problems:?}");
+        assert!(problems.contains(&"ERROR cluster 4 refcount=0 reference=1".to_string()), "{problems:?}");
+        for window in [1, 2, 3, 100, 255, 256, 257] {
+            let (report, mut windowed) = run_check(&file, window);
+            let mut expected = problems.clone();
+            expected.sort();
+            windowed.sort();
+            assert_eq!((&report, &windowed), (&whole, &expected), "window of {window} clusters");
+        }
     }
 }
