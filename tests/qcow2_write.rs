@@ -55,6 +55,8 @@ fn every_option_from_a_raw_source() {
         (&["-c"], "65536 1.1 zlib False"),
         (&["-o", "cluster_size=4096"], "4096 1.1 zlib False"),
         (&["-c", "-o", "cluster_size=4k"], "4096 1.1 zlib False"),
+        // 512-byte clusters: a refcount block counts 128 KiB of file, so blocks land between the data.
+        (&["-o", "cluster_size=512"], "512 1.1 zlib False"),
         (&["-c", "-o", "cluster_size=512"], "512 1.1 zlib False"),
         (&["-c", "-o", "cluster_size=2M"], "2097152 1.1 zlib False"),
         (&["-c", "-o", "compression_type=zstd"], "65536 1.1 zstd False"),

@@ -475,6 +475,25 @@ mod tests {
     }
 
     #[test]
+    fn corrupted_metadata_never_panics() {
+        let clean = image();
+        let block = BigEndian::read_u64(&clean[512..]) as usize;
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..3000 {
+            let mut file = clean.clone();
+            for _ in 0..1 + x % 4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // The header, refcount table, L1 table, first L2 table; or the first refcount block.
+                let at = if x & 1 == 0 { (x % 4096) as usize } else { block + (x % 512) as usize };
+                file[at] ^= (x >> 32) as u8 | 1;
+            }
+            let _ = check_in_windows(&file, &mut |_| {}, 1 + x % 300);
+        }
+    }
+
+    #[test]
     fn windows_of_any_size_find_the_same() {
         let file = image();
         let (whole, problems) = run_check(&file, WINDOW_CLUSTERS);
