@@ -178,7 +178,9 @@ pub struct Qcow2Writer {
     sink: Box<dyn Sink>,
     header: Header,
     encoder: ClusterEncoder,
-    /// The next free byte of the file.
+    /// Bytes before the first L2 table or data cluster: header, refcount table, L1 table.
+    front: u64,
+    /// The next free byte of the file; 0 until the front is placed.
     end: u64,
     refcounts: Refcounts,
     /// The L2 table being filled: its L1 index, file offset and entries.
@@ -258,20 +260,28 @@ impl Qcow2Writer {
             backing_format: None,
         };
         let encoder = ClusterEncoder { cluster_size: c as usize, compression: compressed.then_some(opts.compression) };
-        let mut w = Qcow2Writer {
+        Ok(Qcow2Writer {
             sink,
             header,
             encoder,
+            front: (1 + reftable_clusters + l1_clusters) * c,
             end: 0,
             refcounts: Refcounts { per_block, first: 0, blocks: VecDeque::new() },
             l2: None,
-        };
-        w.allocate((1 + reftable_clusters + l1_clusters) * c, true)?;
-        Ok(w)
+        })
     }
 
     fn cluster_size(&self) -> u64 {
         self.header.layout.cluster_size()
+    }
+
+    /// Places the front metadata, counting its clusters, before anything else is placed. Not done in `new`,
+    /// so that a writer built only for its encoder (a browser worker) writes nothing.
+    fn place_front(&mut self) -> Result<()> {
+        if self.end == 0 {
+            self.allocate(self.front, true)?;
+        }
+        Ok(())
     }
 
     /// Takes `len` bytes at the end of the file, from a cluster boundary if `aligned`, counts a reference to
@@ -346,6 +356,7 @@ impl ImageWriter for Qcow2Writer {
             return Err(Error::argument(format!("Cluster {index} is beyond the end of the disk")));
         }
         let l2_bits = self.header.layout.l2_bits();
+        self.place_front()?;
         self.open_l2(index >> l2_bits)?;
         let len = data.len() as u64;
         let at = self.allocate(len, len == c)?;
@@ -362,6 +373,7 @@ impl ImageWriter for Qcow2Writer {
     }
 
     fn finish(mut self: Box<Self>) -> Result<Box<dyn Sink>> {
+        self.place_front()?;
         self.close_l2()?;
         // The last block may count its own cluster, or spill into one more block that does.
         while !self.refcounts.blocks.is_empty() {

@@ -142,6 +142,25 @@ fn refcount_blocks_follow_the_stream_across_their_range() {
 }
 
 #[test]
+fn nothing_is_written_before_the_first_unit() {
+    // 512-byte clusters and 100 GiB: a 25 MiB L1 table, so the front alone spans many refcount blocks.
+    let sink = MemorySink::default();
+    let w = Qcow2Writer::new(Box::new(sink.clone()), 100 << 30, &opts(""), true).unwrap();
+    assert!(sink.bytes().is_empty());
+    let _ = w.encoder();
+    assert!(sink.bytes().is_empty());
+    // Finished, the front's refcount blocks follow it, each counted.
+    let file = write(Box::new(Blank::new(100 << 30)), &opts(""), false, 1);
+    let l1 = be64(&file, 40) as usize;
+    assert_eq!(l1, 512 + BigEndian::read_u32(&file[56..]) as usize * 512, "L1 right after the refcount table");
+    let clusters = file.len() / 512;
+    assert_eq!(clusters, (l1 + (100 << 30) / (64 * 512) * 8) / 512 + clusters.div_ceil(256), "front + blocks");
+    let blocks = (0..clusters.div_ceil(256)).filter(|i| be64(&file, 512 + 8 * i) != 0).count();
+    assert_eq!(blocks, clusters.div_ceil(256));
+    assert_clean(&file);
+}
+
+#[test]
 fn empty_disk_is_header_table_and_block() {
     // As qemu-img create -f qcow2 x 0: no L1 table at all.
     let file = write(Box::new(Blank::new(0)), &opts(""), false, 1);
