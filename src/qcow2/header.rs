@@ -54,8 +54,10 @@ const COMPAT_LAZY_REFCOUNTS: u64 = 1 << 0;
 pub const REFCOUNT_ORDER_16: u32 = 4;
 
 // qemu's limits (block/qcow2.h).
-const MIN_CLUSTER_BITS: u32 = 9;
-const MAX_CLUSTER_BITS: u32 = 21;
+/// Smallest cluster size qemu accepts: 512 bytes.
+pub const MIN_CLUSTER_BITS: u32 = 9;
+/// Largest: 2 MiB.
+pub const MAX_CLUSTER_BITS: u32 = 21;
 /// Extended L2 needs subclusters of at least 512 bytes: 32 x 512.
 const MIN_EXTENDED_L2_CLUSTER_BITS: u32 = 14;
 const MAX_REFCOUNT_ORDER: u32 = 6;

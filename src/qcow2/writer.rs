@@ -20,7 +20,7 @@
 
 use super::compressed::Compression;
 use super::entry::{self, CompressedRun, Layout};
-use super::header::{Header, MAX_L1_BYTES, MAX_REFTABLE_BYTES, REFCOUNT_ORDER_16};
+use super::header::{Header, MAX_CLUSTER_BITS, MAX_L1_BYTES, MAX_REFTABLE_BYTES, MIN_CLUSTER_BITS, REFCOUNT_ORDER_16};
 use super::refcount;
 use crate::convert::{ImageWriter, UnitEncoder, is_zero};
 use crate::error::{Error, ErrorKind, Result};
@@ -31,8 +31,6 @@ use flate2::{Compress, FlushCompress, Status};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-const MIN_CLUSTER_BITS: u32 = 9;
-const MAX_CLUSTER_BITS: u32 = 21;
 /// qemu's default: 64 KiB.
 const DEFAULT_CLUSTER_BITS: u32 = 16;
 /// qemu deflates clusters with a 4 KiB window (`deflateInit2(…, -12, …)`) and inflates with the same, so a
@@ -168,6 +166,8 @@ impl Refcounts {
             self.blocks.push_back(vec![0; cluster_size]);
         }
         let b = &mut self.blocks[(block - self.first) as usize];
+        // 16 bits are enough: a compressed 2 MiB cluster takes at least 74 bytes (zstd: 16 blocks of 4 bytes
+        // or more, frame header, checksum), so at most about 28000 streams touch one host cluster.
         let n = refcount::get(b, index, REFCOUNT_ORDER_16);
         refcount::set(b, index, REFCOUNT_ORDER_16, n + 1);
     }
