@@ -198,4 +198,3 @@ fn pipes_and_oversized_disks_are_refused() {
     let err = Qcow2Writer::new(Box::new(MemorySink::default()), 129 << 30, &opts(""), false).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::LimitExceeded);
 }
-
