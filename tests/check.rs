@@ -169,6 +169,14 @@ fn planted_corruptions_and_leaks() {
     assert_eq!(status, 2);
     assert!(problems.contains("refcount=2 reference=3"), "{problems}");
 
+    // A real crash: lazy refcounts, qemu-io killed before it wrote the refcounts of what it allocated.
+    let crashed = d.join("crashed.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", s(&crashed), "1M"]);
+    run("qemu-io", &["-f", "qcow2", "-c", "write -P 3 0 128k", "-c", "abort", s(&crashed)]);
+    let (status, problems) = both(&crashed);
+    assert_eq!(status, 2);
+    assert!(problems.contains("ERROR cluster 5 refcount=0 reference=1"), "{problems}");
+
     // A refcount block pointing into the data: a corruption (and every refcount read from it is wrong).
     let moved = variant("moved.qcow2", &base, &|p| {
         let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
