@@ -386,25 +386,21 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// The refcount the image stores for `cluster`; `None` when its refcount block cannot be read (counted
-    /// as a check error where the table is walked).
+    /// The refcount the image stores for `cluster`; `None` when its refcount block is unusable (reported
+    /// when the table was read) or cut short by the end of the file.
     fn stored_refcount(&mut self, cluster: u64) -> Result<Option<u64>> {
         let order = self.header.refcount_order;
         let per_block = refcount::entries_per_block(self.layout.cluster_bits, order);
         match self.blocks.get((cluster / per_block) as usize) {
-            None => Ok(Some(0)),
-            Some(&offset) => self.read_stored(offset, cluster % per_block),
+            None | Some(Some(0)) => Ok(Some(0)),
+            Some(&block) => self.read_stored(block, cluster % per_block),
         }
     }
 
     fn read_stored(&mut self, block: Option<u64>, index: u64) -> Result<Option<u64>> {
-        let Some(offset) = block.filter(|o| o % self.cluster_size == 0 && o + self.cluster_size <= self.file_len)
-        else {
+        let Some(offset) = block.filter(|o| o + self.cluster_size <= self.file_len) else {
             return Ok(None);
         };
-        if offset == 0 {
-            return Ok(Some(0));
-        }
         if self.cached.as_ref().is_none_or(|(o, _)| *o != offset) {
             let mut b = zeroed_buffer(self.cluster_size, "refcount block")?;
             self.file.read_exact_at(offset, &mut b)?;
