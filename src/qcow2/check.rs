@@ -87,6 +87,8 @@ struct Checker<'a> {
     next_contiguous: u64,
     /// Whether the L1 table being walked is the active one: only its COPIED flags and allocation count.
     active: bool,
+    /// L2 tables walked for the current L1 table.
+    l2_walks: u64,
     highest: Option<u64>,
     report: Report,
 }
@@ -109,6 +111,7 @@ impl<'a> Checker<'a> {
             cached: None,
             next_contiguous: 0,
             active: true,
+            l2_walks: 0,
             highest: None,
             report,
         })
@@ -202,6 +205,7 @@ impl<'a> Checker<'a> {
     fn walk_l1(&mut self, offset: u64, size: u32, active: bool) -> Result<()> {
         let size = u64::from(size);
         self.active = active;
+        self.l2_walks = 0;
         if size == 0 || !self.reference(offset, size * 8) {
             return Ok(());
         }
@@ -215,10 +219,17 @@ impl<'a> Checker<'a> {
     /// Counts the snapshot table and walks each snapshot's L1 table.
     fn walk_snapshots(&mut self) -> Result<()> {
         let mut offset = self.header.snapshots_offset;
+        // Each snapshot has an L1 table of its own, so together they fit in the file; crafted entries that
+        // all name one huge table would otherwise make the walk endless.
+        let mut l1_bytes = 0;
         for i in 0..self.header.nb_snapshots {
             let mut fixed = [0u8; snapshot::FIXED_LEN];
             self.file.read_exact_at(offset, &mut fixed)?;
             let sn = Snapshot::parse(&fixed);
+            l1_bytes += u64::from(sn.l1_size) * 8;
+            if l1_bytes > self.file_len {
+                return Err(Error::corrupt("The snapshots' L1 tables add up to more than the file").at(offset));
+            }
             if sn.l1_table_offset % self.cluster_size != 0 {
                 self.walk_corruption(&format!(
                     "ERROR snapshot {i} l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry \
@@ -268,6 +279,12 @@ impl<'a> Checker<'a> {
                     ));
                 }
             }
+        }
+        // A crafted L1 table can name one L2 table millions of times; walking it each time would take hours.
+        // In a real one every L2 table is a cluster of its own, so there are never more than the file holds.
+        self.l2_walks += 1;
+        if self.l2_walks > self.file_len.div_ceil(self.cluster_size) {
+            return Err(Error::corrupt("An L1 table names more L2 tables than the file has clusters"));
         }
         // qemu counts fragmentation within each L2 table: the first cluster of a table never counts.
         self.next_contiguous = 0;
@@ -487,6 +504,28 @@ mod tests {
             }
             let _ = check_in_windows(&file, &mut |_| {}, 1 + x % 300);
         }
+    }
+
+    #[test]
+    fn one_l2_table_named_by_every_l1_entry_is_refused_quickly() {
+        // 128 GiB with 512-byte clusters: an L1 table of 2^22 entries (32 MiB), every one naming cluster 3.
+        let l1_entries = 1u64 << 22;
+        let mut file = vec![0u8; 2048 + (l1_entries as usize) * 8 + 2048];
+        file[..4].copy_from_slice(b"QFI\xfb");
+        BigEndian::write_u32(&mut file[4..], 3); //                 version
+        BigEndian::write_u32(&mut file[20..], 9); //                cluster_bits
+        BigEndian::write_u64(&mut file[24..], l1_entries << 15); // size
+        BigEndian::write_u32(&mut file[36..], l1_entries as u32); // l1_size
+        BigEndian::write_u64(&mut file[40..], 2048); //             l1_table_offset
+        BigEndian::write_u64(&mut file[48..], 512); //              refcount_table_offset
+        BigEndian::write_u32(&mut file[56..], 1); //                refcount_table_clusters
+        BigEndian::write_u32(&mut file[96..], 4); //                refcount_order
+        BigEndian::write_u32(&mut file[100..], 104); //             header_length
+        for e in file[2048..2048 + (l1_entries as usize) * 8].chunks_exact_mut(8) {
+            BigEndian::write_u64(e, 1536);
+        }
+        let err = check(&file, &mut |_| {}).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Corrupt);
     }
 
     #[test]
