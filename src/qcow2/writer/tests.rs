@@ -85,20 +85,23 @@ fn small_image_field_by_field() {
 
 #[test]
 fn compressed_clusters_are_packed_and_share_host_clusters() {
-    // Three compressible clusters: each deflates to a few bytes, so all three land in one host cluster.
+    // Three compressible clusters: each compresses to a few bytes, so all three land in one host cluster.
     let guest: Vec<u8> = (0..1536u32).map(|i| (i / 512 + 1) as u8).collect();
-    let file = write(Box::new(RawImage::new(Box::new(guest.clone()))), &opts(""), true, 1);
-    // Header, refcount table, L1, L2 (cluster 3), the packed streams (cluster 4), the refcount block (5).
-    let entries: Vec<u64> = (0..3).map(|i| be64(&file, 0x600 + 8 * i)).collect();
-    let runs: Vec<_> = entries.iter().map(|&e| CompressedRun::decode(e & !(1 << 62), 9)).collect();
-    assert!(entries.iter().all(|e| e >> 62 == 1), "compressed, never COPIED: {entries:x?}");
-    assert_eq!(runs[0].offset, 0x800);
-    assert!(runs[0].offset < runs[1].offset && runs[1].offset < runs[2].offset && runs[2].offset < 0xa00);
-    assert_eq!(be64(&file, 0x200), 0xa00);
-    assert_eq!((0..6).map(|i| be16(&file, 0xa00 + 2 * i)).collect::<Vec<_>>(), [1, 1, 1, 1, 3, 1]);
-    assert_eq!(read_back(file.clone()), guest);
-    let report = assert_clean(&file);
-    assert_eq!((report.compressed_clusters, report.fragmented_clusters), (3, 3));
+    for compression in ["zlib", "zstd"] {
+        let options = opts(&format!("compression_type={compression}"));
+        let file = write(Box::new(RawImage::new(Box::new(guest.clone()))), &options, true, 1);
+        // Header, refcount table, L1, L2 (cluster 3), the packed streams (cluster 4), the refcount block (5).
+        let entries: Vec<u64> = (0..3).map(|i| be64(&file, 0x600 + 8 * i)).collect();
+        let runs: Vec<_> = entries.iter().map(|&e| CompressedRun::decode(e & !(1 << 62), 9)).collect();
+        assert!(entries.iter().all(|e| e >> 62 == 1), "{compression}: compressed, never COPIED: {entries:x?}");
+        assert_eq!(runs[0].offset, 0x800);
+        assert!(runs[0].offset < runs[1].offset && runs[1].offset < runs[2].offset && runs[2].offset < 0xa00);
+        assert_eq!(be64(&file, 0x200), 0xa00);
+        assert_eq!((0..6).map(|i| be16(&file, 0xa00 + 2 * i)).collect::<Vec<_>>(), [1, 1, 1, 1, 3, 1]);
+        assert_eq!(read_back(file.clone()), guest, "{compression}: the reader inflates what the writer packed");
+        let report = assert_clean(&file);
+        assert_eq!((report.compressed_clusters, report.fragmented_clusters), (3, 3));
+    }
 }
 
 #[test]
