@@ -186,6 +186,42 @@ fn planted_corruptions_and_leaks() {
 }
 
 #[test]
+fn damaged_tables_are_judged_as_qemu_img_judges_them() {
+    let dir = tmp();
+    let d = dir.path();
+    let raw = d.join("src.raw");
+    sparse_raw(&raw, 4 << 20, &[(0, 300_000)]);
+    let base = d.join("base.qcow2");
+    let compressed = d.join("compressed.qcow2");
+    qemu_img(&["convert", "-q", "-O", "qcow2", s(&raw), s(&base)]);
+    qemu_img(&["convert", "-q", "-c", "-O", "qcow2", s(&raw), s(&compressed)]);
+    let put = |p: &Path, at: u64, value: u64| {
+        std::fs::OpenOptions::new().write(true).open(p).unwrap().write_all_at(&value.to_be_bytes(), at).unwrap();
+    };
+    // qemu's layout: refcount table at 0x10000, L1 at 0x30000, the first L2 table at 0x40000, data at 0x50000.
+    const COPIED: u64 = 1 << 63;
+    let cases: &[(&str, &Path, u64, u64)] = &[
+        ("L1 entry past the end of the file", &base, 0x30000, COPIED | 1 << 40),
+        ("L1 entry unaligned: the table is walked where it points", &base, 0x30000, COPIED | 0x40200),
+        ("L1 entry with reserved bits", &base, 0x30000, COPIED | 1 << 57 | 0x40000),
+        ("data cluster past the end of the file", &base, 0x40000, COPIED | 1 << 40),
+        ("data cluster unaligned", &base, 0x40000, COPIED | 0x50200),
+        ("L2 entry with reserved bits", &base, 0x40008, COPIED | 1 << 56 | 0x60000),
+        ("refcount block unaligned: its refcounts cannot be read", &base, 0x10000, 0x20200),
+        ("refcount block past the end: its refcounts read as zeros", &base, 0x10000, 1 << 40),
+        ("refcount table entry with reserved bits", &base, 0x10000, 0x20001),
+        ("compressed cluster with the COPIED flag", &compressed, 0x40000, COPIED | 0x4000_0000_0005_0000),
+    ];
+    for (i, (what, from, at, value)) in cases.iter().enumerate() {
+        let p = d.join(format!("damaged{i}.qcow2"));
+        std::fs::copy(from, &p).unwrap();
+        put(&p, *at, *value);
+        let (status, _) = both(&p);
+        assert_ne!(status, 0, "{what}");
+    }
+}
+
+#[test]
 fn formats_without_a_check_and_files_that_cannot_be_checked() {
     let dir = tmp();
     let d = dir.path();

@@ -13,7 +13,7 @@
 //! checked.
 
 use super::HEAD;
-use super::entry::{self, Layout, Mapping};
+use super::entry::{self, Layout};
 use super::header::{Header, MAX_L1_BYTES};
 use super::refcount;
 use super::snapshot::{self, Snapshot};
@@ -69,6 +69,15 @@ fn check_in_windows(file: &dyn ReadAt, problem: &mut dyn FnMut(&str), window: u6
     Ok(checker.report)
 }
 
+/// A refcount table entry.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    /// The block's offset, reserved bits left out; 0 for none.
+    offset: u64,
+    /// Whether the block counts as a reference to its cluster (a valid entry; qemu skips the others).
+    counted: bool,
+}
+
 struct Checker<'a> {
     file: &'a dyn ReadAt,
     header: &'a Header,
@@ -80,8 +89,8 @@ struct Checker<'a> {
     window: Range<u64>,
     /// References found, per host cluster of the window.
     references: Vec<u16>,
-    /// Refcount table entries, decoded; `None` for an entry that is not usable.
-    blocks: Vec<Option<u64>>,
+    /// Refcount table entries, decoded.
+    blocks: Vec<Block>,
     /// The refcount block last read: its offset and bytes.
     cached: Option<(u64, Vec<u8>)>,
     next_contiguous: u64,
@@ -89,7 +98,8 @@ struct Checker<'a> {
     active: bool,
     /// L2 tables walked for the current L1 table.
     l2_walks: u64,
-    highest: Option<u64>,
+    /// The highest host cluster in use or referenced (qemu starts at 0, so the end offset is never 0).
+    highest: u64,
     report: Report,
 }
 
@@ -112,7 +122,7 @@ impl<'a> Checker<'a> {
             next_contiguous: 0,
             active: true,
             l2_walks: 0,
-            highest: None,
+            highest: 0,
             report,
         })
     }
@@ -254,24 +264,20 @@ impl<'a> Checker<'a> {
     }
 
     fn l1_entry(&mut self, index: u64, l1_entry: u64) -> Result<()> {
-        let l2 = match entry::l2_table_offset(l1_entry, &self.layout) {
-            Ok(0) => return Ok(()),
-            Ok(l2) => l2,
-            Err(message) => {
-                self.walk_corruption(&format!("ERROR L1 entry {index}: {message}; L1 entry corrupted"));
-                return Ok(());
-            }
-        };
+        if l1_entry == 0 {
+            return Ok(());
+        }
         if entry::l1_reserved_bits(l1_entry) {
             self.walk_corruption(&format!("ERROR found L1 entry with reserved bits set: {l1_entry:x}"));
         }
-        if !self.reference(l2, self.cluster_size) || l2 + self.cluster_size > self.file_len {
-            self.walk_check_error(&format!(
-                "ERROR: I/O error in check_refcounts_l2: L2 table at {l2:#x} is beyond the end"
-            ));
-            return Ok(());
+        // As qemu, an entry that is only reserved bits walks offset 0, and an unaligned table is walked
+        // where it points: counting what it names is how the damage shows.
+        let l2 = entry::l1_offset_bits(l1_entry);
+        self.reference(l2, self.cluster_size);
+        if entry::l2_table_offset(l1_entry, &self.layout).is_err() {
+            self.walk_corruption(&format!("ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"));
         }
-        if self.reports_active() {
+        if l2 != 0 && self.reports_active() {
             if let Some(refcount) = self.stored_refcount(l2 / self.cluster_size)? {
                 if (refcount == 1) != entry::copied(l1_entry) {
                     self.walk_corruption(&format!(
@@ -288,27 +294,26 @@ impl<'a> Checker<'a> {
         }
         // qemu counts fragmentation within each L2 table: the first cluster of a table never counts.
         self.next_contiguous = 0;
-        let entries = self.cluster_size / self.layout.l2_entry_size();
         let mut table = zeroed_buffer(self.cluster_size, "L2 table")?;
-        self.file.read_exact_at(l2, &mut table)?;
-        for i in 0..entries {
-            let at = (i * self.layout.l2_entry_size()) as usize;
-            let word = BigEndian::read_u64(&table[at..]);
-            let bitmap = if self.layout.extended_l2 { BigEndian::read_u64(&table[at + 8..]) } else { 0 };
-            self.l2_entry(word, bitmap)?;
+        self.read_zero_filled(l2, &mut table)?;
+        let size = self.layout.l2_entry_size() as usize;
+        for e in table.chunks_exact(size) {
+            let bitmap = if self.layout.extended_l2 { BigEndian::read_u64(&e[8..]) } else { 0 };
+            self.l2_entry(BigEndian::read_u64(e), bitmap)?;
         }
         Ok(())
     }
 
+    /// Reads `buf.len()` bytes at `offset`, zeros past the end of the file, as qemu's block layer reads.
+    fn read_zero_filled(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let in_file = self.file_len.saturating_sub(offset).min(buf.len() as u64) as usize;
+        self.file.read_exact_at(offset, &mut buf[..in_file])?;
+        buf[in_file..].fill(0);
+        Ok(())
+    }
+
     fn l2_entry(&mut self, word: u64, bitmap: u64) -> Result<()> {
-        let mapping = match entry::decode_l2(word, bitmap, &self.layout) {
-            Ok(m) => m,
-            Err(message) => {
-                self.walk_corruption(&format!("ERROR: L2 entry {word:#x}: {message}"));
-                return Ok(());
-            }
-        };
-        if let Mapping::Compressed(run) = mapping {
+        if let Some(run) = entry::compressed_run(word, &self.layout) {
             if entry::copied(word) {
                 self.walk_corruption(&format!(
                     "ERROR: coffset={:#x}: copied flag must never be set for compressed clusters",
@@ -324,9 +329,27 @@ impl<'a> Checker<'a> {
             self.reference(run.offset, run.length);
             return Ok(());
         }
-        let host = entry::l2_host_cluster(word);
+        let a = entry::allocation(word, bitmap, &self.layout);
+        if a.reserved_bits {
+            self.walk_corruption(&format!("ERROR found l2 entry with reserved bits set: {word:x}"));
+        }
+        let host = a.host;
         if host == 0 {
+            if a.orphan_subclusters {
+                self.walk_corruption("ERROR: Unallocated cluster has non-zero subcluster allocation map");
+            }
             return Ok(());
+        }
+        if a.conflicting_subclusters {
+            self.walk_corruption(&format!(
+                "ERROR offset={host:x}: Allocated cluster has corrupted subcluster allocation bitmap"
+            ));
+        }
+        if host % self.cluster_size != 0 {
+            let what = if a.holds_data { "Data" } else { "Preallocated" };
+            self.walk_corruption(&format!(
+                "ERROR offset={host:x}: {what} cluster is not properly aligned; L2 entry corrupted."
+            ));
         }
         if self.reports_active() {
             self.report.allocated_clusters += 1;
@@ -335,7 +358,8 @@ impl<'a> Checker<'a> {
             }
             self.next_contiguous = host + self.cluster_size;
         }
-        if self.reference(host, self.cluster_size) && self.reports_active() {
+        self.reference(host, self.cluster_size);
+        if self.reports_active() {
             if let Some(refcount) = self.stored_refcount(host / self.cluster_size)? {
                 if (refcount == 1) != entry::copied(word) {
                     self.walk_corruption(&format!(
@@ -367,30 +391,29 @@ impl<'a> Checker<'a> {
         u64::from(self.header.refcount_table_clusters) * self.cluster_size / 8
     }
 
-    /// Decodes refcount table entry `index`: the block's offset (0 for none) if it can be used.
-    fn refcount_block(&mut self, index: u64, e: u64) -> Option<u64> {
-        let Ok(offset) = refcount::block_offset(e) else {
+    /// Decodes and checks refcount table entry `index`, as qemu's `check_refblocks`.
+    fn refcount_block(&mut self, index: u64, e: u64) -> Block {
+        let offset = refcount::block_offset(e);
+        let mut block = Block { offset, counted: false };
+        if refcount::reserved_bits(e) {
             self.corruption(&format!("ERROR refcount table entry {index} has reserved bits set"));
-            return None;
-        };
-        if offset % self.cluster_size != 0 {
+        } else if offset % self.cluster_size != 0 {
             self.corruption(&format!(
                 "ERROR refcount block {index} is not cluster aligned; refcount table entry corrupted"
             ));
-            return None;
-        }
-        if offset / self.cluster_size >= self.file_len.div_ceil(self.cluster_size) {
+        } else if offset / self.cluster_size >= self.file_len.div_ceil(self.cluster_size) {
             self.corruption(&format!("ERROR refcount block {index} is outside image"));
-            return None;
+        } else {
+            block.counted = offset != 0;
         }
-        Some(offset)
+        block
     }
 
     /// Counts the refcount table's clusters and each refcount block, which must have no other reference.
     fn count_refcount_structures(&mut self) {
         self.reference(self.header.refcount_table_offset, self.refcount_table_entries() * 8);
         for index in 0..self.blocks.len() {
-            let Some(offset) = self.blocks[index].filter(|&o| o != 0) else { continue };
+            let Block { offset, counted: true } = self.blocks[index] else { continue };
             self.reference(offset, self.cluster_size);
             let cluster = offset / self.cluster_size;
             if !self.window.contains(&cluster) {
@@ -403,28 +426,23 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// The refcount the image stores for `cluster`; `None` when its refcount block is unusable (reported
-    /// when the table was read) or cut short by the end of the file.
+    /// The refcount the image stores for `cluster`, read as qemu reads it: reserved bits ignored, a block
+    /// past the end of the file reads as zeros; `None` when the block's offset is unaligned (qemu: EIO).
     fn stored_refcount(&mut self, cluster: u64) -> Result<Option<u64>> {
         let order = self.header.refcount_order;
         let per_block = refcount::entries_per_block(self.layout.cluster_bits, order);
-        match self.blocks.get((cluster / per_block) as usize) {
-            None | Some(Some(0)) => Ok(Some(0)),
-            Some(&block) => self.read_stored(block, cluster % per_block),
-        }
-    }
-
-    fn read_stored(&mut self, block: Option<u64>, index: u64) -> Result<Option<u64>> {
-        let Some(offset) = block.filter(|o| o + self.cluster_size <= self.file_len) else {
-            return Ok(None);
+        let offset = match self.blocks.get((cluster / per_block) as usize) {
+            None | Some(Block { offset: 0, .. }) => return Ok(Some(0)),
+            Some(b) if b.offset % self.cluster_size != 0 => return Ok(None),
+            Some(b) => b.offset,
         };
         if self.cached.as_ref().is_none_or(|(o, _)| *o != offset) {
             let mut b = zeroed_buffer(self.cluster_size, "refcount block")?;
-            self.file.read_exact_at(offset, &mut b)?;
+            self.read_zero_filled(offset, &mut b)?;
             self.cached = Some((offset, b));
         }
         let (_, b) = self.cached.as_ref().expect("loaded above");
-        Ok(Some(refcount::get(b, index, self.header.refcount_order)))
+        Ok(Some(refcount::get(b, cluster % per_block, order)))
     }
 
     /// Compares the window's references with the stored refcounts.
@@ -437,11 +455,11 @@ impl<'a> Checker<'a> {
             }
             let Some(refcount) = self.stored_refcount(cluster)? else {
                 self.report.check_errors += 1;
-                (self.problem)(&format!("Can't get refcount for cluster {cluster}: refcount block unusable"));
+                (self.problem)(&format!("Can't get refcount for cluster {cluster}: Input/output error"));
                 continue;
             };
             if refcount > 0 || reference > 0 {
-                self.highest = Some(cluster);
+                self.highest = cluster;
             }
             if refcount < reference {
                 self.corruption(&format!("ERROR cluster {cluster} refcount={refcount} reference={reference}"));
@@ -450,7 +468,7 @@ impl<'a> Checker<'a> {
                 (self.problem)(&format!("Leaked cluster {cluster} refcount={refcount} reference={reference}"));
             }
         }
-        self.report.image_end_offset = self.highest.map_or(0, |h| (h + 1) * self.cluster_size);
+        self.report.image_end_offset = (self.highest + 1) * self.cluster_size;
         Ok(())
     }
 }
