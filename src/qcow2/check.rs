@@ -1,8 +1,10 @@
 //! `qemu-img check` for qcow2: every reference the image makes (header, L1, L2 tables, data and compressed
 //! clusters, refcount table and blocks) is counted per host cluster and compared with the refcounts the
 //! image stores. A stored refcount below the references is a corruption (a write would free a cluster still
-//! in use), above them a leak; so is a COPIED flag that disagrees with a refcount of one. The counts and
-//! messages follow qemu's `qcow2_check_refcounts`.
+//! in use), above them a leak; a COPIED flag that disagrees with a refcount of one is a corruption too. The
+//! counts and messages follow qemu's `qcow2_check_refcounts`, damaged tables included: an unaligned table is
+//! walked where it points, reads past the end of the file see zeros, so the verdict and the figures are
+//! qemu-img's.
 //!
 //! Internal snapshots' L1 and L2 tables and data are counted too (their COPIED flags and the allocation
 //! figures concern the active table only, as in qemu).
