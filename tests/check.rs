@@ -222,6 +222,34 @@ fn damaged_tables_are_judged_as_qemu_img_judges_them() {
 }
 
 #[test]
+fn truncated_copies_are_refused_or_judged_as_qemu_img_judges_them() {
+    let dir = tmp();
+    let d = dir.path();
+    let raw = d.join("src.raw");
+    sparse_raw(&raw, 4 << 20, &[(0, 200_000), (2 << 20, 300_000)]);
+    let img = d.join("img.qcow2");
+    qemu_img(&["convert", "-q", "-c", "-o", "cluster_size=4k", "-O", "qcow2", s(&raw), s(&img)]);
+    let bytes = std::fs::read(&img).unwrap();
+    let cut = d.join("cut.qcow2");
+    for len in (0..bytes.len()).step_by(bytes.len() / 60).chain([bytes.len() - 1]) {
+        std::fs::write(&cut, &bytes[..len]).unwrap();
+        let start = std::time::Instant::now();
+        let out = std::process::Command::new("sh")
+            .args(["-c", "ulimit -v 262144; exec \"$0\" check -f qcow2 \"$1\""])
+            .args([s(&diskbridge()), s(&cut)])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "cut at {len}: {err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "cut at {len}");
+        // qemu-img reads past the end as zeros and may find a cut file clean; we may instead refuse to check
+        // (1, naming what is cut off), but never judge differently from it otherwise.
+        let theirs = code(&run("qemu-img", &["check", "-f", "qcow2", s(&cut)]));
+        assert!(code(&out) == theirs || code(&out) == 1, "cut at {len}: ours {}, qemu {theirs}: {err}", code(&out));
+    }
+}
+
+#[test]
 fn formats_without_a_check_and_files_that_cannot_be_checked() {
     let dir = tmp();
     let d = dir.path();
