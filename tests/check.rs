@@ -108,6 +108,52 @@ fn clean_images_from_qemu_and_from_diskbridge() {
 }
 
 #[test]
+fn random_histories_are_judged_as_qemu_img_judges_them() {
+    let dir = tmp();
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for i in 0..12 {
+        let img = dir.path().join(format!("random{i}.qcow2"));
+        let cluster = [512u64, 4096, 65536, 2 << 20][next(4) as usize];
+        let mut options = format!("cluster_size={cluster}");
+        if next(3) == 0 {
+            options += [",refcount_bits=1", ",refcount_bits=8", ",lazy_refcounts=on"][next(3) as usize];
+        }
+        qemu_img(&["create", "-q", "-f", "qcow2", "-o", &options, s(&img), "64M"]);
+        // Writes, zero writes, discards and compressed writes, sometimes ended by a crash.
+        let mut commands = Vec::new();
+        for _ in 0..1 + next(20) {
+            let at = next(64 << 11) * 512;
+            let len = [512u64, 4096, 65536, 300_000, 1 << 20][next(5) as usize].min((64 << 20) - at);
+            commands.push(match next(6) {
+                0..=2 => format!("write -P {} {at} {len}", next(256)),
+                3 => format!("write -z {at} {len}"),
+                4 => format!("discard {at} {len}"),
+                _ if cluster > 512 && at / cluster * cluster + cluster <= 64 << 20 => {
+                    format!("write -c -P 9 {} {cluster}", at / cluster * cluster)
+                }
+                _ => format!("write -P 7 {at} {len}"),
+            });
+        }
+        if next(6) == 0 {
+            commands.push("abort".to_string());
+        }
+        let mut args = vec!["-f", "qcow2"];
+        for c in &commands {
+            args.extend(["-c", c.as_str()]);
+        }
+        args.push(s(&img));
+        run("qemu-io", &args);
+        both(&img);
+    }
+}
+
+#[test]
 fn planted_corruptions_and_leaks() {
     let dir = tmp();
     let d = dir.path();

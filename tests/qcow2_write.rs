@@ -169,6 +169,43 @@ fn threads_and_runs_change_no_byte() {
 }
 
 #[test]
+fn random_sources_and_options() {
+    let dir = tmp();
+    let d = dir.path();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for i in 0..12 {
+        // Sizes not a multiple of any cluster; data runs of every length, incompressible or not.
+        let size = 1 + next(16 << 20);
+        let runs: Vec<(u64, usize)> = (0..next(12))
+            .map(|_| {
+                let at = next(size);
+                (at, [1u64, 100, 4096, 70_000, 1 << 20][next(5) as usize].min(size - at) as usize)
+            })
+            .collect();
+        let raw = d.join(format!("random{i}.raw"));
+        sparse_raw(&raw, size, &runs);
+        let mut options = vec![format!("cluster_size={}", [512, 1024, 4096, 65536, 262144, 2 << 20][next(6) as usize])];
+        if next(3) == 0 {
+            options.push("compression_type=zstd".into());
+        }
+        let options = options.join(",");
+        let mut args = vec!["-o", options.as_str()];
+        if next(2) == 0 {
+            args.push("-c");
+        }
+        let out = d.join(format!("random{i}.qcow2"));
+        convert(&args, &raw, &out, 1 + next(3) as usize);
+        assert_good(&raw, &out);
+    }
+}
+
+#[test]
 fn refused_cleanly() {
     let dir = tmp();
     let d = dir.path();
