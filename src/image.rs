@@ -90,6 +90,15 @@ pub enum FormatSpecific {
         /// Incompatible feature bit 4.
         extended_l2: bool,
     },
+    /// VMDK descriptor facts.
+    Vmdk {
+        /// `createType`, e.g. "monolithicSparse".
+        create_type: String,
+        /// `CID`, the content id.
+        cid: u32,
+        /// `parentCID`; 0xffffffff without a parent.
+        parent_cid: u32,
+    },
 }
 
 /// What `info` reports about one image of a chain (not its backing files).
@@ -200,11 +209,33 @@ impl<'a> OpenContext<'a> {
     /// # Errors
     /// `LimitExceeded` past [`MAX_CHAIN_DEPTH`], `Corrupt` on a loop, and whatever opening the file gives.
     pub fn open_backing(&mut self, name: &str, referrer: &str, format: Option<Format>) -> Result<Box<dyn Image>> {
-        let (resolved, file) = self
-            .resolver
-            .open(name, referrer)
-            .map_err(|e| e.in_file(referrer.to_string()))?;
-        self.open_file(&resolved, file, format)
+        self.open_backing_resolved(name, referrer, format).map(|(_, image)| image)
+    }
+
+    /// [`open_backing`](Self::open_backing), also giving the name the resolver resolved `name` to (for
+    /// [`ImageInfo::full_backing_filename`]).
+    ///
+    /// # Errors
+    /// As [`open_backing`](Self::open_backing).
+    pub fn open_backing_resolved(
+        &mut self,
+        name: &str,
+        referrer: &str,
+        format: Option<Format>,
+    ) -> Result<(String, Box<dyn Image>)> {
+        let (resolved, file) = self.open_part(name, referrer)?;
+        let image = self.open_file(&resolved, file, format)?;
+        Ok((resolved, image))
+    }
+
+    /// Opens a file named inside `referrer` that is part of the same image, such as an extent of a multi-file
+    /// VMDK. Unlike a backing file it is not a link of the chain, so it counts neither towards the depth nor
+    /// as a loop when two extents name the same file. Returns the resolved name and the file.
+    ///
+    /// # Errors
+    /// Whatever the resolver gives, naming `referrer`.
+    pub fn open_part(&self, name: &str, referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
+        self.resolver.open(name, referrer).map_err(|e| e.in_file(referrer.to_string()))
     }
 
     /// Opens `file` (named `name`) in the format given, or the probed one.
@@ -229,7 +260,8 @@ impl<'a> OpenContext<'a> {
         let image: Result<Box<dyn Image>> = match format {
             Format::Qcow2 => crate::qcow2::Qcow2::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Raw => Ok(Box::new(crate::raw::RawImage::new(file))),
-            Format::Vmdk | Format::Vhdx | Format::Ova | Format::Ovf => Err(Error::unsupported(format!(
+            Format::Vmdk => crate::vmdk::VmdkImage::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
+            Format::Vhdx | Format::Ova | Format::Ovf => Err(Error::unsupported(format!(
                 "Reading {format} images is not supported yet"
             ))),
         };

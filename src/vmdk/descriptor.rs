@@ -204,7 +204,7 @@ pub fn parse(bytes: &[u8]) -> Result<Descriptor> {
         if line.chars().any(|c| c.is_control() && c != '\t') {
             return Err(bad("control character"));
         }
-        if let Some(extent) = parse_extent(line).map_err(|what| bad(what))? {
+        if let Some(extent) = parse_extent(line).map_err(bad)? {
             d.extents.push(extent);
             continue;
         }

@@ -134,21 +134,23 @@ impl Header {
         b
     }
 
-    /// Reads a header from its 512 bytes and checks everything that does not depend on the file around it.
+    /// Reads a header from its 512 bytes, found at byte `at` of the file (the start, or the footer's place),
+    /// and checks everything that does not depend on the file around it.
     ///
     /// # Errors
     /// `InvalidFormat` without the `KDMV` magic; `Unsupported` for ESXi's `COWD` sparse extents, versions
     /// other than 1..=3, unknown incompatible flags and compression algorithms; `Corrupt` for grain and table
     /// sizes out of range and damaged newline-detection bytes.
-    pub fn parse(b: &[u8; 512]) -> Result<Header> {
+    pub fn parse(b: &[u8; 512], at: u64) -> Result<Header> {
         match LittleEndian::read_u32(&b[0..4]) {
             MAGIC => {}
             COWD_MAGIC => {
                 return Err(Error::unsupported(
                     "ESXi vmfsSparse (COWD) snapshot extents are not supported; consolidate the snapshot first",
-                ));
+                )
+                .at(at));
             }
-            _ => return Err(Error::invalid("Not a VMDK sparse extent (no KDMV magic)").at(0)),
+            _ => return Err(Error::invalid("Not a VMDK sparse extent (no KDMV magic)").at(at)),
         }
         let h = Header {
             version: LittleEndian::read_u32(&b[4..8]),
@@ -166,38 +168,38 @@ impl Header {
             compress_algorithm: LittleEndian::read_u16(&b[77..79]),
         };
         if !(1..=VERSION).contains(&h.version) {
-            return Err(Error::unsupported(format!("VMDK sparse extent version {} is not supported", h.version)).at(4));
+            return Err(Error::unsupported(format!("VMDK sparse extent version {} is not supported", h.version)).at(at + 4));
         }
         let unknown = h.flags & INCOMPATIBLE_FLAGS & !(FLAG_COMPRESSED | FLAG_MARKERS);
         if unknown != 0 {
-            return Err(Error::unsupported(format!("Unknown incompatible VMDK flags {unknown:#x}")).at(8));
+            return Err(Error::unsupported(format!("Unknown incompatible VMDK flags {unknown:#x}")).at(at + 8));
         }
         if h.flags & FLAG_NEWLINE_DETECTOR != 0 && h.newline != NEWLINE_DETECTOR {
             return Err(Error::corrupt(
                 "The newline-detection bytes are damaged (was the file transferred in text mode?)",
             )
-            .at(73));
+            .at(at + 73));
         }
         if !h.grain_sectors.is_power_of_two() || h.grain_sectors > MAX_GRAIN_SECTORS {
             return Err(Error::corrupt(format!(
                 "Grain size of {} sectors is not a power of two up to {MAX_GRAIN_SECTORS}",
                 h.grain_sectors
             ))
-            .at(20));
+            .at(at + 20));
         }
         if h.gtes_per_gt == 0 || u64::from(h.gtes_per_gt) > MAX_GTES_PER_GT {
             return Err(Error::corrupt(format!(
                 "{} entries per grain table is not between 1 and {MAX_GTES_PER_GT}",
                 h.gtes_per_gt
             ))
-            .at(44));
+            .at(at + 44));
         }
         match h.compress_algorithm {
             0 | COMPRESSION_DEFLATE => {}
-            n => return Err(Error::unsupported(format!("VMDK compression algorithm {n} is not supported")).at(77)),
+            n => return Err(Error::unsupported(format!("VMDK compression algorithm {n} is not supported")).at(at + 77)),
         }
         if h.flags & FLAG_MARKERS != 0 && !h.compressed() {
-            return Err(Error::unsupported("VMDK grain markers without compression are not supported").at(8));
+            return Err(Error::unsupported("VMDK grain markers without compression are not supported").at(at + 8));
         }
         Ok(h)
     }
@@ -257,7 +259,7 @@ mod tests {
     #[test]
     fn parse_reads_back_what_to_bytes_writes() {
         let h = Header::stream_optimized(0x0123_4567_89AB_CDEF, GD_AT_END, 128);
-        assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);
+        assert_eq!(Header::parse(&h.to_bytes(), 0).unwrap(), h);
         let odd = Header {
             version: 1,
             flags: FLAG_NEWLINE_DETECTOR | FLAG_REDUNDANT_GD | FLAG_ZEROED_GRAIN,
@@ -270,7 +272,7 @@ mod tests {
             compress_algorithm: 0,
             ..h
         };
-        let parsed = Header::parse(&odd.to_bytes()).unwrap();
+        let parsed = Header::parse(&odd.to_bytes(), 0).unwrap();
         assert_eq!(parsed, odd);
         assert!(!parsed.compressed() && !parsed.has_markers() && parsed.has_zeroed_grains());
     }
@@ -303,7 +305,7 @@ mod tests {
 
     #[test]
     fn qemus_stream_header_parses() {
-        let h = Header::parse(&qemu_stream()).unwrap();
+        let h = Header::parse(&qemu_stream(), 0).unwrap();
         assert_eq!((h.version, h.flags, h.capacity, h.grain_sectors), (3, 0x30003, 128, 128));
         assert_eq!((h.descriptor_offset, h.descriptor_sectors, h.gtes_per_gt), (1, 20, 512));
         assert_eq!((h.rgd_offset, h.gd_offset, h.overhead), (21, 26, 128));
@@ -317,34 +319,30 @@ mod tests {
         let with = |offset: usize, bytes: &[u8]| {
             let mut b = qemu_stream();
             b[offset..offset + bytes.len()].copy_from_slice(bytes);
-            let e = Header::parse(&b).unwrap_err();
+            let e = Header::parse(&b, 0x1000).unwrap_err();
             (e.kind(), e.offset())
         };
-        assert_eq!(with(0, b"QFI\xfb"), (InvalidFormat, Some(0)));
-        assert_eq!(with(0, b"COWD"), (Unsupported, None));
-        assert_eq!(with(4, &[4]), (Unsupported, Some(4)));
-        assert_eq!(with(4, &[0]), (Unsupported, Some(4)));
-        assert_eq!(with(10, &[0x07]), (Unsupported, Some(8)), "flag bit 18");
-        assert_eq!(with(20, &[0x81]), (Corrupt, Some(20)), "grain of 129 sectors");
-        assert_eq!(with(20, &[0, 0, 2]), (Corrupt, Some(20)));
-        assert_eq!(with(20, &[0]), (Corrupt, Some(20)), "grain of 0 sectors");
-        assert_eq!(with(44, &[0, 0]), (Corrupt, Some(44)));
-        assert_eq!(with(44, &[1, 2]), (Corrupt, Some(44)), "513 entries");
-        assert_eq!(with(73, b"\n \n\n"), (Corrupt, Some(73)));
-        assert_eq!(with(77, &[2]), (Unsupported, Some(77)));
+        assert_eq!(with(0, b"QFI\xfb"), (InvalidFormat, Some(0x1000)));
+        assert_eq!(with(0, b"COWD"), (Unsupported, Some(0x1000)));
+        assert_eq!(with(4, &[4]), (Unsupported, Some(0x1000 + 4)));
+        assert_eq!(with(4, &[0]), (Unsupported, Some(0x1000 + 4)));
+        assert_eq!(with(10, &[0x07]), (Unsupported, Some(0x1000 + 8)), "flag bit 18");
+        assert_eq!(with(20, &[0x81]), (Corrupt, Some(0x1000 + 20)), "grain of 129 sectors");
+        assert_eq!(with(20, &[0, 0, 2]), (Corrupt, Some(0x1000 + 20)));
+        assert_eq!(with(20, &[0]), (Corrupt, Some(0x1000 + 20)), "grain of 0 sectors");
+        assert_eq!(with(44, &[0, 0]), (Corrupt, Some(0x1000 + 44)));
+        assert_eq!(with(44, &[1, 2]), (Corrupt, Some(0x1000 + 44)), "513 entries");
+        assert_eq!(with(73, b"\n \n\n"), (Corrupt, Some(0x1000 + 73)));
+        assert_eq!(with(77, &[2]), (Unsupported, Some(0x1000 + 77)));
         let mut b = qemu_stream();
         (b[10], b[77]) = (0x02, 0);
-        assert_eq!(Header::parse(&b).unwrap_err().kind(), Unsupported, "markers without compression");
+        assert_eq!(Header::parse(&b, 0).unwrap_err().kind(), Unsupported, "markers without compression");
         let mut b = qemu_stream();
         b[20..23].copy_from_slice(&[0, 0, 1]);
-        assert!(Header::parse(&b).is_ok(), "65536 sectors is the largest grain");
+        assert!(Header::parse(&b, 0).is_ok(), "65536 sectors is the largest grain");
         // Without flag bit 0 the newline bytes are not looked at.
-        assert!(Header::parse(&{
-            let mut b = qemu_stream();
-            b[8] = 0x02;
-            b[73] = b'x';
-            b
-        })
-        .is_ok());
+        let mut b = qemu_stream();
+        (b[8], b[73]) = (0x02, b'x');
+        assert!(Header::parse(&b, 0).is_ok());
     }
 }

@@ -221,6 +221,14 @@ fn specific_fields(specific: &FormatSpecific) -> (&'static str, Vec<(&'static st
                 ("extended-l2", Json::Bool(*extended_l2)),
             ],
         ),
+        FormatSpecific::Vmdk { create_type, cid, parent_cid } => (
+            "vmdk",
+            vec![
+                ("create-type", Json::String(create_type.clone())),
+                ("cid", Json::Number(u64::from(*cid))),
+                ("parent-cid", Json::Number(u64::from(*parent_cid))),
+            ],
+        ),
     }
 }
 
