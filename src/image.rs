@@ -56,7 +56,9 @@ impl Format {
     pub fn probe(head: &[u8]) -> Format {
         if head.starts_with(b"QFI\xfb") {
             Format::Qcow2
-        } else if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") {
+        } else if head.starts_with(b"KDMV") || head.starts_with(b"COWD") || head.starts_with(b"# Disk DescriptorFile") {
+            // COWD (ESXi's vmfsSparse) too, as qemu probes it, so that its error names it rather than the file
+            // passing for raw.
             Format::Vmdk
         } else if head.starts_with(b"vhdxfile") {
             Format::Vhdx
@@ -209,7 +211,8 @@ impl<'a> OpenContext<'a> {
     /// # Errors
     /// `LimitExceeded` past [`MAX_CHAIN_DEPTH`], `Corrupt` on a loop, and whatever opening the file gives.
     pub fn open_backing(&mut self, name: &str, referrer: &str, format: Option<Format>) -> Result<Box<dyn Image>> {
-        self.open_backing_resolved(name, referrer, format).map(|(_, image)| image)
+        self.open_backing_resolved(name, referrer, format)
+            .map(|(_, image)| image)
     }
 
     /// [`open_backing`](Self::open_backing), also giving the name the resolver resolved `name` to (for
@@ -235,7 +238,9 @@ impl<'a> OpenContext<'a> {
     /// # Errors
     /// Whatever the resolver gives, naming `referrer`.
     pub fn open_part(&self, name: &str, referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
-        self.resolver.open(name, referrer).map_err(|e| e.in_file(referrer.to_string()))
+        self.resolver
+            .open(name, referrer)
+            .map_err(|e| e.in_file(referrer.to_string()))
     }
 
     /// Opens `file` (named `name`) in the format given, or the probed one.

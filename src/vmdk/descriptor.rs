@@ -208,10 +208,15 @@ pub fn parse(bytes: &[u8]) -> Result<Descriptor> {
             d.extents.push(extent);
             continue;
         }
-        let Some((key, value)) = line.split_once('=') else { return Err(bad("not a key=value or extent line")) };
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(bad("not a key=value or extent line"));
+        };
         let key = key.trim();
         let value = value.trim();
-        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
             return Err(bad("not a key=value or extent line"));
         }
@@ -223,7 +228,11 @@ pub fn parse(bytes: &[u8]) -> Result<Descriptor> {
         match key {
             "version" => match value.parse::<u32>() {
                 Ok(1..=3) => {}
-                Ok(n) => return Err(Error::unsupported(format!("VMDK descriptor version {n} is not supported"))),
+                Ok(n) => {
+                    return Err(Error::unsupported(format!(
+                        "VMDK descriptor version {n} is not supported"
+                    )));
+                }
                 Err(_) => return Err(bad("not a version number")),
             },
             "CID" => d.cid = hex(value)?,
@@ -264,8 +273,18 @@ fn parse_extent(line: &str) -> std::result::Result<Option<ExtentLine>, &'static 
         None => return Err("missing quoted file name"),
     };
     let rest = rest.trim();
-    let offset = if rest.is_empty() { 0 } else { rest.parse::<u64>().map_err(|_| "bad extent offset")? };
-    Ok(Some(ExtentLine { access, sectors, kind, file: file.to_string(), offset }))
+    let offset = if rest.is_empty() {
+        0
+    } else {
+        rest.parse::<u64>().map_err(|_| "bad extent offset")?
+    };
+    Ok(Some(ExtentLine {
+        access,
+        sectors,
+        kind,
+        file: file.to_string(),
+        offset,
+    }))
 }
 
 #[cfg(test)]
@@ -402,7 +421,13 @@ ddb.virtualHWVersion = \"13\"\r
 ";
 
     fn extent(access: Access, sectors: u64, kind: ExtentType, file: &str, offset: u64) -> ExtentLine {
-        ExtentLine { access, sectors, kind, file: file.into(), offset }
+        ExtentLine {
+            access,
+            sectors,
+            kind,
+            file: file.into(),
+            offset,
+        }
     }
 
     #[test]
@@ -411,7 +436,10 @@ ddb.virtualHWVersion = \"13\"\r
         assert_eq!((d.cid, d.parent_cid), (0x465a4b7c, 0x1f2e3d));
         assert_eq!(d.create_type, "monolithicSparse");
         assert_eq!(d.parent_hint.as_deref(), Some("base.vmdk"));
-        assert_eq!(d.extents, [extent(Access::ReadWrite, 2048, ExtentType::Sparse, "overlay.vmdk", 0)]);
+        assert_eq!(
+            d.extents,
+            [extent(Access::ReadWrite, 2048, ExtentType::Sparse, "overlay.vmdk", 0)]
+        );
     }
 
     #[test]
@@ -421,14 +449,26 @@ ddb.virtualHWVersion = \"13\"\r
         let d = parse(&bytes).unwrap();
         assert_eq!((d.cid, d.parent_cid, d.parent_hint), (0x26da83af, NO_PARENT, None));
         assert_eq!(d.create_type, "streamOptimized");
-        assert_eq!(d.extents, [extent(Access::ReadWrite, 128, ExtentType::Sparse, "disk-0.vmdk", 0)]);
+        assert_eq!(
+            d.extents,
+            [extent(Access::ReadWrite, 128, ExtentType::Sparse, "disk-0.vmdk", 0)]
+        );
     }
 
     #[test]
     fn parses_esxis_vmfs_descriptor_with_crlf_and_spaces_in_names() {
         let d = parse(ESXI_VMFS.as_bytes()).unwrap();
         assert_eq!((d.cid, d.create_type.as_str()), (0xfffffffe, "vmfs"));
-        assert_eq!(d.extents, [extent(Access::ReadWrite, 16777216, ExtentType::Vmfs, "web 01-flat.vmdk", 0)]);
+        assert_eq!(
+            d.extents,
+            [extent(
+                Access::ReadWrite,
+                16777216,
+                ExtentType::Vmfs,
+                "web 01-flat.vmdk",
+                0
+            )]
+        );
     }
 
     #[test]
@@ -447,7 +487,10 @@ ddb.virtualHWVersion = \"13\"\r
         .unwrap();
         let kinds: Vec<ExtentType> = d.extents.iter().map(|e| e.kind).collect();
         use ExtentType::*;
-        assert_eq!(kinds, [Sparse, Flat, Zero, Flat, VmfsSparse, SeSparse, VmfsRdm, VmfsRaw]);
+        assert_eq!(
+            kinds,
+            [Sparse, Flat, Zero, Flat, VmfsSparse, SeSparse, VmfsRdm, VmfsRaw]
+        );
         assert_eq!(d.extents[1], extent(Access::ReadOnly, 100, Flat, "a-f001.vmdk", 7));
         assert_eq!(d.extents[2], extent(Access::NoAccess, 5, Zero, "", 0));
         assert_eq!(d.extents[3], extent(Access::ReadWrite, 9, Flat, "x", 3));
@@ -462,17 +505,44 @@ ddb.virtualHWVersion = \"13\"\r
         };
         let (kind, msg) = fail(b"createType=\"x\"\nRW 1 SPARSE \"a\"\nhello world\n");
         assert_eq!(kind, Corrupt);
-        assert!(msg.starts_with("Descriptor line 3: not a key=value or extent line: hello world"), "{msg}");
-        assert!(fail(b"createType=\"x\"\nRW x SPARSE \"a\"").1.contains("bad extent size"));
+        assert!(
+            msg.starts_with("Descriptor line 3: not a key=value or extent line: hello world"),
+            "{msg}"
+        );
+        assert!(
+            fail(b"createType=\"x\"\nRW x SPARSE \"a\"")
+                .1
+                .contains("bad extent size")
+        );
         assert!(fail(b"createType=\"x\"\nRW 1 SPARSE a").1.contains("missing quoted"));
         assert!(fail(b"createType=\"x\"\nRW 1 SPARSE \"a").1.contains("unterminated"));
-        assert!(fail(b"createType=\"x\"\nRW 1 SPARSE \"a\" 1 2").1.contains("bad extent offset"));
-        assert!(fail(b"createType=\"x\"\nRW 1 SPARSY \"a\"").1.contains("unknown extent type"));
-        assert!(fail(b"createType=\"x\"\nRW 1 SPARSE \"a\"\nCID=xyz").1.contains("hex content id"));
-        assert!(fail(b"createType=\"x\"\nRW 1 SPARSE \"a\"\nCID=1ffffffff").1.contains("hex content id"));
+        assert!(
+            fail(b"createType=\"x\"\nRW 1 SPARSE \"a\" 1 2")
+                .1
+                .contains("bad extent offset")
+        );
+        assert!(
+            fail(b"createType=\"x\"\nRW 1 SPARSY \"a\"")
+                .1
+                .contains("unknown extent type")
+        );
+        assert!(
+            fail(b"createType=\"x\"\nRW 1 SPARSE \"a\"\nCID=xyz")
+                .1
+                .contains("hex content id")
+        );
+        assert!(
+            fail(b"createType=\"x\"\nRW 1 SPARSE \"a\"\nCID=1ffffffff")
+                .1
+                .contains("hex content id")
+        );
         assert!(fail(b"createType=\"x\"\nRW 1 SPARSE \"a\x01\"").1.contains("control"));
         assert!(fail(b"RW 1 SPARSE \"a\"").1.contains("createType"));
-        assert!(fail(b"# Disk DescriptorFile\ncreateType=\"x\"\n").1.contains("no extent"));
+        assert!(
+            fail(b"# Disk DescriptorFile\ncreateType=\"x\"\n")
+                .1
+                .contains("no extent")
+        );
         assert!(fail(b"createType=\"x\"\nRW 1 SPARSE \"\xff\"").1.contains("UTF-8"));
         assert_eq!(fail(b"version=4\ncreateType=\"x\"\nRW 1 ZERO").0, Unsupported);
         let (kind, msg) = fail(b"createType=\"x\"\nRW 1 SPARSE \"a\"\nencryption.keySafe = \"vmware:key\"");

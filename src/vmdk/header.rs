@@ -168,7 +168,9 @@ impl Header {
             compress_algorithm: LittleEndian::read_u16(&b[77..79]),
         };
         if !(1..=VERSION).contains(&h.version) {
-            return Err(Error::unsupported(format!("VMDK sparse extent version {} is not supported", h.version)).at(at + 4));
+            return Err(
+                Error::unsupported(format!("VMDK sparse extent version {} is not supported", h.version)).at(at + 4),
+            );
         }
         let unknown = h.flags & INCOMPATIBLE_FLAGS & !(FLAG_COMPRESSED | FLAG_MARKERS);
         if unknown != 0 {
@@ -196,7 +198,9 @@ impl Header {
         }
         match h.compress_algorithm {
             0 | COMPRESSION_DEFLATE => {}
-            n => return Err(Error::unsupported(format!("VMDK compression algorithm {n} is not supported")).at(at + 77)),
+            n => {
+                return Err(Error::unsupported(format!("VMDK compression algorithm {n} is not supported")).at(at + 77));
+            }
         }
         if h.flags & FLAG_MARKERS != 0 && !h.compressed() {
             return Err(Error::unsupported("VMDK grain markers without compression are not supported").at(at + 8));
@@ -306,7 +310,10 @@ mod tests {
     #[test]
     fn qemus_stream_header_parses() {
         let h = Header::parse(&qemu_stream(), 0).unwrap();
-        assert_eq!((h.version, h.flags, h.capacity, h.grain_sectors), (3, 0x30003, 128, 128));
+        assert_eq!(
+            (h.version, h.flags, h.capacity, h.grain_sectors),
+            (3, 0x30003, 128, 128)
+        );
         assert_eq!((h.descriptor_offset, h.descriptor_sectors, h.gtes_per_gt), (1, 20, 512));
         assert_eq!((h.rgd_offset, h.gd_offset, h.overhead), (21, 26, 128));
         assert!(h.compressed() && h.has_markers() && !h.has_zeroed_grains() && !h.unclean_shutdown);
@@ -336,7 +343,11 @@ mod tests {
         assert_eq!(with(77, &[2]), (Unsupported, Some(0x1000 + 77)));
         let mut b = qemu_stream();
         (b[10], b[77]) = (0x02, 0);
-        assert_eq!(Header::parse(&b, 0).unwrap_err().kind(), Unsupported, "markers without compression");
+        assert_eq!(
+            Header::parse(&b, 0).unwrap_err().kind(),
+            Unsupported,
+            "markers without compression"
+        );
         let mut b = qemu_stream();
         b[20..23].copy_from_slice(&[0, 0, 1]);
         assert!(Header::parse(&b, 0).is_ok(), "65536 sectors is the largest grain");

@@ -50,7 +50,11 @@ struct Part {
 
 enum PartKind {
     Zero,
-    Flat { file: Box<dyn ReadAt>, name: String, offset: u64 },
+    Flat {
+        file: Box<dyn ReadAt>,
+        name: String,
+        offset: u64,
+    },
     Sparse(Box<Sparse>),
 }
 
@@ -90,7 +94,11 @@ impl VmdkImage {
         let (descriptor, parts) = if sparse {
             let (sparse, text) = Sparse::open(file, name.to_string())?;
             let descriptor = text.as_deref().map(descriptor::parse).transpose()?;
-            let part = Part { start: 0, len: sparse.capacity, kind: PartKind::Sparse(Box::new(sparse)) };
+            let part = Part {
+                start: 0,
+                len: sparse.capacity,
+                kind: PartKind::Sparse(Box::new(sparse)),
+            };
             (descriptor, vec![part])
         } else {
             let descriptor = read_descriptor_file(file.as_ref())?;
@@ -108,7 +116,9 @@ impl VmdkImage {
             _ => None,
         }) {
             info.dirty = true;
-            info.warnings.push(format!("The extent '{unclean}' was not closed cleanly; reading it as it is"));
+            info.warnings.push(format!(
+                "The extent '{unclean}' was not closed cleanly; reading it as it is"
+            ));
         }
         let mut parent = None;
         if let Some(d) = &descriptor {
@@ -134,15 +144,21 @@ impl VmdkImage {
                 parent = Some(image);
             }
         }
-        Ok(VmdkImage { info, file_len, parts, parent })
+        Ok(VmdkImage {
+            info,
+            file_len,
+            parts,
+            parent,
+        })
     }
 
     /// The part holding guest byte `offset`, and `offset` inside it.
     fn part(&mut self, offset: u64) -> Result<(&mut Part, u64)> {
         let i = self.parts.partition_point(|p| p.start + p.len <= offset);
-        let part = self.parts.get_mut(i).ok_or_else(|| {
-            Error::argument(format!("Guest offset {offset:#x} is past the end of the disk"))
-        })?;
+        let part = self
+            .parts
+            .get_mut(i)
+            .ok_or_else(|| Error::argument(format!("Guest offset {offset:#x} is past the end of the disk")))?;
         let rel = offset - part.start;
         Ok((part, rel))
     }
@@ -169,7 +185,9 @@ fn read_descriptor_file(file: &dyn ReadAt) -> Result<Descriptor> {
     let looks_like = file.read_exact_at(0, &mut start).is_ok() && start == DESCRIPTOR_MAGIC;
     if len > MAX_TEXT {
         return Err(if looks_like {
-            Error::limit(format!("A VMDK descriptor file of {len} bytes exceeds the {MAX_TEXT}-byte limit"))
+            Error::limit(format!(
+                "A VMDK descriptor file of {len} bytes exceeds the {MAX_TEXT}-byte limit"
+            ))
         } else {
             Error::invalid("Not a VMDK: neither a sparse extent (KDMV) nor a descriptor file")
         });
@@ -191,14 +209,24 @@ fn read_descriptor_file(file: &dyn ReadAt) -> Result<Descriptor> {
 /// Checks the disk's type and opens each extent it lists, placing them one after another in guest space.
 fn open_extents(d: &Descriptor, name: &str, ctx: &mut OpenContext<'_>) -> Result<Vec<Part>> {
     let unsupported = match d.create_type.as_str() {
-        "monolithicSparse" | "monolithicFlat" | "twoGbMaxExtentSparse" | "twoGbMaxExtentFlat" | "streamOptimized"
-        | "vmfs" | "vmfsThin" | "vmfsPreallocated" | "vmfsEagerZeroedThick" | "custom" => None,
+        "monolithicSparse"
+        | "monolithicFlat"
+        | "twoGbMaxExtentSparse"
+        | "twoGbMaxExtentFlat"
+        | "streamOptimized"
+        | "vmfs"
+        | "vmfsThin"
+        | "vmfsPreallocated"
+        | "vmfsEagerZeroedThick"
+        | "custom" => None,
         "vmfsSparse" => Some("ESXi vmfsSparse snapshots"),
         "seSparse" => Some("ESXi SEsparse snapshots"),
         "vmfsRDM" | "vmfsRawDeviceMap" | "vmfsPassthroughRawDeviceMap" | "vmfsRaw" => Some("raw device mappings"),
         "fullDevice" | "partitionedDevice" => Some("disks on physical devices"),
         other => {
-            return Err(Error::unsupported(format!("VMDK create type '{other}' is not supported")));
+            return Err(Error::unsupported(format!(
+                "VMDK create type '{other}' is not supported"
+            )));
         }
     };
     if let Some(what) = unsupported {
@@ -219,7 +247,9 @@ fn open_extents(d: &Descriptor, name: &str, ctx: &mut OpenContext<'_>) -> Result
             .ok_or_else(|| Error::limit(format!("Extent {number} takes the disk past {MAX_VIRTUAL_SIZE} bytes")))?
             - start;
         if line.access == Access::NoAccess {
-            return Err(Error::unsupported(format!("Extent {number} is NOACCESS: its data is not available")));
+            return Err(Error::unsupported(format!(
+                "Extent {number} is NOACCESS: its data is not available"
+            )));
         }
         let kind = match line.kind {
             ExtentType::Zero => PartKind::Zero,
@@ -234,7 +264,11 @@ fn open_extents(d: &Descriptor, name: &str, ctx: &mut OpenContext<'_>) -> Result
                     .at(file.len())
                     .in_file(resolved));
                 }
-                PartKind::Flat { file, name: resolved, offset: line.offset * SECTOR }
+                PartKind::Flat {
+                    file,
+                    name: resolved,
+                    offset: line.offset * SECTOR,
+                }
             }
             ExtentType::Sparse => {
                 let (resolved, file) = ctx.open_part(&line.file, name)?;
@@ -252,7 +286,11 @@ fn open_extents(d: &Descriptor, name: &str, ctx: &mut OpenContext<'_>) -> Result
                 return Err(Error::unsupported(format!(
                     "Extent {number} is an ESXi {} snapshot extent, which is not supported; consolidate the \
                      snapshot first",
-                    if line.kind == ExtentType::SeSparse { "SEsparse" } else { "vmfsSparse" }
+                    if line.kind == ExtentType::SeSparse {
+                        "SEsparse"
+                    } else {
+                        "vmfsSparse"
+                    }
                 )));
             }
             ExtentType::VmfsRdm | ExtentType::VmfsRaw => {
@@ -288,7 +326,11 @@ impl Image for VmdkImage {
         if let (ExtentKind::Unallocated, Some(parent)) = (kind, &mut self.parent) {
             if offset < parent.virtual_size() {
                 let p = parent.extent_at(offset)?;
-                return Ok(Extent { offset, length: length.min(p.end() - offset), kind: p.kind });
+                return Ok(Extent {
+                    offset,
+                    length: length.min(p.end() - offset),
+                    kind: p.kind,
+                });
             }
         }
         Ok(Extent { offset, length, kind })
@@ -304,8 +346,13 @@ impl Image for VmdkImage {
                     buf[done..done + n].fill(0);
                     false
                 }
-                PartKind::Flat { file, name, offset: start } => {
-                    file.read_exact_at(*start + rel, &mut buf[done..done + n]).map_err(|e| e.in_file(name.clone()))?;
+                PartKind::Flat {
+                    file,
+                    name,
+                    offset: start,
+                } => {
+                    file.read_exact_at(*start + rel, &mut buf[done..done + n])
+                        .map_err(|e| e.in_file(name.clone()))?;
                     false
                 }
                 PartKind::Sparse(s) => {
@@ -386,7 +433,9 @@ impl Sparse {
             .capacity
             .checked_mul(SECTOR)
             .filter(|&c| c <= MAX_VIRTUAL_SIZE)
-            .ok_or_else(|| Error::limit(format!("Capacity of {} sectors is too large", h.capacity)).at(header_at + 12))?;
+            .ok_or_else(|| {
+                Error::limit(format!("Capacity of {} sectors is too large", h.capacity)).at(header_at + 12)
+            })?;
         let grain_bytes = h.grain_sectors * SECTOR;
         let grains = h.capacity.div_ceil(h.grain_sectors);
         let gtes = u64::from(h.gtes_per_gt);
@@ -420,7 +469,9 @@ impl Sparse {
             let at = h.descriptor_offset.checked_mul(SECTOR).filter(|&at| at < file_len);
             let len = h.descriptor_sectors * SECTOR;
             let Some(at) = at.filter(|&at| file_len - at >= len) else {
-                return Err(Error::corrupt("The embedded descriptor lies beyond the end of the file").at(header_at + 28));
+                return Err(
+                    Error::corrupt("The embedded descriptor lies beyond the end of the file").at(header_at + 28),
+                );
             };
             let mut text = zeroed_buffer(len, "the embedded descriptor")?;
             file.read_exact_at(at, &mut text)?;
@@ -479,8 +530,10 @@ impl Sparse {
         let gde_at = self.gd_at + t * 4;
         let at = gde * SECTOR;
         if at >= self.file_len || self.file_len - at < self.gtes * 4 {
-            return Err(Error::corrupt(format!("Grain table {t} at sector {gde} lies beyond the end of the file"))
-                .at(gde_at));
+            return Err(Error::corrupt(format!(
+                "Grain table {t} at sector {gde} lies beyond the end of the file"
+            ))
+            .at(gde_at));
         }
         let mut raw = zeroed_buffer(self.gtes * 4, "a grain table")?;
         self.file.read_exact_at(at, &mut raw)?;
@@ -489,7 +542,11 @@ impl Sparse {
         LittleEndian::read_u32_into(&raw, &mut entries);
         // Entries past the last grain mean nothing; the rest must point inside the file.
         let first = t * self.gtes;
-        for (j, &e) in entries.iter().enumerate().take((self.grains - first).min(self.gtes) as usize) {
+        for (j, &e) in entries
+            .iter()
+            .enumerate()
+            .take((self.grains - first).min(self.gtes) as usize)
+        {
             let g = first + j as u64;
             let fits = match u64::from(e) {
                 0 => true,
@@ -506,8 +563,10 @@ impl Sparse {
                 }
             };
             if !fits {
-                return Err(Error::corrupt(format!("Grain {g} at sector {e} lies beyond the end of the file"))
-                    .at(at + j as u64 * 4));
+                return Err(
+                    Error::corrupt(format!("Grain {g} at sector {e} lies beyond the end of the file"))
+                        .at(at + j as u64 * 4),
+                );
             }
         }
         self.gt = Some((t, entries));
@@ -614,17 +673,26 @@ impl Sparse {
         let bad = |what: String| Error::corrupt(format!("Compressed grain {g} {what}")).at(at);
         match status {
             Ok(Status::StreamEnd) if produced > self.grain_bytes => {
-                return Err(bad(format!("inflates past the grain size of {} bytes", self.grain_bytes)));
+                return Err(bad(format!(
+                    "inflates past the grain size of {} bytes",
+                    self.grain_bytes
+                )));
             }
             Ok(Status::StreamEnd) => {}
             Ok(_) if produced > self.grain_bytes => {
-                return Err(bad(format!("inflates past the grain size of {} bytes", self.grain_bytes)));
+                return Err(bad(format!(
+                    "inflates past the grain size of {} bytes",
+                    self.grain_bytes
+                )));
             }
             Ok(_) => return Err(bad("is cut short".into())),
             Err(e) => return Err(bad(format!("is not valid zlib data ({e})"))),
         }
         if produced < self.grain_len(g) {
-            return Err(bad(format!("inflates to {produced} bytes, less than its {}", self.grain_len(g))));
+            return Err(bad(format!(
+                "inflates to {produced} bytes, less than its {}",
+                self.grain_len(g)
+            )));
         }
         self.inflated = Some((g, out));
         Ok(())
