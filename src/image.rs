@@ -94,12 +94,12 @@ pub enum FormatSpecific {
     },
     /// VMDK descriptor facts.
     Vmdk {
-        /// `createType`, e.g. "monolithicSparse".
-        create_type: String,
         /// `CID`, the content id.
         cid: u32,
         /// `parentCID`; 0xffffffff without a parent.
         parent_cid: u32,
+        /// `createType`, e.g. "monolithicSparse".
+        create_type: String,
     },
 }
 
@@ -211,24 +211,8 @@ impl<'a> OpenContext<'a> {
     /// # Errors
     /// `LimitExceeded` past [`MAX_CHAIN_DEPTH`], `Corrupt` on a loop, and whatever opening the file gives.
     pub fn open_backing(&mut self, name: &str, referrer: &str, format: Option<Format>) -> Result<Box<dyn Image>> {
-        self.open_backing_resolved(name, referrer, format)
-            .map(|(_, image)| image)
-    }
-
-    /// [`open_backing`](Self::open_backing), also giving the name the resolver resolved `name` to (for
-    /// [`ImageInfo::full_backing_filename`]).
-    ///
-    /// # Errors
-    /// As [`open_backing`](Self::open_backing).
-    pub fn open_backing_resolved(
-        &mut self,
-        name: &str,
-        referrer: &str,
-        format: Option<Format>,
-    ) -> Result<(String, Box<dyn Image>)> {
         let (resolved, file) = self.open_part(name, referrer)?;
-        let image = self.open_file(&resolved, file, format)?;
-        Ok((resolved, image))
+        self.open_file(&resolved, file, format)
     }
 
     /// Opens a file named inside `referrer` that is part of the same image, such as an extent of a multi-file

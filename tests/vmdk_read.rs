@@ -125,6 +125,10 @@ fn split_sparse_extents_over_2_gib() {
     qemu_vmdk(&raw, &vmdk, "subformat=twoGbMaxExtentSparse");
     assert!(d.join("split-s003.vmdk").exists());
     assert_reads_as(&vmdk, &raw, size);
+    // An extent file alone is a disk too, with a blank descriptor area; qemu gives each header a capacity of
+    // 2 GiB, more than the 2047 MiB the descriptor uses of it.
+    let alone = open_image(&d.join("split-s002.vmdk"), None).unwrap();
+    assert_eq!((alone.virtual_size(), &alone.info().specific), (2048 * MIB, &None));
 }
 
 #[test]
@@ -202,6 +206,37 @@ fn an_overlay_reads_through_to_its_parent() {
     assert_eq!(map[0], (0, 4 * 65536, ExtentKind::Data));
     assert_eq!(map[1].2, ExtentKind::Unallocated);
     assert_reads_as(&overlay, &expected, 40 * MIB);
+    // Workstation records a linked clone's parent as a path on the machine that made it.
+    let windows = d.join("windows.vmdk");
+    let hint = r#"parentFileNameHint="C:\Users\me\VMs\base.vmdk""#;
+    std::fs::write(
+        &windows,
+        edit_descriptor(
+            &std::fs::read(&overlay).unwrap(),
+            r#"parentFileNameHint="base.vmdk""#,
+            hint,
+        ),
+    )
+    .unwrap();
+    let image = open_image(&windows, None).unwrap();
+    assert_eq!(
+        image.info().backing_filename.as_deref(),
+        Some(r"C:\Users\me\VMs\base.vmdk")
+    );
+    assert_eq!(image.info().full_backing_filename.as_deref(), Some(s(&base)));
+    assert_reads_as(&windows, &expected, 40 * MIB);
+}
+
+/// `vmdk` with `from` replaced by `to` in its embedded descriptor (sectors 1..21), which stays NUL-padded.
+fn edit_descriptor(vmdk: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let area = 512..21 * 512;
+    let text = String::from_utf8(vmdk[area.clone()].iter().copied().take_while(|&b| b != 0).collect()).unwrap();
+    assert!(text.contains(from), "{text}");
+    let mut new = text.replacen(from, to, 1).into_bytes();
+    new.resize(area.len(), 0);
+    let mut out = vmdk.to_vec();
+    out[area].copy_from_slice(&new);
+    out
 }
 
 #[test]
@@ -538,10 +573,13 @@ fn missing_files_and_parent_loops() {
     qemu_img(&["create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", s(&overlay)]);
     std::fs::remove_file(&base).unwrap();
     assert_error(&overlay, ErrorKind::Io, &["base.vmdk"]);
-    // The overlay as its own parent: same length name, so the embedded descriptor keeps its size.
-    let bytes = std::fs::read(&overlay).unwrap();
-    let text_at = bytes.windows(9).position(|w| w == b"base.vmdk").unwrap();
-    let looped = patched(&bytes, d, "loop.vmdk", text_at, b"loop.vmdk");
+    // The overlay as its own parent.
+    let looped = d.join("loop.vmdk");
+    std::fs::write(
+        &looped,
+        edit_descriptor(&std::fs::read(&overlay).unwrap(), "base.vmdk", "loop.vmdk"),
+    )
+    .unwrap();
     assert_error(&looped, ErrorKind::Corrupt, &["loop"]);
 }
 

@@ -15,7 +15,7 @@
 use super::descriptor::{self, Access, Descriptor, ExtentType, MAX_TEXT, NO_PARENT};
 use super::header::{GD_AT_END, GTE_ZEROED, Header};
 use super::marker::{GRAIN_HEADER_LEN, Kind};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::extent::{Extent, ExtentKind};
 use crate::image::{Format, FormatSpecific, Image, ImageInfo, OpenContext};
 use crate::io::{ReadAt, zeroed_buffer};
@@ -93,6 +93,8 @@ impl VmdkImage {
         };
         let (descriptor, parts) = if sparse {
             let (sparse, text) = Sparse::open(file, name.to_string())?;
+            // The extent files of a split disk reserve the space but leave it blank (qemu does).
+            let text = text.filter(|t| !t.iter().all(|&b| b == 0 || b.is_ascii_whitespace()));
             let descriptor = text.as_deref().map(descriptor::parse).transpose()?;
             let part = Part {
                 start: 0,
@@ -123,13 +125,14 @@ impl VmdkImage {
         let mut parent = None;
         if let Some(d) = &descriptor {
             info.specific = Some(FormatSpecific::Vmdk {
-                create_type: d.create_type.clone(),
                 cid: d.cid,
                 parent_cid: d.parent_cid,
+                create_type: d.create_type.clone(),
             });
             if let Some(hint) = &d.parent_hint {
+                let (resolved, file) = open_parent_file(ctx, hint, name)?;
                 // qemu creates VMDK deltas over VMDK parents only.
-                let (resolved, image) = ctx.open_backing_resolved(hint, name, Some(Format::Vmdk))?;
+                let image = ctx.open_file(&resolved, file, Some(Format::Vmdk))?;
                 if let Some(FormatSpecific::Vmdk { cid, .. }) = image.info().specific {
                     if d.parent_cid != NO_PARENT && cid != d.parent_cid {
                         info.warnings.push(format!(
@@ -140,6 +143,7 @@ impl VmdkImage {
                     }
                 }
                 info.backing_filename = Some(hint.clone());
+                info.backing_format = Some(Format::Vmdk.name().to_string());
                 info.full_backing_filename = Some(resolved);
                 parent = Some(image);
             }
@@ -175,6 +179,19 @@ impl VmdkImage {
         };
         buf[in_parent..].fill(0);
         Ok(())
+    }
+}
+
+/// Opens the parent named by `parentFileNameHint`. VMware records linked clones' parents as absolute paths
+/// of the machine that made them (`C:\VMs\base.vmdk`, `/vmfs/volumes/…/base.vmdk`); when such a path is
+/// not there, the parent is looked for by its base name beside the child, as the page does anyway.
+fn open_parent_file(ctx: &OpenContext<'_>, hint: &str, name: &str) -> Result<(String, Box<dyn ReadAt>)> {
+    match ctx.open_part(hint, name) {
+        Err(e) if e.kind() == ErrorKind::Io => match hint.rsplit(['/', '\\']).next() {
+            Some(base) if base != hint && !base.is_empty() => ctx.open_part(base, name).map_err(|_| e),
+            _ => Err(e),
+        },
+        r => r,
     }
 }
 

@@ -224,9 +224,9 @@ fn specific_fields(specific: &FormatSpecific) -> (&'static str, Vec<(&'static st
         FormatSpecific::Vmdk { create_type, cid, parent_cid } => (
             "vmdk",
             vec![
-                ("create-type", Json::String(create_type.clone())),
                 ("cid", Json::Number(u64::from(*cid))),
                 ("parent-cid", Json::Number(u64::from(*parent_cid))),
+                ("create-type", Json::String(create_type.clone())),
             ],
         ),
     }
