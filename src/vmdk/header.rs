@@ -57,9 +57,9 @@ const INCOMPATIBLE_FLAGS: u32 = 0xFFFF_0000;
 /// The grain table entry of a zeroed grain when [`FLAG_ZEROED_GRAIN`] is set.
 pub const GTE_ZEROED: u32 = 1;
 
-/// The largest `grainSize` accepted: 65536 sectors (32 MiB). VMware writes 128; a compressed grain is inflated
-/// into a buffer of one grain, so this bounds what a hostile header can make us allocate.
-pub const MAX_GRAIN_SECTORS: u64 = 1 << 16;
+/// The largest `grainSize` accepted: 16384 sectors (8 MiB). VMware writes 128; a compressed grain is inflated
+/// into a buffer of one grain (read from up to two), so this bounds what a hostile header can make us allocate.
+pub const MAX_GRAIN_SECTORS: u64 = 1 << 14;
 /// The largest `numGTEsPerGT` accepted; qemu refuses more ("L2 table size too big"), VMware writes 512.
 pub const MAX_GTES_PER_GT: u64 = 512;
 
@@ -349,8 +349,10 @@ mod tests {
             "markers without compression"
         );
         let mut b = qemu_stream();
-        b[20..23].copy_from_slice(&[0, 0, 1]);
-        assert!(Header::parse(&b, 0).is_ok(), "65536 sectors is the largest grain");
+        b[20..22].copy_from_slice(&[0, 0x40]);
+        assert!(Header::parse(&b, 0).is_ok(), "16384 sectors is the largest grain");
+        b[21] = 0x80;
+        assert_eq!(Header::parse(&b, 0).unwrap_err().kind(), Corrupt);
         // Without flag bit 0 the newline bytes are not looked at.
         let mut b = qemu_stream();
         (b[8], b[73]) = (0x02, b'x');

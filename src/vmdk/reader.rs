@@ -36,6 +36,7 @@ pub struct VmdkImage {
     info: ImageInfo,
     file_len: u64,
     parts: Vec<Part>,
+    cache: Cache,
     parent: Option<Box<dyn Image>>,
 }
 
@@ -152,19 +153,19 @@ impl VmdkImage {
             info,
             file_len,
             parts,
+            cache: Cache::new(),
             parent,
         })
     }
 
-    /// The part holding guest byte `offset`, and `offset` inside it.
-    fn part(&mut self, offset: u64) -> Result<(&mut Part, u64)> {
+    /// The index of the part holding guest byte `offset`, and `offset` inside it.
+    fn part(&self, offset: u64) -> Result<(usize, u64)> {
         let i = self.parts.partition_point(|p| p.start + p.len <= offset);
         let part = self
             .parts
-            .get_mut(i)
+            .get(i)
             .ok_or_else(|| Error::argument(format!("Guest offset {offset:#x} is past the end of the disk")))?;
-        let rel = offset - part.start;
-        Ok((part, rel))
+        Ok((i, offset - part.start))
     }
 
     /// Reads what the parent holds at `offset`; zeros without a parent or past its end.
@@ -225,6 +226,7 @@ fn read_descriptor_file(file: &dyn ReadAt) -> Result<Descriptor> {
 
 /// Checks the disk's type and opens each extent it lists, placing them one after another in guest space.
 fn open_extents(d: &Descriptor, name: &str, ctx: &mut OpenContext<'_>) -> Result<Vec<Part>> {
+    // The names libvmdk knows; the flat and sparse kinds are read, whatever extents they list.
     let unsupported = match d.create_type.as_str() {
         "monolithicSparse"
         | "monolithicFlat"
@@ -236,19 +238,17 @@ fn open_extents(d: &Descriptor, name: &str, ctx: &mut OpenContext<'_>) -> Result
         | "vmfsPreallocated"
         | "vmfsEagerZeroedThick"
         | "custom" => None,
-        "vmfsSparse" => Some("ESXi vmfsSparse snapshots"),
-        "seSparse" => Some("ESXi SEsparse snapshots"),
-        "vmfsRDM" | "vmfsRawDeviceMap" | "vmfsPassthroughRawDeviceMap" | "vmfsRaw" => Some("raw device mappings"),
-        "fullDevice" | "partitionedDevice" => Some("disks on physical devices"),
-        other => {
-            return Err(Error::unsupported(format!(
-                "VMDK create type '{other}' is not supported"
-            )));
+        "vmfsSparse" => Some(" (ESXi vmfsSparse snapshots)"),
+        "seSparse" => Some(" (ESXi SEsparse snapshots)"),
+        "vmfsRDM" | "vmfsRDMP" | "vmfsRawDeviceMap" | "vmfsPassthroughRawDeviceMap" | "vmfsRaw" => {
+            Some(" (raw device mappings)")
         }
+        "fullDevice" | "partitionedDevice" => Some(" (disks on physical devices)"),
+        _ => Some(""),
     };
     if let Some(what) = unsupported {
         return Err(Error::unsupported(format!(
-            "VMDK create type '{}' is not supported ({what})",
+            "VMDK create type '{}' is not supported{what}",
             d.create_type
         )));
     }
@@ -330,13 +330,14 @@ impl Image for VmdkImage {
     }
 
     fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        let (part, rel) = self.part(offset)?;
+        let (i, rel) = self.part(offset)?;
+        let part = &self.parts[i];
         let left = part.len - rel;
-        let (length, kind) = match &mut part.kind {
+        let (length, kind) = match &part.kind {
             PartKind::Zero => (left, ExtentKind::Zero),
             PartKind::Flat { .. } => (left, ExtentKind::Data),
             PartKind::Sparse(s) => {
-                let (length, kind) = s.run(rel).map_err(|e| e.in_file(s.name.clone()))?;
+                let (length, kind) = s.run(self.cache.claim(i), rel).map_err(|e| e.in_file(s.name.clone()))?;
                 (length.min(left), kind)
             }
         };
@@ -356,9 +357,10 @@ impl Image for VmdkImage {
     fn read_at(&mut self, mut offset: u64, buf: &mut [u8]) -> Result<()> {
         let mut done = 0;
         while done < buf.len() {
-            let (part, rel) = self.part(offset)?;
+            let (i, rel) = self.part(offset)?;
+            let part = &self.parts[i];
             let mut n = (part.len - rel).min((buf.len() - done) as u64) as usize;
-            let absent = match &mut part.kind {
+            let absent = match &part.kind {
                 PartKind::Zero => {
                     buf[done..done + n].fill(0);
                     false
@@ -376,7 +378,7 @@ impl Image for VmdkImage {
                     // A grain at a time: neighbours may be absent, zeroed or compressed apart.
                     n = n.min((s.grain_bytes - rel % s.grain_bytes) as usize);
                     let chunk = &mut buf[done..done + n];
-                    match s.read(rel, chunk).map_err(|e| e.in_file(s.name.clone()))? {
+                    match s.read(self.cache.claim(i), rel, chunk).map_err(|e| e.in_file(s.name.clone()))? {
                         Grain::Absent => true,
                         Grain::Zeroed => {
                             chunk.fill(0);
@@ -423,6 +425,13 @@ struct Sparse {
     gt_count: u64,
     /// Byte offset of the grain directory.
     gd_at: u64,
+}
+
+/// What sparse extents keep between calls. Only the extent last used has anything here, so a disk of many
+/// extents costs no more memory than a disk of one.
+struct Cache {
+    /// The index of the part the rest belongs to.
+    owner: Option<usize>,
     /// The grain directory entries from `gd_window.0` on.
     gd_window: (u64, Vec<u32>),
     /// The grain table last loaded: its index and entries.
@@ -431,6 +440,30 @@ struct Sparse {
     inflated: Option<(u64, Vec<u8>)>,
     compressed: Vec<u8>,
     inflater: Decompress,
+}
+
+impl Cache {
+    fn new() -> Self {
+        Cache {
+            owner: None,
+            gd_window: (0, Vec::new()),
+            gt: None,
+            inflated: None,
+            compressed: Vec::new(),
+            inflater: Decompress::new(true),
+        }
+    }
+
+    /// Hands the cache to part `part`, dropping another part's tables and grain.
+    fn claim(&mut self, part: usize) -> &mut Self {
+        if self.owner != Some(part) {
+            self.owner = Some(part);
+            self.gd_window.1.clear();
+            self.gt = None;
+            self.inflated = None;
+        }
+        self
+    }
 }
 
 impl Sparse {
@@ -505,11 +538,6 @@ impl Sparse {
             gtes,
             gt_count,
             gd_at,
-            gd_window: (0, Vec::new()),
-            gt: None,
-            inflated: None,
-            compressed: Vec::new(),
-            inflater: Decompress::new(true),
         };
         Ok((sparse, text))
     }
@@ -520,27 +548,27 @@ impl Sparse {
     }
 
     /// Grain directory entry `t`.
-    fn gde(&mut self, t: u64) -> Result<u32> {
-        let (first, entries) = &self.gd_window;
+    fn gde(&self, c: &mut Cache, t: u64) -> Result<u32> {
+        let (first, entries) = &c.gd_window;
         if t < *first || t >= first + entries.len() as u64 {
             let first = t - t % GD_WINDOW;
             let n = GD_WINDOW.min(self.gt_count - first);
             let mut raw = zeroed_buffer(n * 4, "a grain directory window")?;
             self.file.read_exact_at(self.gd_at + first * 4, &mut raw)?;
-            let mut entries = std::mem::take(&mut self.gd_window.1);
+            let mut entries = std::mem::take(&mut c.gd_window.1);
             entries.resize(n as usize, 0);
             LittleEndian::read_u32_into(&raw, &mut entries);
-            self.gd_window = (first, entries);
+            c.gd_window = (first, entries);
         }
-        Ok(self.gd_window.1[(t - self.gd_window.0) as usize])
+        Ok(c.gd_window.1[(t - c.gd_window.0) as usize])
     }
 
     /// Loads grain table `t` unless it is the one at hand; false when the directory says it is absent.
-    fn load_gt(&mut self, t: u64) -> Result<bool> {
-        if self.gt.as_ref().is_some_and(|(i, _)| *i == t) {
+    fn load_gt(&self, c: &mut Cache, t: u64) -> Result<bool> {
+        if c.gt.as_ref().is_some_and(|(i, _)| *i == t) {
             return Ok(true);
         }
-        let gde = u64::from(self.gde(t)?);
+        let gde = u64::from(self.gde(c, t)?);
         if gde == 0 {
             return Ok(false);
         }
@@ -554,7 +582,7 @@ impl Sparse {
         }
         let mut raw = zeroed_buffer(self.gtes * 4, "a grain table")?;
         self.file.read_exact_at(at, &mut raw)?;
-        let mut entries = self.gt.take().map(|(_, e)| e).unwrap_or_default();
+        let mut entries = c.gt.take().map(|(_, e)| e).unwrap_or_default();
         entries.resize(self.gtes as usize, 0);
         LittleEndian::read_u32_into(&raw, &mut entries);
         // Entries past the last grain mean nothing; the rest must point inside the file.
@@ -586,17 +614,17 @@ impl Sparse {
                 );
             }
         }
-        self.gt = Some((t, entries));
+        c.gt = Some((t, entries));
         Ok(true)
     }
 
     /// How grain `g` is recorded.
-    fn grain(&mut self, g: u64) -> Result<Grain> {
+    fn grain(&self, c: &mut Cache, g: u64) -> Result<Grain> {
         let t = g / self.gtes;
-        if !self.load_gt(t)? {
+        if !self.load_gt(c, t)? {
             return Ok(Grain::Absent);
         }
-        let (_, entries) = self.gt.as_ref().expect("loaded");
+        let (_, entries) = c.gt.as_ref().expect("loaded");
         Ok(match entries[(g % self.gtes) as usize] {
             0 => Grain::Absent,
             GTE_ZEROED if self.header.has_zeroed_grains() => Grain::Zeroed,
@@ -606,20 +634,20 @@ impl Sparse {
 
     /// The run of grains recorded alike from guest byte `offset` of the extent, within one grain table — or,
     /// for absent tables, within one window of the directory: its length and kind.
-    fn run(&mut self, offset: u64) -> Result<(u64, ExtentKind)> {
+    fn run(&self, c: &mut Cache, offset: u64) -> Result<(u64, ExtentKind)> {
         let g = offset / self.grain_bytes;
         let t = g / self.gtes;
-        let (end, kind) = if self.load_gt(t)? {
-            let kind = self.grain(g)?.kind();
+        let (end, kind) = if self.load_gt(c, t)? {
+            let kind = self.grain(c, g)?.kind();
             let mut end = g + 1;
-            while end < self.grains.min((t + 1) * self.gtes) && self.grain(end)?.kind() == kind {
+            while end < self.grains.min((t + 1) * self.gtes) && self.grain(c, end)?.kind() == kind {
                 end += 1;
             }
             (end, kind)
         } else {
             let mut next = t + 1;
             let window_end = (t - t % GD_WINDOW + GD_WINDOW).min(self.gt_count);
-            while next < window_end && self.gde(next)? == 0 {
+            while next < window_end && self.gde(c, next)? == 0 {
                 next += 1;
             }
             (next * self.gtes, ExtentKind::Unallocated)
@@ -629,14 +657,14 @@ impl Sparse {
 
     /// Fills `buf` from guest byte `offset` of the extent, all inside one grain, when the grain is stored;
     /// says how the grain is recorded either way.
-    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<Grain> {
+    fn read(&self, c: &mut Cache, offset: u64, buf: &mut [u8]) -> Result<Grain> {
         let g = offset / self.grain_bytes;
         let in_grain = offset % self.grain_bytes;
-        let grain = self.grain(g)?;
+        let grain = self.grain(c, g)?;
         if let Grain::Stored(sector) = grain {
             if self.header.compressed() {
-                self.inflate(g, sector)?;
-                let (_, data) = self.inflated.as_ref().expect("inflated");
+                self.inflate(c, g, sector)?;
+                let (_, data) = c.inflated.as_ref().expect("inflated");
                 buf.copy_from_slice(&data[in_grain as usize..in_grain as usize + buf.len()]);
             } else {
                 self.file.read_exact_at(sector * SECTOR + in_grain, buf)?;
@@ -646,8 +674,8 @@ impl Sparse {
     }
 
     /// Inflates grain `g`, stored at `sector`, into the one-grain cache.
-    fn inflate(&mut self, g: u64, sector: u64) -> Result<()> {
-        if self.inflated.as_ref().is_some_and(|(i, _)| *i == g) {
+    fn inflate(&self, c: &mut Cache, g: u64, sector: u64) -> Result<()> {
+        if c.inflated.as_ref().is_some_and(|(i, _)| *i == g) {
             return Ok(());
         }
         let at = sector * SECTOR;
@@ -674,19 +702,19 @@ impl Sparse {
             // No marker gives the length: the stream ends where zlib says it does.
             (at, self.max_compressed().min(self.file_len - at))
         };
-        if self.compressed.len() < size as usize {
-            self.compressed = zeroed_buffer(size, "a compressed grain")?;
+        if c.compressed.len() < size as usize {
+            c.compressed = zeroed_buffer(size, "a compressed grain")?;
         }
-        let input = &mut self.compressed[..size as usize];
+        let input = &mut c.compressed[..size as usize];
         self.file.read_exact_at(data_at, input)?;
-        let mut out = match self.inflated.take() {
+        let mut out = match c.inflated.take() {
             Some((_, out)) => out,
             // One byte more than a grain, so that a stream inflating past the grain is caught, not cut.
             None => zeroed_buffer(self.grain_bytes + 1, "an inflated grain")?,
         };
-        self.inflater.reset(true);
-        let status = self.inflater.decompress(input, &mut out, FlushDecompress::Finish);
-        let produced = self.inflater.total_out();
+        c.inflater.reset(true);
+        let status = c.inflater.decompress(input, &mut out, FlushDecompress::Finish);
+        let produced = c.inflater.total_out();
         let bad = |what: String| Error::corrupt(format!("Compressed grain {g} {what}")).at(at);
         match status {
             Ok(Status::StreamEnd) if produced > self.grain_bytes => {
@@ -711,7 +739,7 @@ impl Sparse {
                 self.grain_len(g)
             )));
         }
-        self.inflated = Some((g, out));
+        c.inflated = Some((g, out));
         Ok(())
     }
 
