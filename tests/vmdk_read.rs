@@ -350,6 +350,35 @@ fn mixed_extents_with_offsets() {
     assert_reads_as(&vmdk, &expected_path, expected.len() as u64);
 }
 
+/// Thousands of extents, the same sparse file among them many times over: one cache serves them all, and the
+/// map and the data come out right.
+#[test]
+fn many_extents_share_one_cache() {
+    let dir = tmp();
+    let d = dir.path();
+    let raw = source(d, MIB);
+    qemu_vmdk(&raw, &d.join("s.vmdk"), "subformat=streamOptimized");
+    let src = std::fs::read(&raw).unwrap();
+    let mut text = String::from("# Disk DescriptorFile\ncreateType=\"custom\"\n");
+    let mut expected = Vec::new();
+    for i in 0..3000 {
+        if i % 3 == 0 {
+            text += "RW 128 SPARSE \"s.vmdk\"\n";
+            expected.extend_from_slice(&src[..65536]);
+        } else {
+            text += "RW 1 ZERO\n";
+            expected.extend_from_slice(&[0; 512]);
+        }
+    }
+    let vmdk = d.join("many.vmdk");
+    std::fs::write(&vmdk, text).unwrap();
+    let expected_path = d.join("expected.raw");
+    std::fs::write(&expected_path, &expected).unwrap();
+    let mut image = open_image(&vmdk, None).unwrap();
+    assert_eq!(kinds(image.as_mut()).len(), 2000);
+    assert_reads_as(&vmdk, &expected_path, expected.len() as u64);
+}
+
 /// Opens `name` in `dir` and returns the error.
 fn open_err(path: &Path) -> diskbridge::Error {
     match open_image(path, None) {

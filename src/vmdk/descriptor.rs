@@ -455,6 +455,45 @@ ddb.virtualHWVersion = \"13\"\r
         );
     }
 
+    /// vmdk-convert's text (FORMATS.md §2.4.2) with `--sector-size 4096`: the extent literally named "disk",
+    /// and no newline after the last line.
+    const OPEN_VMDK: &str = "# Disk DescriptorFile
+version=1
+encoding=\"UTF-8\"
+CID=26da83af
+parentCID=ffffffff
+createType=\"streamOptimized\"
+
+# Extent description
+RW 128 SPARSE \"disk\"
+
+# The Disk Data Base
+#DDB
+
+ddb.longContentID = \"50389051fad884a0e03c1f5826da83af\"
+ddb.virtualHWVersion = \"4\"
+ddb.geometry.cylinders = \"1\"
+ddb.geometry.heads = \"255\"
+ddb.geometry.sectors = \"63\"
+ddb.logicalSectorSize = \"4096\"
+ddb.physicalSectorSize = \"4096\"
+ddb.adapterType = \"lsilogic\"
+ddb.toolsInstallType = \"4\"
+ddb.toolsVersion = \"2147483647\"";
+
+    #[test]
+    fn parses_vmdk_converts_text() {
+        let d = parse(OPEN_VMDK.as_bytes()).unwrap();
+        assert_eq!(
+            (d.cid, d.parent_cid, d.create_type.as_str()),
+            (0x26da83af, NO_PARENT, "streamOptimized")
+        );
+        assert_eq!(
+            d.extents,
+            [extent(Access::ReadWrite, 128, ExtentType::Sparse, "disk", 0)]
+        );
+    }
+
     #[test]
     fn parses_esxis_vmfs_descriptor_with_crlf_and_spaces_in_names() {
         let d = parse(ESXI_VMFS.as_bytes()).unwrap();

@@ -24,7 +24,7 @@ usage: diskbridge COMMAND [OPTIONS]
   convert [-p] [-q] [-f FMT] [-O FMT] [-o OPTIONS] [-m THREADS] INPUT OUTPUT
   create [-q] [-f FMT] [-o OPTIONS] OUTPUT [SIZE]
 
-Formats: qcow2 (read), raw, vmdk (write: streamOptimized for ESXi), vhdx (write: dynamic).
+Formats: qcow2 (read), raw, vmdk (read: any hosted; write: streamOptimized for ESXi), vhdx (write: dynamic).
 OUTPUT '-' writes to standard output. DISKBRIDGE_SEED=N makes random fields reproducible;
 SOURCE_DATE_EPOCH=SECS fixes timestamps; DISKBRIDGE_THREADS=N limits encoder threads.
 See README.md for every option.
