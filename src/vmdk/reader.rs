@@ -409,7 +409,7 @@ impl Image for VmdkImage {
     }
 }
 
-/// One hosted sparse extent, with the one grain table and the one inflated grain it keeps.
+/// One hosted sparse extent: its file and geometry. Its tables and grains are read through the [`Cache`].
 struct Sparse {
     file: Box<dyn ReadAt>,
     /// The extent file's name, for errors.
