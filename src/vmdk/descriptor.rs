@@ -186,8 +186,12 @@ pub const NO_PARENT: u32 = 0xFFFF_FFFF;
 /// extent; `Unsupported` for encrypted disks and descriptor versions above 3.
 pub fn parse(bytes: &[u8]) -> Result<Descriptor> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    let text = std::str::from_utf8(&bytes[..end])
-        .map_err(|e| Error::corrupt("The descriptor is not UTF-8 text").at(e.valid_up_to() as u64))?;
+    let text = std::str::from_utf8(&bytes[..end]).map_err(|e| {
+        Error::corrupt(format!(
+            "The descriptor is not UTF-8 text (byte {} of it)",
+            e.valid_up_to()
+        ))
+    })?;
     let mut d = Descriptor {
         cid: 0,
         parent_cid: NO_PARENT,
