@@ -379,7 +379,7 @@ fn many_extents_share_one_cache() {
     assert_reads_as(&vmdk, &expected_path, expected.len() as u64);
 }
 
-/// Opens `name` in `dir` and returns the error.
+/// Opens `path` (probed), maps and reads it whole, and returns the first error; panics if there is none.
 fn open_err(path: &Path) -> diskbridge::Error {
     match open_image(path, None) {
         Ok(mut image) => {
