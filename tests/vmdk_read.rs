@@ -225,6 +225,20 @@ fn an_overlay_reads_through_to_its_parent() {
     );
     assert_eq!(image.info().full_backing_filename.as_deref(), Some(s(&base)));
     assert_reads_as(&windows, &expected, 40 * MIB);
+    // A parent changed since the delta was made still reads, with a warning.
+    let stale = d.join("stale.vmdk");
+    let text = edit_descriptor(
+        &std::fs::read(&overlay).unwrap(),
+        &format!("parentCID={cid:x}"),
+        "parentCID=1234abcd",
+    );
+    std::fs::write(&stale, text).unwrap();
+    let image = open_image(&stale, None).unwrap();
+    assert!(
+        image.info().warnings.iter().any(|w| w.contains("1234abcd")),
+        "{:?}",
+        image.info().warnings
+    );
 }
 
 /// `vmdk` with `from` replaced by `to` in its embedded descriptor (sectors 1..21), which stays NUL-padded.
