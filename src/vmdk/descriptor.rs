@@ -90,8 +90,8 @@ pub fn text(capacity: u64, extent_name: &str, opts: &VmdkOptions, ids: &ContentI
     ))
 }
 
-/// The most descriptor text accepted, in a descriptor file or embedded: 1 MiB, qemu's cap too. Real ones are
-/// under 2 KiB; a twoGbMaxExtent disk of 64 TiB lists 32768 extents in about 1 MiB.
+/// The most descriptor text accepted, in a descriptor file or embedded: 1 MiB, qemu's cap too. Most are under
+/// 2 KiB; the largest hosted disk VMware makes (8 TiB) split into 2 GiB extents lists 4096 in about 200 KiB.
 pub const MAX_TEXT: u64 = 1 << 20;
 
 /// How an extent may be accessed (`RW`, `RDONLY`, `NOACCESS`).
