@@ -186,12 +186,7 @@ pub const NO_PARENT: u32 = 0xFFFF_FFFF;
 /// extent; `Unsupported` for encrypted disks and descriptor versions above 3.
 pub fn parse(bytes: &[u8]) -> Result<Descriptor> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    let text = std::str::from_utf8(&bytes[..end]).map_err(|e| {
-        Error::corrupt(format!(
-            "The descriptor is not UTF-8 text (byte {} of it)",
-            e.valid_up_to()
-        ))
-    })?;
+    let text = decode(&bytes[..end])?;
     let mut d = Descriptor {
         cid: 0,
         parent_cid: NO_PARENT,
@@ -253,6 +248,49 @@ pub fn parse(bytes: &[u8]) -> Result<Descriptor> {
         return Err(Error::corrupt("The descriptor lists no extent"));
     }
     Ok(d)
+}
+
+/// The descriptor as text: UTF-8, or the Windows code page older VMware Workstations wrote on Windows
+/// (`encoding="windows-1252"`), whose file names become the UTF-8 names they have once copied off Windows.
+fn decode(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>> {
+    let err = match std::str::from_utf8(bytes) {
+        Ok(text) => return Ok(text.into()),
+        Err(e) => e,
+    };
+    // The key and its value are ASCII in every encoding VMware uses, so they can be found in the raw bytes.
+    let encoding = bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.trim_ascii().strip_prefix(b"encoding"))
+        .filter_map(|rest| rest.trim_ascii().strip_prefix(b"="))
+        .map(|value| {
+            String::from_utf8_lossy(value.trim_ascii())
+                .trim_matches('"')
+                .to_ascii_lowercase()
+        })
+        .next();
+    match encoding.as_deref() {
+        Some("windows-1252" | "iso-8859-1" | "latin1") => Ok(bytes.iter().map(|&b| windows_1252(b)).collect()),
+        Some(other) => Err(Error::unsupported(format!(
+            "VMDK descriptors in encoding '{other}' are not supported"
+        ))),
+        None => Err(Error::corrupt(format!(
+            "The descriptor is not UTF-8 text (byte {} of it)",
+            err.valid_up_to()
+        ))),
+    }
+}
+
+/// A windows-1252 byte as a character: Latin-1 but for 0x80..0xA0, where Windows puts punctuation and a few
+/// letters (the five bytes it leaves undefined are kept as the C1 controls Latin-1 has there).
+fn windows_1252(b: u8) -> char {
+    const HIGH: [char; 32] = [
+        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8d}', 'Ž', '\u{8f}', '\u{90}', '‘',
+        '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9d}', 'ž', 'Ÿ',
+    ];
+    match b {
+        0x80..0xA0 => HIGH[usize::from(b - 0x80)],
+        _ => char::from(b),
+    }
 }
 
 /// An extent line, `None` for a line that does not start with an access mode, or what is wrong with it.
@@ -540,6 +578,13 @@ ddb.toolsVersion = \"2147483647\"";
     }
 
     #[test]
+    fn windows_1252_descriptors_decode_to_the_names_files_get_off_windows() {
+        let text =
+            b"encoding=\"windows-1252\"\r\ncreateType=\"monolithicSparse\"\r\nRW 8 SPARSE \"Caf\xe9 \x80\x9f.vmdk\"";
+        assert_eq!(parse(text).unwrap().extents[0].file, "Café €Ÿ.vmdk");
+    }
+
+    #[test]
     fn garbage_is_refused_with_the_line() {
         use crate::error::ErrorKind::*;
         let fail = |t: &[u8]| {
@@ -587,6 +632,10 @@ ddb.toolsVersion = \"2147483647\"";
                 .contains("no extent")
         );
         assert!(fail(b"createType=\"x\"\nRW 1 SPARSE \"\xff\"").1.contains("UTF-8"));
+        assert_eq!(
+            fail(b"encoding=\"Shift_JIS\"\ncreateType=\"x\"\nRW 1 SPARSE \"\x83\x66\"").0,
+            Unsupported
+        );
         assert_eq!(fail(b"version=4\ncreateType=\"x\"\nRW 1 ZERO").0, Unsupported);
         let (kind, msg) = fail(b"createType=\"x\"\nRW 1 SPARSE \"a\"\nencryption.keySafe = \"vmware:key\"");
         assert_eq!(kind, Unsupported);
