@@ -37,6 +37,9 @@ pub struct VmdkImage {
     file_len: u64,
     parts: Vec<Part>,
     cache: Cache,
+    /// The extent last returned: the pipeline asks again at every unit inside it, and finding its end anew
+    /// would scan the rest of the grain table each time.
+    last: Option<Extent>,
     parent: Option<Box<dyn Image>>,
 }
 
@@ -154,6 +157,7 @@ impl VmdkImage {
             file_len,
             parts,
             cache: Cache::new(),
+            last: None,
             parent,
         })
     }
@@ -166,6 +170,33 @@ impl VmdkImage {
             .get(i)
             .ok_or_else(|| Error::argument(format!("Guest offset {offset:#x} is past the end of the disk")))?;
         Ok((i, offset - part.start))
+    }
+
+    /// The extent at `offset` as the metadata gives it: one run of a grain table, or a whole flat or zero
+    /// extent; absent grains as the parent maps them.
+    fn map_at(&mut self, offset: u64) -> Result<Extent> {
+        let (i, rel) = self.part(offset)?;
+        let part = &self.parts[i];
+        let left = part.len - rel;
+        let (length, kind) = match &part.kind {
+            PartKind::Zero => (left, ExtentKind::Zero),
+            PartKind::Flat { .. } => (left, ExtentKind::Data),
+            PartKind::Sparse(s) => {
+                let (length, kind) = s.run(self.cache.claim(i), rel).map_err(|e| e.in_file(s.name.clone()))?;
+                (length.min(left), kind)
+            }
+        };
+        if let (ExtentKind::Unallocated, Some(parent)) = (kind, &mut self.parent) {
+            if offset < parent.virtual_size() {
+                let p = parent.extent_at(offset)?;
+                return Ok(Extent {
+                    offset,
+                    length: length.min(p.end() - offset),
+                    kind: p.kind,
+                });
+            }
+        }
+        Ok(Extent { offset, length, kind })
     }
 
     /// Reads what the parent holds at `offset`; zeros without a parent or past its end.
@@ -330,28 +361,16 @@ impl Image for VmdkImage {
     }
 
     fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        let (i, rel) = self.part(offset)?;
-        let part = &self.parts[i];
-        let left = part.len - rel;
-        let (length, kind) = match &part.kind {
-            PartKind::Zero => (left, ExtentKind::Zero),
-            PartKind::Flat { .. } => (left, ExtentKind::Data),
-            PartKind::Sparse(s) => {
-                let (length, kind) = s.run(self.cache.claim(i), rel).map_err(|e| e.in_file(s.name.clone()))?;
-                (length.min(left), kind)
-            }
-        };
-        if let (ExtentKind::Unallocated, Some(parent)) = (kind, &mut self.parent) {
-            if offset < parent.virtual_size() {
-                let p = parent.extent_at(offset)?;
-                return Ok(Extent {
-                    offset,
-                    length: length.min(p.end() - offset),
-                    kind: p.kind,
-                });
-            }
+        if let Some(last) = self.last.filter(|e| e.offset <= offset && offset < e.end()) {
+            return Ok(Extent {
+                offset,
+                length: last.end() - offset,
+                kind: last.kind,
+            });
         }
-        Ok(Extent { offset, length, kind })
+        let extent = self.map_at(offset)?;
+        self.last = Some(extent);
+        Ok(extent)
     }
 
     fn read_at(&mut self, mut offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -378,7 +397,10 @@ impl Image for VmdkImage {
                     // A grain at a time: neighbours may be absent, zeroed or compressed apart.
                     n = n.min((s.grain_bytes - rel % s.grain_bytes) as usize);
                     let chunk = &mut buf[done..done + n];
-                    match s.read(self.cache.claim(i), rel, chunk).map_err(|e| e.in_file(s.name.clone()))? {
+                    match s
+                        .read(self.cache.claim(i), rel, chunk)
+                        .map_err(|e| e.in_file(s.name.clone()))?
+                    {
                         Grain::Absent => true,
                         Grain::Zeroed => {
                             chunk.fill(0);
