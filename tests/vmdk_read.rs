@@ -626,6 +626,25 @@ fn missing_files_and_parent_loops() {
     assert_error(&looped, ErrorKind::Corrupt, &["loop"]);
 }
 
+/// A directory whose every entry points at the same empty table maps as one run, found without reading a
+/// table per entry.
+#[test]
+fn a_directory_of_one_repeated_empty_table_is_one_run() {
+    let dir = tmp();
+    let vmdk = dir.path().join("empty.vmdk");
+    qemu_img(&["create", "-f", "vmdk", s(&vmdk), "64G"]);
+    let mut b = std::fs::read(&vmdk).unwrap();
+    let gd = le64(&b, 56) as usize * 512;
+    let first = b[gd..gd + 4].to_vec();
+    for t in 0..2048 {
+        b[gd + t * 4..gd + t * 4 + 4].copy_from_slice(&first);
+    }
+    std::fs::write(&vmdk, &b).unwrap();
+    let mut image = open_image(&vmdk, None).unwrap();
+    let e = image.extent_at(0).unwrap();
+    assert_eq!((e.length, e.kind), (64 << 30, ExtentKind::Unallocated), "one query");
+}
+
 /// Reads `bytes` as a VMDK in memory (no other files): the result of mapping and reading it all, or the
 /// first error. Never panics, whatever the bytes.
 fn read_all(bytes: Vec<u8>) -> Result<Vec<u8>> {

@@ -659,22 +659,32 @@ impl Sparse {
     fn run(&self, c: &mut Cache, offset: u64) -> Result<(u64, ExtentKind)> {
         let g = offset / self.grain_bytes;
         let t = g / self.gtes;
-        let (end, kind) = if self.load_gt(c, t)? {
+        let table_end = (t + 1) * self.gtes;
+        let empty_gde = if self.load_gt(c, t)? {
             let kind = self.grain(c, g)?.kind();
             let mut end = g + 1;
-            while end < self.grains.min((t + 1) * self.gtes) && self.grain(c, end)?.kind() == kind {
+            while end < self.grains.min(table_end) && self.grain(c, end)?.kind() == kind {
                 end += 1;
             }
-            (end, kind)
-        } else {
-            let mut next = t + 1;
-            let window_end = (t - t % GD_WINDOW + GD_WINDOW).min(self.gt_count);
-            while next < window_end && self.gde(c, next)? == 0 {
-                next += 1;
+            let empty = end == table_end && c.gt.as_ref().is_some_and(|(_, e)| e.iter().all(|&e| e == 0));
+            if !empty {
+                return Ok(((end * self.grain_bytes).min(self.capacity) - offset, kind));
             }
-            (next * self.gtes, ExtentKind::Unallocated)
+            self.gde(c, t)?
+        } else {
+            0
         };
-        Ok(((end * self.grain_bytes).min(self.capacity) - offset, kind))
+        // Absent tables, and repeats of an empty one (a crafted directory can point every entry at the same
+        // table), are one run: a scan of the directory, not of a table per entry.
+        let mut next = t + 1;
+        let window_end = (t - t % GD_WINDOW + GD_WINDOW).min(self.gt_count);
+        while next < window_end && [0, empty_gde].contains(&self.gde(c, next)?) {
+            next += 1;
+        }
+        Ok((
+            (next * self.gtes * self.grain_bytes).min(self.capacity) - offset,
+            ExtentKind::Unallocated,
+        ))
     }
 
     /// Fills `buf` from guest byte `offset` of the extent, all inside one grain, when the grain is stored;
