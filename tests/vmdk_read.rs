@@ -199,6 +199,7 @@ fn diskbridges_own_output_in_both_layouts() {
             seed: 1,
             epoch: 0,
             output_name: "x.vmdk".into(),
+            compressed: false,
         };
         let source = open_image(&raw, Some(Format::Raw)).unwrap();
         run(source, writer(&target, size, sink).unwrap(), RunOptions::default()).unwrap();
@@ -526,6 +527,7 @@ fn truncations_never_panic_and_a_truncated_stream_is_refused() {
             seed: 1,
             epoch: 0,
             output_name: String::new(),
+            compressed: false,
         };
         let sink = Box::new(StreamSink::new(std::fs::File::create(&stream).unwrap()));
         let source = open_image(&raw, Some(Format::Raw)).unwrap();
