@@ -53,9 +53,9 @@ fn check(argv: &[String]) -> Result<u8, Failure> {
     };
     let result = diskbridge::check::check(&file, format, &mut |problem| eprintln!("{problem}")).map_err(failed)?;
     if json {
-        println!("{}", to_json(&result, path, format).render());
+        super::say(&to_json(&result, path, format).render());
     } else if !quiet {
-        print!("{}", human(&result));
+        super::say(human(&result).trim_end_matches('\n'));
     }
     Ok(result.exit_code())
 }

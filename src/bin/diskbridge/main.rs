@@ -64,11 +64,11 @@ fn main() -> ExitCode {
         Some("compare") => return cmd_compare(&argv[1..]),
         Some("check") => return check::run(&argv[1..]),
         Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
+            say(USAGE.trim_end());
             Ok(())
         }
         Some("-V" | "--version") => {
-            println!("diskbridge {}", env!("CARGO_PKG_VERSION"));
+            say(&format!("diskbridge {}", env!("CARGO_PKG_VERSION")));
             Ok(())
         }
         Some(other) => Err(Failure::Usage(format!("unknown command '{other}'"))),
@@ -95,6 +95,11 @@ fn report(failure: Failure) -> u8 {
             if e.kind() == ErrorKind::Cancelled { 130 } else { 1 }
         }
     }
+}
+
+/// Prints a report line on stdout. A reader that went away (`| head`) is not an error for a report.
+fn say(text: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 fn warn(message: &str) {
@@ -144,7 +149,7 @@ fn cmd_info(argv: &[String]) -> Result<(), Failure> {
     let mut image = open_input(path, format)?;
     let reports = info::collect(path, image.as_mut(), chain).map_err(|e| Failure::Error(Some(path.into()), e))?;
     let text = if json { info::json(&reports, chain) } else { info::human(&reports) };
-    println!("{}", text.trim_end());
+    say(text.trim_end());
     Ok(())
 }
 
@@ -364,7 +369,7 @@ fn cmd_compare(argv: &[String]) -> ExitCode {
     }
     let say = |line: &str| {
         if !quiet {
-            println!("{line}");
+            say(line);
         }
     };
     match result {
@@ -412,7 +417,7 @@ fn cmd_create(argv: &[String]) -> Result<(), Failure> {
     let target = target_for(format, options, output, false)?;
     write_image(Box::new(Blank::new(size.div_ceil(512) * 512)), None, &target, output, false)?;
     if output != "-" {
-        println!("Formatting '{output}', fmt={} size={size}", format.name());
+        say(&format!("Formatting '{output}', fmt={} size={size}", format.name()));
     }
     Ok(())
 }
