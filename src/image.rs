@@ -61,7 +61,9 @@ impl Format {
     pub fn probe(head: &[u8], tail: &[u8]) -> Format {
         if head.starts_with(b"QFI\xfb") {
             Format::Qcow2
-        } else if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") {
+        } else if head.starts_with(b"KDMV") || head.starts_with(b"COWD") || head.starts_with(b"# Disk DescriptorFile") {
+            // COWD (ESXi's vmfsSparse) too, as qemu probes it, so that its error names it rather than the file
+            // passing for raw.
             Format::Vmdk
         } else if head.starts_with(b"vhdxfile") {
             Format::Vhdx
@@ -102,6 +104,15 @@ pub enum FormatSpecific {
         corrupt: bool,
         /// Incompatible feature bit 4.
         extended_l2: bool,
+    },
+    /// VMDK descriptor facts.
+    Vmdk {
+        /// `CID`, the content id.
+        cid: u32,
+        /// `parentCID`; 0xffffffff without a parent.
+        parent_cid: u32,
+        /// `createType`, e.g. "monolithicSparse".
+        create_type: String,
     },
 }
 
@@ -226,7 +237,7 @@ impl<'a> OpenContext<'a> {
         referrer: &str,
         format: Option<Format>,
     ) -> Result<(String, Box<dyn Image>)> {
-        let (resolved, file) = self.resolver.open(name, referrer).map_err(|e| e.in_file(referrer.to_string()))?;
+        let (resolved, file) = self.open_part(name, referrer)?;
         let image = self.open_file(&resolved, file, format)?;
         Ok((resolved, image))
     }
@@ -235,6 +246,16 @@ impl<'a> OpenContext<'a> {
     /// checks its parent's unique id) or that needs the resolved name.
     pub fn resolver(&self) -> &'a dyn FileResolver {
         self.resolver
+    }
+
+    /// Opens a file named inside `referrer` that is part of the same image, such as an extent of a multi-file
+    /// VMDK. Unlike a backing file it is not a link of the chain, so it counts neither towards the depth nor
+    /// as a loop when two extents name the same file. Returns the resolved name and the file.
+    ///
+    /// # Errors
+    /// Whatever the resolver gives, naming `referrer`.
+    pub fn open_part(&self, name: &str, referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
+        self.resolver.open(name, referrer).map_err(|e| e.in_file(referrer.to_string()))
     }
 
     /// Opens `file` (named `name`) in the format given, or the probed one.
@@ -256,9 +277,8 @@ impl<'a> OpenContext<'a> {
             Format::Vpc => crate::vpc::Vpc::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Ova => crate::ova::open_disk(name, file, self.ova_disk, self),
             Format::Vhdx => crate::vhdx::Vhdx::open(file).map(|i| Box::new(i) as Box<dyn Image>),
-            Format::Vmdk | Format::Ovf => {
-                Err(Error::unsupported(format!("Reading {format} images is not supported yet")))
-            }
+            Format::Vmdk => crate::vmdk::VmdkImage::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
+            Format::Ovf => Err(Error::unsupported("An OVF descriptor is not a disk: convert the disk it names")),
         };
         self.chain.pop();
         image.map_err(|e| e.in_file(name.to_string()))

@@ -5,11 +5,13 @@
 //! - [`io`]: positioned reads ([`io::ReadAt`]) and writes ([`io::Sink`]); the core never opens files itself.
 //! - [`image`]: an opened input ([`image::Image`]) as a guest map plus guest reads; probing and backing chains.
 //! - [`convert`]: the pipeline from an image to an [`convert::ImageWriter`], encoding on all cores.
+//! - [`check`]: qemu-img check's consistency check, for the formats that have one.
 //! - one module per format: [`qcow2`], [`vmdk`], [`vhdx`], [`vpc`], [`raw`]; [`ova`] packages a VMDK with its
 //!   [`ovf`] descriptor for ESXi.
 //! - `web` (wasm32 only): the bindings the browser page's workers call.
 #![deny(missing_docs)]
 
+pub mod check;
 pub mod compare;
 pub mod convert;
 pub mod error;

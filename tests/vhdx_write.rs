@@ -25,6 +25,7 @@ fn target(options: &str, seed: u64) -> Target {
         seed,
         epoch: 0,
         output_name: "out.vhdx".into(),
+        compressed: false,
     }
 }
 

@@ -16,6 +16,17 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// Every type, in `compression_type` order.
+    pub const ALL: [Compression; 2] = [Compression::Deflate, Compression::Zstd];
+
+    /// The header's `compression_type` byte.
+    pub fn code(self) -> u8 {
+        match self {
+            Compression::Deflate => 0,
+            Compression::Zstd => 1,
+        }
+    }
+
     /// qemu's name, as `qemu-img info` prints it.
     pub fn name(self) -> &'static str {
         match self {

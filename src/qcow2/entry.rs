@@ -34,6 +34,12 @@
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 /// Bit 62 of an L2 entry.
 const COMPRESSED: u64 = 1 << 62;
+/// Bit 63 of L1 and L2 entries: the cluster's refcount is exactly one, so qemu may write it in place.
+const COPIED: u64 = 1 << 63;
+/// Bits 56–62 of an L1 entry.
+const L1_RESERVED: u64 = 0x7f00_0000_0000_01ff;
+/// Bits 1–8 and 56–61 of a standard cluster descriptor.
+const L2_RESERVED: u64 = 0x3f00_0000_0000_01fe;
 /// Bit 0 of a standard cluster descriptor.
 const ZERO: u64 = 1;
 /// Sectors in a compressed descriptor are always 512 bytes, whatever the cluster size.
@@ -102,6 +108,80 @@ impl CompressedRun {
     pub fn end(&self) -> u64 {
         self.offset + self.length
     }
+
+    /// The L2 entry for `length` (≥ 1) compressed bytes at `offset`, as qemu writes it: the sector field counts
+    /// the sectors after the one holding the first byte, up to the one holding the last. The caller keeps
+    /// `offset` below `2^x` and `length` within one cluster.
+    pub fn encode(offset: u64, length: u64, cluster_bits: u32) -> u64 {
+        let x = 62 - (cluster_bits - 8);
+        let extra = (offset + length - 1) / SECTOR - offset / SECTOR;
+        COMPRESSED | extra << x | offset
+    }
+
+    /// The highest file offset a compressed descriptor can hold, plus one.
+    pub fn offset_limit(cluster_bits: u32) -> u64 {
+        1 << (62 - (cluster_bits - 8))
+    }
+}
+
+/// The L1 entry for an L2 table at `offset`, which the writer gives a refcount of one.
+pub fn l1_entry(offset: u64) -> u64 {
+    COPIED | offset
+}
+
+/// The L2 entry for a data cluster at `offset`, which the writer gives a refcount of one.
+pub fn l2_data_entry(offset: u64) -> u64 {
+    COPIED | offset
+}
+
+/// Whether an L1 or L2 entry claims a refcount of exactly one (qemu-img check compares this with the
+/// refcounts, and a compressed cluster must never claim it).
+pub fn copied(entry: u64) -> bool {
+    entry & COPIED != 0
+}
+
+/// Whether an L1 entry has reserved bits set (qemu-img check counts that as corruption).
+pub fn l1_reserved_bits(entry: u64) -> bool {
+    entry & L1_RESERVED != 0
+}
+
+/// The offset bits of an L1 entry, unvalidated: qemu-img check walks even an unaligned table.
+pub fn l1_offset_bits(entry: u64) -> u64 {
+    entry & OFFSET_MASK
+}
+
+/// The compressed run of an L2 entry, if it is compressed.
+pub fn compressed_run(entry: u64, layout: &Layout) -> Option<CompressedRun> {
+    (entry & COMPRESSED != 0).then(|| CompressedRun::decode(entry, layout.cluster_bits))
+}
+
+/// An uncompressed L2 entry as qemu-img check classifies it (qemu's cluster types, without the validation
+/// [`decode_l2`] does for reading).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocation {
+    /// The host cluster offset as stored, maybe unaligned; 0 for none. A zero cluster may keep one.
+    pub host: u64,
+    /// Whether the host cluster holds guest data (not only reserved for a zero cluster).
+    pub holds_data: bool,
+    /// Reserved bits of the standard cluster descriptor are set.
+    pub reserved_bits: bool,
+    /// Extended L2: some subclusters are marked both allocated and zero.
+    pub conflicting_subclusters: bool,
+    /// Extended L2: allocated subclusters without a host cluster.
+    pub orphan_subclusters: bool,
+}
+
+/// Classifies an uncompressed L2 entry; `bitmap` is the second half of an extended entry (0 otherwise).
+pub fn allocation(entry: u64, bitmap: u64, layout: &Layout) -> Allocation {
+    let host = entry & OFFSET_MASK;
+    let (alloc, zero) = (bitmap as u32, (bitmap >> 32) as u32);
+    Allocation {
+        host,
+        holds_data: if layout.extended_l2 { alloc != 0 } else { entry & ZERO == 0 },
+        reserved_bits: entry & L2_RESERVED != 0,
+        conflicting_subclusters: layout.extended_l2 && host != 0 && alloc & zero != 0,
+        orphan_subclusters: layout.extended_l2 && host == 0 && alloc != 0,
+    }
 }
 
 /// Decodes an L1 entry into the offset of its L2 table, 0 when the range is unallocated.
@@ -109,7 +189,7 @@ impl CompressedRun {
 /// # Errors
 /// A message when the offset is not cluster-aligned.
 pub fn l2_table_offset(entry: u64, layout: &Layout) -> Result<u64, String> {
-    let offset = entry & OFFSET_MASK;
+    let offset = l1_offset_bits(entry);
     if offset & (layout.cluster_size() - 1) != 0 {
         return Err(format!("L2 table offset {offset:#x} is not cluster-aligned"));
     }
@@ -259,6 +339,49 @@ mod tests {
             CompressedRun::decode(0x3ffe_0000_0000_0010, 21),
             CompressedRun { offset: 0x10, length: 8192 * 512 - 16 }
         );
+    }
+
+    #[test]
+    fn encoders_round_trip_through_the_decoders() {
+        // L1: COPIED | 0x40000, as qemu writes a fresh image's first L2 table.
+        assert_eq!(l1_entry(0x40000), 0x8000_0000_0004_0000);
+        assert_eq!(l2_table_offset(l1_entry(0x40000), &V3), Ok(0x40000));
+        assert!(copied(l1_entry(0x40000)) && !l1_reserved_bits(l1_entry(0x40000)));
+        // L2: COPIED | 0x50000.
+        assert_eq!(l2_data_entry(0x50000), 0x8000_0000_0005_0000);
+        assert_eq!(decode_l2(l2_data_entry(0x50000), 0, &V3), Ok(Mapping::Data(0x50000)));
+        let a = allocation(l2_data_entry(0x50000), 0, &V3);
+        assert_eq!((a.host, a.holds_data), (0x50000, true));
+        // qemu's 749 bytes at 0x50113: last byte at 0x503ff, one sector after the first.
+        let entry = CompressedRun::encode(0x50113, 749, 16);
+        assert_eq!(entry, 0x4040_0000_0005_0113);
+        assert!(!copied(entry));
+        assert_eq!(compressed_run(entry, &V3), Some(CompressedRun { offset: 0x50113, length: 749 }));
+        assert_eq!(compressed_run(l2_data_entry(0x50000), &V3), None);
+        // One byte more spills into a third sector; the reader then reads to that sector's end.
+        let run = CompressedRun::decode(CompressedRun::encode(0x50113, 750, 16), 16);
+        assert_eq!(run, CompressedRun { offset: 0x50113, length: 3 * 512 - 0x113 });
+        // 512-byte clusters: at most 511 bytes, which span two sectors at most (one bit).
+        assert_eq!(CompressedRun::encode(0x3ff, 511, 9), 0x6000_0000_0000_03ff);
+        assert_eq!(CompressedRun::offset_limit(16), 1 << 54);
+    }
+
+    #[test]
+    fn allocations_as_qemu_img_check_sees_them() {
+        // A zero cluster that keeps its host cluster (qemu's ZERO_ALLOC): allocated, no data.
+        let a = allocation(0x0000_0000_0006_0001, 0, &V3);
+        assert_eq!((a.host, a.holds_data), (0x60000, false));
+        // Unaligned offsets are kept as they are, for the check to report.
+        assert_eq!(allocation(0x8000_0000_0005_0200, 0, &V3).host, 0x50200);
+        assert!(allocation(0x0100_0000_0005_0000, 0, &V3).reserved_bits); // bit 56
+        assert!(allocation(0x0000_0000_0000_0002, 0, &V3).reserved_bits); // bit 1
+        assert!(!allocation(0x8000_0000_0005_0001, 0, &V3).reserved_bits);
+        assert_eq!(l1_offset_bits(0x8000_0000_0004_0200), 0x40200);
+        // Extended L2: subcluster 0 both allocated and zero; allocated subclusters without a host cluster.
+        assert!(allocation(0x50000, 0x0000_0001_0000_0001, &EXT).conflicting_subclusters);
+        assert!(allocation(0, 0x0000_0000_0000_0001, &EXT).orphan_subclusters);
+        let ok = allocation(0x50000, 0x0000_0000_0000_0003, &EXT);
+        assert!(ok.holds_data && !ok.conflicting_subclusters && !ok.orphan_subclusters);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The qcow2 header and its extensions (qcow2 spec, "Header" and "Header extensions"), parsed from the bytes of
-//! cluster 0 and checked against qemu's limits and the file's length before anything in it is used.
+//! cluster 0 and checked against qemu's limits and the file's length before anything in it is used; and
+//! serialized for the writer from the same field offsets.
 
 use super::compressed::Compression;
 use super::entry::Layout;
@@ -27,6 +28,8 @@ const COMPATIBLE_FEATURES: usize = 80;
 const REFCOUNT_ORDER: usize = 96;
 const HEADER_LENGTH: usize = 100;
 const COMPRESSION_TYPE: usize = 104;
+/// The version 3 header qemu writes: up to the compression type and its 7 bytes of padding.
+const V3_WRITTEN_LENGTH: usize = 112;
 /// Version 2 headers end here; version 3 headers are at least `V3_LENGTH` long.
 const V2_LENGTH: usize = 72;
 const V3_LENGTH: usize = 104;
@@ -36,6 +39,7 @@ const EXT_END: u32 = 0;
 const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
 const EXT_FEATURE_NAMES: u32 = 0x6803_f857;
 const EXT_DATA_FILE: u32 = 0x4441_5441; // "DATA"
+const EXT_BITMAPS: u32 = 0x2385_2875;
 
 // Incompatible feature bits this reader handles.
 const INCOMPAT_DIRTY: u64 = 1 << 0;
@@ -46,16 +50,21 @@ const INCOMPAT_EXTENDED_L2: u64 = 1 << 4;
 const INCOMPAT_KNOWN: u64 =
     INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTENDED_L2;
 const COMPAT_LAZY_REFCOUNTS: u64 = 1 << 0;
+/// Refcounts the writer uses (and version 2 implies): 16 bits.
+pub const REFCOUNT_ORDER_16: u32 = 4;
 
 // qemu's limits (block/qcow2.h).
-const MIN_CLUSTER_BITS: u32 = 9;
-const MAX_CLUSTER_BITS: u32 = 21;
+/// Smallest cluster size qemu accepts: 512 bytes.
+pub const MIN_CLUSTER_BITS: u32 = 9;
+/// Largest: 2 MiB.
+pub const MAX_CLUSTER_BITS: u32 = 21;
 /// Extended L2 needs subclusters of at least 512 bytes: 32 x 512.
 const MIN_EXTENDED_L2_CLUSTER_BITS: u32 = 14;
 const MAX_REFCOUNT_ORDER: u32 = 6;
 /// `QCOW_MAX_L1_SIZE`, in bytes; it also bounds the virtual size an image can have.
 pub const MAX_L1_BYTES: u64 = 32 << 20;
-const MAX_REFTABLE_BYTES: u64 = 8 << 20;
+/// `QCOW_MAX_REFTABLE_SIZE`, in bytes.
+pub const MAX_REFTABLE_BYTES: u64 = 8 << 20;
 const MAX_SNAPSHOTS: u32 = 65536;
 const MAX_BACKING_NAME: u64 = 1023;
 /// qemu keeps the backing format in a 16-byte C string.
@@ -76,6 +85,18 @@ pub struct Header {
     pub l1_table_offset: u64,
     /// L1 entries that map the guest disk (entries beyond hold VM state, or nothing).
     pub l1_entries: u64,
+    /// L1 entries in the table, as stored (at least `l1_entries`).
+    pub l1_size: u32,
+    /// File offset of the refcount table.
+    pub refcount_table_offset: u64,
+    /// Clusters of the refcount table.
+    pub refcount_table_clusters: u32,
+    /// Internal snapshots.
+    pub nb_snapshots: u32,
+    /// File offset of the snapshot table (cluster-aligned, inside the file, when there are snapshots).
+    pub snapshots_offset: u64,
+    /// Whether a bitmaps extension is present (its tables hold clusters too).
+    pub bitmaps: bool,
     /// Incompatible feature bits (all of them known to this reader).
     pub incompatible: u64,
     /// Compatible feature bits.
@@ -143,6 +164,12 @@ impl Header {
             size: f.size,
             l1_table_offset: f.l1_table_offset,
             l1_entries,
+            l1_size: f.l1_size,
+            refcount_table_offset: f.refcount_table_offset,
+            refcount_table_clusters: f.refcount_table_clusters,
+            nb_snapshots: f.nb_snapshots,
+            snapshots_offset: f.snapshots_offset,
+            bitmaps: ext.bitmaps,
             incompatible: f.incompatible,
             compatible: f.compatible,
             refcount_order: f.refcount_order,
@@ -165,6 +192,37 @@ impl Header {
     /// Compatible bit 0.
     pub fn lazy_refcounts(&self) -> bool {
         self.compatible & COMPAT_LAZY_REFCOUNTS != 0
+    }
+
+    /// The feature bits a new image with these settings carries: the compression type's incompatible bit,
+    /// the lazy-refcounts compatible bit.
+    pub fn features(compression: Compression, lazy_refcounts: bool) -> (u64, u64) {
+        let incompatible = if compression == Compression::Deflate { 0 } else { INCOMPAT_COMPRESSION };
+        (incompatible, if lazy_refcounts { COMPAT_LAZY_REFCOUNTS } else { 0 })
+    }
+
+    /// Cluster 0 of a new image: the header as qemu writes it (version 3: 112 bytes with the compression
+    /// type; version 2: 72 bytes), then the end-of-extensions marker, zeros to the end of the cluster. No
+    /// snapshots, no backing file, no other extensions: the writer makes none, so they are not serialized.
+    pub fn to_cluster(&self) -> Vec<u8> {
+        let mut b = vec![0u8; self.layout.cluster_size() as usize];
+        BigEndian::write_u32(&mut b, MAGIC);
+        BigEndian::write_u32(&mut b[VERSION..], self.version);
+        BigEndian::write_u32(&mut b[CLUSTER_BITS..], self.layout.cluster_bits);
+        BigEndian::write_u64(&mut b[SIZE..], self.size);
+        BigEndian::write_u32(&mut b[L1_SIZE..], self.l1_size);
+        BigEndian::write_u64(&mut b[L1_TABLE_OFFSET..], self.l1_table_offset);
+        BigEndian::write_u64(&mut b[REFCOUNT_TABLE_OFFSET..], self.refcount_table_offset);
+        BigEndian::write_u32(&mut b[REFCOUNT_TABLE_CLUSTERS..], self.refcount_table_clusters);
+        // The end-of-extensions marker is 8 zero bytes right after the header, already in place.
+        if self.version >= 3 {
+            BigEndian::write_u64(&mut b[INCOMPATIBLE_FEATURES..], self.incompatible);
+            BigEndian::write_u64(&mut b[COMPATIBLE_FEATURES..], self.compatible);
+            BigEndian::write_u32(&mut b[REFCOUNT_ORDER..], self.refcount_order);
+            BigEndian::write_u32(&mut b[HEADER_LENGTH..], V3_WRITTEN_LENGTH as u32);
+            b[COMPRESSION_TYPE] = self.compression.code();
+        }
+        b
     }
 }
 
@@ -359,6 +417,7 @@ impl Fixed {
 struct Extensions {
     backing_format: Option<String>,
     data_file: Option<String>,
+    bitmaps: bool,
     /// (bit, name) of the incompatible features the feature-name table names.
     incompatible_names: Vec<(u8, String)>,
 }
@@ -392,6 +451,7 @@ impl Extensions {
                 }
                 EXT_BACKING_FORMAT => ext.backing_format = Some(text()),
                 EXT_DATA_FILE => ext.data_file = Some(text()),
+                EXT_BITMAPS => ext.bitmaps = true,
                 EXT_FEATURE_NAMES => {
                     ext.incompatible_names = data
                         .chunks_exact(FEATURE_NAME_ENTRY)
@@ -439,11 +499,10 @@ fn check_features(incompatible: u64, ext: &Extensions) -> Result<()> {
 
 fn compression(kind: u8, incompatible: u64) -> Result<Compression> {
     let at = COMPRESSION_TYPE as u64;
-    let kind = match kind {
-        0 => Compression::Deflate,
-        1 => Compression::Zstd,
-        n => return Err(Error::unsupported(format!("Unknown compression type {n}")).at(at)),
-    };
+    let kind = Compression::ALL
+        .into_iter()
+        .find(|c| c.code() == kind)
+        .ok_or_else(|| Error::unsupported(format!("Unknown compression type {kind}")).at(at))?;
     let flagged = incompatible & INCOMPAT_COMPRESSION != 0;
     if flagged != (kind != Compression::Deflate) {
         let what = if flagged { "set with zlib compression" } else { "clear with zstd compression" };

@@ -1,17 +1,29 @@
-//! qcow2 (QEMU copy-on-write, versions 2 and 3) reader: qemu's `docs/interop/qcow2.rst`.
+//! qcow2 (QEMU copy-on-write, versions 2 and 3) reader, writer and checker: qemu's `docs/interop/qcow2.rst`.
 //!
-//! - `header`: the header and its extensions, validated against qemu's limits and the file's length;
-//! - `entry`: L1/L2 entry bit layouts decoded into enums;
+//! - `header`: the header and its extensions, validated against qemu's limits and the file's length, and
+//!   serialized for the writer;
+//! - `entry`: L1/L2 entry bit layouts decoded into enums, and encoded;
+//! - `refcount`: refcount table and block entries;
+//! - `snapshot`: snapshot table entries (for the check; reading uses the active L1 table only);
 //! - `table`: the cluster map, one L2 table in memory at a time;
-//! - `compressed`: deflate and zstd clusters, capped at one cluster.
+//! - `compressed`: deflate and zstd clusters, capped at one cluster;
+//! - `writer`: [`Qcow2Writer`], planned from the virtual size and written forward;
+//! - `check`: [`check`], qemu-img check's refcount cross-check.
 //!
 //! Unallocated clusters read from the backing image, recursively; zero clusters never do. Guest reads of
 //! physically contiguous clusters become one file read.
 
+mod check;
 mod compressed;
 mod entry;
 mod header;
+mod refcount;
+mod snapshot;
 mod table;
+mod writer;
+
+pub use check::check;
+pub use writer::{Qcow2Options, Qcow2Writer};
 
 use crate::error::{Error, Result};
 use crate::extent::{Extent, ExtentKind};

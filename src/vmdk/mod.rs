@@ -1,18 +1,22 @@
-//! VMDK output: a streamOptimized sparse extent (VMware "Virtual Disk Format 5.0"; FORMATS.md §2), the form
-//! ESXi imports.
+//! VMDK (VMware "Virtual Disk Format 5.0"; FORMATS.md §2). Output is a streamOptimized sparse extent, the form
+//! ESXi imports; input is any hosted disk — sparse, stream-optimized, flat, multi-extent, with parents — and
+//! ESXi's flat disks.
 //!
 //! - [`header`]: the 512-byte SparseExtentHeader.
-//! - [`descriptor`]: the embedded descriptor text, as open-vmdk writes it.
+//! - [`descriptor`]: the descriptor text: written as open-vmdk writes it, parsed from any producer.
 //! - [`marker`]: grain and metadata markers.
 //! - [`grain`]: the per-grain encoder (zero detection, zlib, framing), run on any thread.
 //! - [`writer`]: the file layouts — open-vmdk's on a seekable output, the spec's pipe-safe stream otherwise.
+//! - [`reader`]: opening and reading any of the disks above.
 
 pub mod descriptor;
 pub mod grain;
 pub mod header;
 pub mod marker;
+pub mod reader;
 pub mod writer;
 
+pub use reader::VmdkImage;
 pub use writer::VmdkWriter;
 
 use crate::error::{Error, Result};

@@ -123,7 +123,7 @@ impl VmdkWriter {
     }
 
     fn header(&self, gd_offset: u64) -> [u8; 512] {
-        Header { capacity: self.capacity, gd_offset, overhead: self.overhead }.to_bytes()
+        Header::stream_optimized(self.capacity, gd_offset, self.overhead).to_bytes()
     }
 
     /// Layout C's leading header and descriptor, which an append-only sink must get before anything else.

@@ -194,6 +194,14 @@ fn specific_fields(specific: &FormatSpecific) -> (&'static str, Vec<(&'static st
                 ("extended-l2", Json::Bool(*extended_l2)),
             ],
         ),
+        FormatSpecific::Vmdk { create_type, cid, parent_cid } => (
+            "vmdk",
+            vec![
+                ("cid", Json::Number(u64::from(*cid))),
+                ("parent-cid", Json::Number(u64::from(*parent_cid))),
+                ("create-type", Json::String(create_type.clone())),
+            ],
+        ),
     }
 }
 

@@ -1,7 +1,8 @@
-//! The `diskbridge` command line: `info`, `convert` and `create`, with qemu-img's flags, so qemu-img command
-//! lines work with `qemu-img` replaced by `diskbridge`.
+//! The `diskbridge` command line: `info`, `convert`, `create` and `check`, with qemu-img's flags, so qemu-img
+//! command lines work with `qemu-img` replaced by `diskbridge`.
 
 mod args;
+mod check;
 mod info;
 mod json;
 mod output;
@@ -21,11 +22,13 @@ const USAGE: &str = "\
 usage: diskbridge COMMAND [OPTIONS]
 
   info [-f FMT] [--output=human|json] [--backing-chain] FILE
-  convert [-p] [-q] [-f FMT] [-O FMT] [-o OPTIONS] [-m THREADS] INPUT OUTPUT
+  convert [-p] [-q] [-c] [-f FMT] [-O FMT] [-o OPTIONS] [-m THREADS] INPUT OUTPUT
   create [-q] [-f FMT] [-o OPTIONS] OUTPUT [SIZE]
   compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2   (exit 0 identical, 1 different, 2 error)
+  check [-q] [-f FMT] [--output=human|json] FILE             (exit 0 clean, 2 corrupt, 3 leaks, 1 cannot check)
 
-Formats: qcow2 (read), vpc (read), raw, vmdk (write: streamOptimized for ESXi), vhdx (write: dynamic).
+Formats: read qcow2, raw, vmdk (any hosted kind), vhdx, vpc, ova; write raw, qcow2, vmdk (streamOptimized for
+ESXi), vhdx (dynamic), ova/ovf. -c compresses qcow2 clusters (-o compression_type=zlib|zstd).
 OUTPUT '-' writes to standard output. DISKBRIDGE_SEED=N makes random fields reproducible;
 SOURCE_DATE_EPOCH=SECS fixes timestamps; DISKBRIDGE_THREADS=N limits encoder threads.
 See README.md for every option.
@@ -59,12 +62,13 @@ fn main() -> ExitCode {
         Some("convert") => cmd_convert(&argv[1..]),
         Some("create") => cmd_create(&argv[1..]),
         Some("compare") => return cmd_compare(&argv[1..]),
+        Some("check") => return check::run(&argv[1..]),
         Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
+            say(USAGE.trim_end());
             Ok(())
         }
         Some("-V" | "--version") => {
-            println!("diskbridge {}", env!("CARGO_PKG_VERSION"));
+            say(&format!("diskbridge {}", env!("CARGO_PKG_VERSION")));
             Ok(())
         }
         Some(other) => Err(Failure::Usage(format!("unknown command '{other}'"))),
@@ -72,18 +76,30 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(msg)) => {
+        Err(failure) => ExitCode::from(report(failure)),
+    }
+}
+
+/// Prints a failure on stderr and returns its exit status: 2 for usage mistakes, 130 after Ctrl-C, else 1.
+fn report(failure: Failure) -> u8 {
+    match failure {
+        Failure::Usage(msg) => {
             eprintln!("diskbridge: {msg}\n{USAGE}");
-            ExitCode::from(2)
+            2
         }
-        Err(Failure::Error(fallback_file, e)) => {
+        Failure::Error(fallback_file, e) => {
             match e.file().map(str::to_string).or(fallback_file) {
                 Some(file) => eprintln!("diskbridge: {file}: {e}"),
                 None => eprintln!("diskbridge: {e}"),
             }
-            ExitCode::from(if e.kind() == ErrorKind::Cancelled { 130 } else { 1 })
+            if e.kind() == ErrorKind::Cancelled { 130 } else { 1 }
         }
     }
+}
+
+/// Prints a report line on stdout. A reader that went away (`| head`) is not an error for a report.
+fn say(text: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 fn warn(message: &str) {
@@ -133,7 +149,7 @@ fn cmd_info(argv: &[String]) -> Result<(), Failure> {
     let mut image = open_input(path, format)?;
     let reports = info::collect(path, image.as_mut(), chain).map_err(|e| Failure::Error(Some(path.into()), e))?;
     let text = if json { info::json(&reports, chain) } else { info::human(&reports) };
-    println!("{}", text.trim_end());
+    say(text.trim_end());
     Ok(())
 }
 
@@ -162,13 +178,13 @@ fn epoch() -> Result<u64, Failure> {
     }
 }
 
-fn target_for(format: Format, options: OptionList, output: &str) -> Result<Target, Failure> {
+fn target_for(format: Format, options: OptionList, output: &str, compressed: bool) -> Result<Target, Failure> {
     let output_name = if output == "-" {
         "disk".to_string()
     } else {
         Path::new(output).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| output.to_string())
     };
-    Ok(Target { format, options, seed: seed()?, epoch: epoch()?, output_name })
+    Ok(Target { format, options, seed: seed()?, epoch: epoch()?, output_name, compressed })
 }
 
 /// Converts `source` into `output` (a path or `-`), removing any partial output on failure or Ctrl-C.
@@ -234,6 +250,7 @@ fn write_image(
 fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     let parsed = args::parse(argv, "fOomSWtTlrF", &["target-is-zero"])?;
     let (mut in_format, mut out_format, mut options, mut progress) = (None, Format::Raw, OptionList::default(), false);
+    let mut compressed = false;
     for a in &parsed {
         match a {
             Arg::Short('f', Some(f)) => in_format = Some(format_arg(f)?),
@@ -243,9 +260,7 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
             Arg::Short('q', None) => progress = false,
             // Accepted for qemu-img compatibility; they tune qemu's own I/O and mean nothing here.
             Arg::Short('m' | 'S' | 't' | 'T' | 'W', _) => {}
-            Arg::Short('c', None) => {
-                return Err(Failure::Usage("-c (compressed output) needs -O qcow2, which is not supported yet".into()));
-            }
+            Arg::Short('c', None) => compressed = true,
             Arg::Positional(_) => {}
             other => return Err(Failure::Usage(format!("convert: unsupported option {other:?}"))),
         }
@@ -272,7 +287,7 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     };
     for (disk, output) in disks {
         let source = open_input_disk(input, in_format, disk)?;
-        let target = target_for(out_format, options.clone(), &output)?;
+        let target = target_for(out_format, options.clone(), &output, compressed)?;
         // Each encoder thread opens the input itself, so decompressing it runs on every core too.
         let reopen = || diskbridge::native::open_image_disk(Path::new(input), in_format, disk);
         write_image(source, Some(&reopen), &target, &output, progress)?;
@@ -354,7 +369,7 @@ fn cmd_compare(argv: &[String]) -> ExitCode {
     }
     let say = |line: &str| {
         if !quiet {
-            println!("{line}");
+            say(line);
         }
     };
     match result {
@@ -399,10 +414,10 @@ fn cmd_create(argv: &[String]) -> Result<(), Failure> {
         ([output], Some(size)) => (*output, size),
         _ => return Err(Failure::Usage("create needs OUTPUT and SIZE".into())),
     };
-    let target = target_for(format, options, output)?;
+    let target = target_for(format, options, output, false)?;
     write_image(Box::new(Blank::new(size.div_ceil(512) * 512)), None, &target, output, false)?;
     if output != "-" {
-        println!("Formatting '{output}', fmt={} size={size}", format.name());
+        say(&format!("Formatting '{output}', fmt={} size={size}", format.name()));
     }
     Ok(())
 }

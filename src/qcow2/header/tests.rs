@@ -215,3 +215,58 @@ fn empty_image_needs_no_l1_table() {
     put(&mut b, 40, &0u64.to_be_bytes()); // l1_table_offset 0, as qemu-img writes it
     assert_eq!(Header::parse(&b, FILE_LEN).unwrap().l1_entries, 0);
 }
+
+#[test]
+fn serialized_headers_parse_back() {
+    let (incompatible, compatible) = Header::features(Compression::Zstd, true);
+    let header = Header {
+        version: 3,
+        layout: Layout { cluster_bits: 9, extended_l2: false, zero_flag: true },
+        size: 100_000,
+        l1_table_offset: 0x600,
+        l1_entries: 4,
+        l1_size: 4,
+        refcount_table_offset: 0x200,
+        refcount_table_clusters: 2,
+        nb_snapshots: 0,
+        snapshots_offset: 0,
+        bitmaps: false,
+        incompatible,
+        compatible,
+        refcount_order: REFCOUNT_ORDER_16,
+        compression: Compression::Zstd,
+        backing_file: None,
+        backing_format: None,
+    };
+    let b = header.to_cluster();
+    let mut expected = vec![0u8; 512];
+    put(&mut expected, 0, b"QFI\xfb"); //                    magic
+    put(&mut expected, 4, &3u32.to_be_bytes()); //           version
+    put(&mut expected, 20, &9u32.to_be_bytes()); //          cluster_bits
+    put(&mut expected, 24, &100_000u64.to_be_bytes()); //    size
+    put(&mut expected, 36, &4u32.to_be_bytes()); //          l1_size
+    put(&mut expected, 40, &0x600u64.to_be_bytes()); //      l1_table_offset
+    put(&mut expected, 48, &0x200u64.to_be_bytes()); //      refcount_table_offset
+    put(&mut expected, 56, &2u32.to_be_bytes()); //          refcount_table_clusters
+    put(&mut expected, 72, &8u64.to_be_bytes()); //          incompatible_features: compression type
+    put(&mut expected, 80, &1u64.to_be_bytes()); //          compatible_features: lazy refcounts
+    put(&mut expected, 96, &4u32.to_be_bytes()); //          refcount_order
+    put(&mut expected, 100, &112u32.to_be_bytes()); //       header_length
+    put(&mut expected, 104, &[1]); //                        compression_type: zstd; 112..120 end of extensions
+    assert_eq!(b, expected);
+    assert_eq!(Header::parse(&b, FILE_LEN).unwrap(), header);
+
+    // Version 2: nothing past byte 72, whose 8 zero bytes end the (empty) extension area.
+    let v2 = Header {
+        version: 2,
+        layout: Layout { zero_flag: false, ..header.layout },
+        incompatible: 0,
+        compatible: 0,
+        compression: Compression::Deflate,
+        ..header
+    };
+    let b = v2.to_cluster();
+    assert!(b[72..].iter().all(|&x| x == 0));
+    assert_eq!((&b[..4], &b[4..8], &b[8..72]), (&expected[..4], &2u32.to_be_bytes()[..], &expected[8..72]));
+    assert_eq!(Header::parse(&b, FILE_LEN).unwrap(), v2);
+}

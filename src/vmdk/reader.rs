@@ -1,0 +1,726 @@
+//! Reading a VMDK disk (FORMATS.md §2): a descriptor file naming its extents, or a hosted sparse extent
+//! (`KDMV`) carrying its descriptor inside.
+//!
+//! ```text
+//! disk = extents in guest order, each ZERO | FLAT (file + sector offset) | SPARSE (hosted sparse extent)
+//! sparse extent: header [| footer at EOF − 1024 when gdOffset = GD_AT_END]
+//!                GD[gt]  → sector of a grain table (0: the whole table is absent)
+//!                GT[g]   → sector of grain g; 0 absent (the parent's, or zeros); 1 zeroed (flag bit 2);
+//!                          with compression, the sector of a 12-byte marker (LBA, size) and a zlib stream
+//! ```
+//!
+//! Memory stays bounded whatever the file says: one window of the grain directory, one grain table and one
+//! inflated grain are kept per sparse extent. Every offset is checked against the file before it is read.
+
+use super::descriptor::{self, Access, Descriptor, ExtentType, MAX_TEXT, NO_PARENT};
+use super::header::{GD_AT_END, GTE_ZEROED, Header};
+use super::marker::{GRAIN_HEADER_LEN, Kind};
+use crate::error::{Error, ErrorKind, Result};
+use crate::extent::{Extent, ExtentKind};
+use crate::image::{Format, FormatSpecific, Image, ImageInfo, OpenContext};
+use crate::io::{ReadAt, zeroed_buffer};
+use byteorder::{ByteOrder, LittleEndian};
+use flate2::{Decompress, FlushDecompress, Status};
+
+const SECTOR: u64 = 512;
+/// Grain directory entries read at a time: 64 KiB of directory, 512 GiB of guest with 64 KiB grains. Runs of
+/// absent grain tables inside one window are reported as one extent.
+const GD_WINDOW: u64 = 16384;
+/// The largest virtual size accepted, qemu's limit for any image.
+const MAX_VIRTUAL_SIZE: u64 = i64::MAX as u64 & !(SECTOR - 1);
+/// The text a descriptor file starts with, which format probing also looks for.
+const DESCRIPTOR_MAGIC: &[u8] = b"# Disk DescriptorFile";
+
+/// An opened VMDK disk: its extents, and the parent of a delta disk.
+pub struct VmdkImage {
+    info: ImageInfo,
+    file_len: u64,
+    parts: Vec<Part>,
+    cache: Cache,
+    /// The extent last returned: the pipeline asks again at every unit inside it, and finding its end anew
+    /// would scan the rest of the grain table each time.
+    last: Option<Extent>,
+    parent: Option<Box<dyn Image>>,
+}
+
+/// One extent of the disk, placed in guest space.
+struct Part {
+    /// First guest byte.
+    start: u64,
+    /// Guest bytes.
+    len: u64,
+    kind: PartKind,
+}
+
+enum PartKind {
+    Zero,
+    Flat { file: Box<dyn ReadAt>, name: String, offset: u64 },
+    Sparse(Box<Sparse>),
+}
+
+/// How the grain table records one grain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grain {
+    Absent,
+    Zeroed,
+    /// At this sector of the file (a marker first, when compressed).
+    Stored(u64),
+}
+
+impl Grain {
+    fn kind(self) -> ExtentKind {
+        match self {
+            Grain::Absent => ExtentKind::Unallocated,
+            Grain::Zeroed => ExtentKind::Zero,
+            Grain::Stored(_) => ExtentKind::Data,
+        }
+    }
+}
+
+impl VmdkImage {
+    /// Opens `file` (named `name`): a descriptor file with its extent files and parent, or a sparse extent
+    /// with its parent, all found through `ctx`.
+    ///
+    /// # Errors
+    /// `InvalidFormat` for a file that is neither; `Unsupported` naming ESXi snapshots, raw device mappings and
+    /// encrypted disks; `Corrupt` or `LimitExceeded` for structures that do not fit the file or the limits.
+    pub fn open(file: Box<dyn ReadAt>, name: &str, ctx: &mut OpenContext<'_>) -> Result<VmdkImage> {
+        let file_len = file.len();
+        let mut head = [0u8; 4];
+        let sparse = file_len >= 4 && {
+            file.read_exact_at(0, &mut head)?;
+            &head == b"KDMV" || &head == b"COWD"
+        };
+        let (descriptor, parts) = if sparse {
+            let (sparse, text) = Sparse::open(file, name.to_string())?;
+            // The extent files of a split disk reserve the space but leave it blank (qemu does).
+            let text = text.filter(|t| !t.iter().all(|&b| b == 0 || b.is_ascii_whitespace()));
+            let descriptor = text.as_deref().map(descriptor::parse).transpose()?;
+            let part = Part { start: 0, len: sparse.capacity, kind: PartKind::Sparse(Box::new(sparse)) };
+            (descriptor, vec![part])
+        } else {
+            let descriptor = read_descriptor_file(file.as_ref())?;
+            let parts = open_extents(&descriptor, name, ctx)?;
+            (Some(descriptor), parts)
+        };
+        let virtual_size = parts.last().map_or(0, |p| p.start + p.len);
+        let mut info = ImageInfo::basic(Format::Vmdk, virtual_size);
+        info.cluster_size = parts.iter().find_map(|p| match &p.kind {
+            PartKind::Sparse(s) => Some(s.grain_bytes),
+            _ => None,
+        });
+        if let Some(unclean) = parts.iter().find_map(|p| match &p.kind {
+            PartKind::Sparse(s) if s.header.unclean_shutdown => Some(&s.name),
+            _ => None,
+        }) {
+            info.dirty = true;
+            info.warnings.push(format!("The extent '{unclean}' was not closed cleanly; reading it as it is"));
+        }
+        let mut parent = None;
+        if let Some(d) = &descriptor {
+            info.specific =
+                Some(FormatSpecific::Vmdk { cid: d.cid, parent_cid: d.parent_cid, create_type: d.create_type.clone() });
+            if let Some(hint) = &d.parent_hint {
+                let (resolved, file) = open_parent_file(ctx, hint, name)?;
+                // qemu creates VMDK deltas over VMDK parents only.
+                let image = ctx.open_file(&resolved, file, Some(Format::Vmdk))?;
+                if let Some(FormatSpecific::Vmdk { cid, .. }) = image.info().specific {
+                    if d.parent_cid != NO_PARENT && cid != d.parent_cid {
+                        info.warnings.push(format!(
+                            "The parent's CID {cid:08x} is not the parentCID {:08x} recorded here: the parent \
+                             changed after this delta was made",
+                            d.parent_cid
+                        ));
+                    }
+                }
+                info.backing_filename = Some(hint.clone());
+                info.backing_format = Some(Format::Vmdk.name().to_string());
+                info.full_backing_filename = Some(resolved);
+                parent = Some(image);
+            }
+        }
+        Ok(VmdkImage { info, file_len, parts, cache: Cache::new(), last: None, parent })
+    }
+
+    /// The index of the part holding guest byte `offset`, and `offset` inside it.
+    fn part(&self, offset: u64) -> Result<(usize, u64)> {
+        let i = self.parts.partition_point(|p| p.start + p.len <= offset);
+        let part = self
+            .parts
+            .get(i)
+            .ok_or_else(|| Error::argument(format!("Guest offset {offset:#x} is past the end of the disk")))?;
+        Ok((i, offset - part.start))
+    }
+
+    /// The extent at `offset` as the metadata gives it: one run of a grain table, or a whole flat or zero
+    /// extent; absent grains as the parent maps them.
+    fn map_at(&mut self, offset: u64) -> Result<Extent> {
+        let (i, rel) = self.part(offset)?;
+        let part = &self.parts[i];
+        let left = part.len - rel;
+        let (length, kind) = match &part.kind {
+            PartKind::Zero => (left, ExtentKind::Zero),
+            PartKind::Flat { .. } => (left, ExtentKind::Data),
+            PartKind::Sparse(s) => {
+                let (length, kind) = s.run(self.cache.claim(i), rel).map_err(|e| e.in_file(s.name.clone()))?;
+                (length.min(left), kind)
+            }
+        };
+        if let (ExtentKind::Unallocated, Some(parent)) = (kind, &mut self.parent) {
+            if offset < parent.virtual_size() {
+                let p = parent.extent_at(offset)?;
+                return Ok(Extent { offset, length: length.min(p.end() - offset), kind: p.kind });
+            }
+        }
+        Ok(Extent { offset, length, kind })
+    }
+
+    /// Reads what the parent holds at `offset`; zeros without a parent or past its end.
+    fn read_parent(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let in_parent = match &mut self.parent {
+            Some(p) => {
+                let n = p.virtual_size().saturating_sub(offset).min(buf.len() as u64) as usize;
+                p.read_at(offset, &mut buf[..n])?;
+                n
+            }
+            None => 0,
+        };
+        buf[in_parent..].fill(0);
+        Ok(())
+    }
+}
+
+/// Opens the parent named by `parentFileNameHint`. VMware records linked clones' parents as absolute paths
+/// of the machine that made them (`C:\VMs\base.vmdk`, `/vmfs/volumes/…/base.vmdk`); when such a path is
+/// not there, the parent is looked for by its base name beside the child, as the page does anyway.
+fn open_parent_file(ctx: &OpenContext<'_>, hint: &str, name: &str) -> Result<(String, Box<dyn ReadAt>)> {
+    match ctx.open_part(hint, name) {
+        Err(e) if e.kind() == ErrorKind::Io => match hint.rsplit(['/', '\\']).next() {
+            Some(base) if base != hint && !base.is_empty() => ctx.open_part(base, name).map_err(|_| e),
+            _ => Err(e),
+        },
+        r => r,
+    }
+}
+
+/// Reads and parses a descriptor file, which holds nothing but text.
+fn read_descriptor_file(file: &dyn ReadAt) -> Result<Descriptor> {
+    let len = file.len();
+    let mut start = [0u8; DESCRIPTOR_MAGIC.len()];
+    let looks_like = file.read_exact_at(0, &mut start).is_ok() && start == DESCRIPTOR_MAGIC;
+    if len > MAX_TEXT {
+        return Err(if looks_like {
+            Error::limit(format!("A VMDK descriptor file of {len} bytes exceeds the {MAX_TEXT}-byte limit"))
+        } else {
+            Error::invalid("Not a VMDK: neither a sparse extent (KDMV) nor a descriptor file")
+        });
+    }
+    let mut text = zeroed_buffer(len, "the VMDK descriptor")?;
+    file.read_exact_at(0, &mut text)?;
+    descriptor::parse(&text).map_err(|e| {
+        if looks_like {
+            e
+        } else {
+            Error::invalid(format!(
+                "Not a VMDK: neither a sparse extent (KDMV) nor a descriptor file ({})",
+                e.message()
+            ))
+        }
+    })
+}
+
+/// Checks the disk's type and opens each extent it lists, placing them one after another in guest space.
+fn open_extents(d: &Descriptor, name: &str, ctx: &mut OpenContext<'_>) -> Result<Vec<Part>> {
+    // The names libvmdk knows; the flat and sparse kinds are read, whatever extents they list.
+    let unsupported = match d.create_type.as_str() {
+        "monolithicSparse"
+        | "monolithicFlat"
+        | "twoGbMaxExtentSparse"
+        | "twoGbMaxExtentFlat"
+        | "streamOptimized"
+        | "vmfs"
+        | "vmfsThin"
+        | "vmfsPreallocated"
+        | "vmfsEagerZeroedThick"
+        | "custom" => None,
+        "vmfsSparse" => Some(" (ESXi vmfsSparse snapshots)"),
+        "seSparse" => Some(" (ESXi SEsparse snapshots)"),
+        "vmfsRDM" | "vmfsRDMP" | "vmfsRawDeviceMap" | "vmfsPassthroughRawDeviceMap" | "vmfsRaw" => {
+            Some(" (raw device mappings)")
+        }
+        "fullDevice" | "partitionedDevice" => Some(" (disks on physical devices)"),
+        _ => Some(""),
+    };
+    if let Some(what) = unsupported {
+        return Err(Error::unsupported(format!("VMDK create type '{}' is not supported{what}", d.create_type)));
+    }
+    let mut parts = Vec::new();
+    let mut start = 0u64;
+    for (i, line) in d.extents.iter().enumerate() {
+        let number = i + 1;
+        let len = line
+            .sectors
+            .checked_mul(SECTOR)
+            .and_then(|len| start.checked_add(len))
+            .filter(|&end| end <= MAX_VIRTUAL_SIZE)
+            .ok_or_else(|| Error::limit(format!("Extent {number} takes the disk past {MAX_VIRTUAL_SIZE} bytes")))?
+            - start;
+        if line.access == Access::NoAccess {
+            return Err(Error::unsupported(format!("Extent {number} is NOACCESS: its data is not available")));
+        }
+        let kind = match line.kind {
+            ExtentType::Zero => PartKind::Zero,
+            ExtentType::Flat | ExtentType::Vmfs => {
+                let (resolved, file) = ctx.open_part(&line.file, name)?;
+                let offset = line.offset.checked_mul(SECTOR).and_then(|o| o.checked_add(len));
+                if offset.is_none_or(|end| end > file.len()) {
+                    return Err(Error::corrupt(format!(
+                        "The flat extent is shorter than the {} sectors from sector {} the descriptor gives it",
+                        line.sectors, line.offset
+                    ))
+                    .at(file.len())
+                    .in_file(resolved));
+                }
+                PartKind::Flat { file, name: resolved, offset: line.offset * SECTOR }
+            }
+            ExtentType::Sparse => {
+                let (resolved, file) = ctx.open_part(&line.file, name)?;
+                let (sparse, _) = Sparse::open(file, resolved.clone()).map_err(|e| e.in_file(resolved.clone()))?;
+                if sparse.capacity < len {
+                    return Err(Error::corrupt(format!(
+                        "The descriptor gives extent {number} {} sectors, its header only {}",
+                        line.sectors, sparse.header.capacity
+                    ))
+                    .in_file(resolved));
+                }
+                PartKind::Sparse(Box::new(sparse))
+            }
+            ExtentType::VmfsSparse | ExtentType::SeSparse => {
+                return Err(Error::unsupported(format!(
+                    "Extent {number} is an ESXi {} snapshot extent, which is not supported; consolidate the \
+                     snapshot first",
+                    if line.kind == ExtentType::SeSparse { "SEsparse" } else { "vmfsSparse" }
+                )));
+            }
+            ExtentType::VmfsRdm | ExtentType::VmfsRaw => {
+                return Err(Error::unsupported(format!(
+                    "Extent {number} is a raw device mapping (VMFSRDM/VMFSRAW), which is not supported"
+                )));
+            }
+        };
+        if len > 0 {
+            parts.push(Part { start, len, kind });
+        }
+        start += len;
+    }
+    Ok(parts)
+}
+
+impl Image for VmdkImage {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+
+    fn extent_at(&mut self, offset: u64) -> Result<Extent> {
+        if let Some(last) = self.last.filter(|e| e.offset <= offset && offset < e.end()) {
+            return Ok(Extent { offset, length: last.end() - offset, kind: last.kind });
+        }
+        let extent = self.map_at(offset)?;
+        self.last = Some(extent);
+        Ok(extent)
+    }
+
+    fn read_at(&mut self, mut offset: u64, buf: &mut [u8]) -> Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            let (i, rel) = self.part(offset)?;
+            let part = &self.parts[i];
+            let mut n = (part.len - rel).min((buf.len() - done) as u64) as usize;
+            let absent = match &part.kind {
+                PartKind::Zero => {
+                    buf[done..done + n].fill(0);
+                    false
+                }
+                PartKind::Flat { file, name, offset: start } => {
+                    file.read_exact_at(*start + rel, &mut buf[done..done + n]).map_err(|e| e.in_file(name.clone()))?;
+                    false
+                }
+                PartKind::Sparse(s) => {
+                    // A grain at a time: neighbours may be absent, zeroed or compressed apart.
+                    n = n.min((s.grain_bytes - rel % s.grain_bytes) as usize);
+                    let chunk = &mut buf[done..done + n];
+                    match s.read(self.cache.claim(i), rel, chunk).map_err(|e| e.in_file(s.name.clone()))? {
+                        Grain::Absent => true,
+                        Grain::Zeroed => {
+                            chunk.fill(0);
+                            false
+                        }
+                        Grain::Stored(_) => false,
+                    }
+                }
+            };
+            if absent {
+                self.read_parent(offset, &mut buf[done..done + n])?;
+            }
+            offset += n as u64;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn backing(&mut self) -> Option<&mut dyn Image> {
+        match &mut self.parent {
+            Some(p) => Some(p.as_mut()),
+            None => None,
+        }
+    }
+
+    fn file_length(&self) -> u64 {
+        self.file_len
+    }
+}
+
+/// One hosted sparse extent: its file and geometry. Its tables and grains are read through the [`Cache`].
+struct Sparse {
+    file: Box<dyn ReadAt>,
+    /// The extent file's name, for errors.
+    name: String,
+    file_len: u64,
+    /// The header in force: the footer's when the grain directory is at the end.
+    header: Header,
+    /// Guest bytes of the extent.
+    capacity: u64,
+    grain_bytes: u64,
+    grains: u64,
+    gtes: u64,
+    gt_count: u64,
+    /// Byte offset of the grain directory.
+    gd_at: u64,
+}
+
+/// What sparse extents keep between calls. Only the extent last used has anything here, so a disk of many
+/// extents costs no more memory than a disk of one.
+struct Cache {
+    /// The index of the part the rest belongs to.
+    owner: Option<usize>,
+    /// The grain directory entries from `gd_window.0` on.
+    gd_window: (u64, Vec<u32>),
+    /// The grain table last loaded: its index and entries.
+    gt: Option<(u64, Vec<u32>)>,
+    /// The grain last inflated: its index and bytes.
+    inflated: Option<(u64, Vec<u8>)>,
+    compressed: Vec<u8>,
+    inflater: Decompress,
+}
+
+impl Cache {
+    fn new() -> Self {
+        Cache {
+            owner: None,
+            gd_window: (0, Vec::new()),
+            gt: None,
+            inflated: None,
+            compressed: Vec::new(),
+            inflater: Decompress::new(true),
+        }
+    }
+
+    /// Hands the cache to part `part`, dropping another part's tables and grain.
+    fn claim(&mut self, part: usize) -> &mut Self {
+        if self.owner != Some(part) {
+            self.owner = Some(part);
+            self.gd_window.1.clear();
+            self.gt = None;
+            self.inflated = None;
+        }
+        self
+    }
+}
+
+impl Sparse {
+    /// Reads and checks the header (and footer) of a sparse extent; returns it with its embedded descriptor.
+    fn open(file: Box<dyn ReadAt>, name: String) -> Result<(Sparse, Option<Vec<u8>>)> {
+        let file_len = file.len();
+        let mut b = [0u8; 512];
+        file.read_exact_at(0, &mut b)?;
+        let mut header = Header::parse(&b, 0)?;
+        // Where the header in force is, so that errors point at its fields.
+        let mut header_at = 0;
+        if header.gd_offset == GD_AT_END {
+            (header_at, header) = read_footer(file.as_ref())?;
+        }
+        let h = &header;
+        let capacity = h.capacity.checked_mul(SECTOR).filter(|&c| c <= MAX_VIRTUAL_SIZE).ok_or_else(|| {
+            Error::limit(format!("Capacity of {} sectors is too large", h.capacity)).at(header_at + 12)
+        })?;
+        let grain_bytes = h.grain_sectors * SECTOR;
+        let grains = h.capacity.div_ceil(h.grain_sectors);
+        let gtes = u64::from(h.gtes_per_gt);
+        let gt_count = grains.div_ceil(gtes);
+        // qemu's check too: a file cut short of its metadata is a truncated download.
+        if h.overhead.checked_mul(SECTOR).is_none_or(|o| o > file_len) {
+            return Err(Error::corrupt(format!(
+                "File truncated: its header says the metadata takes {} sectors, the file has {file_len} bytes",
+                h.overhead
+            ))
+            .at(header_at + 64));
+        }
+        let gd_at = h.gd_offset.wrapping_mul(SECTOR);
+        if h.gd_offset == 0 || h.gd_offset >= file_len / SECTOR || file_len - gd_at < gt_count * 4 {
+            return Err(Error::corrupt(format!(
+                "The grain directory at sector {} does not fit in the file",
+                h.gd_offset
+            ))
+            .at(header_at + 56));
+        }
+        let text = if h.descriptor_offset == 0 || h.descriptor_sectors == 0 {
+            None
+        } else {
+            if h.descriptor_sectors > MAX_TEXT / SECTOR {
+                return Err(Error::limit(format!(
+                    "An embedded descriptor of {} sectors exceeds the {MAX_TEXT}-byte limit",
+                    h.descriptor_sectors
+                ))
+                .at(header_at + 36));
+            }
+            let at = h.descriptor_offset.checked_mul(SECTOR).filter(|&at| at < file_len);
+            let len = h.descriptor_sectors * SECTOR;
+            let Some(at) = at.filter(|&at| file_len - at >= len) else {
+                return Err(
+                    Error::corrupt("The embedded descriptor lies beyond the end of the file").at(header_at + 28)
+                );
+            };
+            let mut text = zeroed_buffer(len, "the embedded descriptor")?;
+            file.read_exact_at(at, &mut text)?;
+            Some(text)
+        };
+        let sparse = Sparse { file, name, file_len, header, capacity, grain_bytes, grains, gtes, gt_count, gd_at };
+        Ok((sparse, text))
+    }
+
+    /// Guest bytes of grain `g` inside the extent (less than a grain only for the last).
+    fn grain_len(&self, g: u64) -> u64 {
+        self.grain_bytes.min(self.capacity - g * self.grain_bytes)
+    }
+
+    /// Grain directory entry `t`.
+    fn gde(&self, c: &mut Cache, t: u64) -> Result<u32> {
+        let (first, entries) = &c.gd_window;
+        if t < *first || t >= first + entries.len() as u64 {
+            let first = t - t % GD_WINDOW;
+            let n = GD_WINDOW.min(self.gt_count - first);
+            let mut raw = zeroed_buffer(n * 4, "a grain directory window")?;
+            self.file.read_exact_at(self.gd_at + first * 4, &mut raw)?;
+            let mut entries = std::mem::take(&mut c.gd_window.1);
+            entries.resize(n as usize, 0);
+            LittleEndian::read_u32_into(&raw, &mut entries);
+            c.gd_window = (first, entries);
+        }
+        Ok(c.gd_window.1[(t - c.gd_window.0) as usize])
+    }
+
+    /// Loads grain table `t` unless it is the one at hand; false when the directory says it is absent.
+    fn load_gt(&self, c: &mut Cache, t: u64) -> Result<bool> {
+        if c.gt.as_ref().is_some_and(|(i, _)| *i == t) {
+            return Ok(true);
+        }
+        let gde = u64::from(self.gde(c, t)?);
+        if gde == 0 {
+            return Ok(false);
+        }
+        let gde_at = self.gd_at + t * 4;
+        let at = gde * SECTOR;
+        if at >= self.file_len || self.file_len - at < self.gtes * 4 {
+            return Err(
+                Error::corrupt(format!("Grain table {t} at sector {gde} lies beyond the end of the file")).at(gde_at)
+            );
+        }
+        let mut raw = zeroed_buffer(self.gtes * 4, "a grain table")?;
+        self.file.read_exact_at(at, &mut raw)?;
+        let mut entries = c.gt.take().map(|(_, e)| e).unwrap_or_default();
+        entries.resize(self.gtes as usize, 0);
+        LittleEndian::read_u32_into(&raw, &mut entries);
+        // Entries past the last grain mean nothing; the rest must point inside the file.
+        let first = t * self.gtes;
+        for (j, &e) in entries.iter().enumerate().take((self.grains - first).min(self.gtes) as usize) {
+            let g = first + j as u64;
+            let fits = match u64::from(e) {
+                0 => true,
+                1 if self.header.has_zeroed_grains() => true,
+                1 => {
+                    return Err(Error::corrupt(format!(
+                        "Grain {g} is marked zeroed (entry 1) but the header has no zeroed-grain flag"
+                    ))
+                    .at(at + j as u64 * 4));
+                }
+                sector => {
+                    let need = if self.header.compressed() { 1 } else { self.grain_len(g) };
+                    sector < self.file_len / SECTOR && self.file_len - sector * SECTOR >= need
+                }
+            };
+            if !fits {
+                return Err(Error::corrupt(format!("Grain {g} at sector {e} lies beyond the end of the file"))
+                    .at(at + j as u64 * 4));
+            }
+        }
+        c.gt = Some((t, entries));
+        Ok(true)
+    }
+
+    /// How grain `g` is recorded.
+    fn grain(&self, c: &mut Cache, g: u64) -> Result<Grain> {
+        let t = g / self.gtes;
+        if !self.load_gt(c, t)? {
+            return Ok(Grain::Absent);
+        }
+        let (_, entries) = c.gt.as_ref().expect("loaded");
+        Ok(match entries[(g % self.gtes) as usize] {
+            0 => Grain::Absent,
+            GTE_ZEROED if self.header.has_zeroed_grains() => Grain::Zeroed,
+            sector => Grain::Stored(u64::from(sector)),
+        })
+    }
+
+    /// The run of grains recorded alike from guest byte `offset` of the extent, within one grain table — or,
+    /// for absent tables, within one window of the directory: its length and kind.
+    fn run(&self, c: &mut Cache, offset: u64) -> Result<(u64, ExtentKind)> {
+        let g = offset / self.grain_bytes;
+        let t = g / self.gtes;
+        let table_end = (t + 1) * self.gtes;
+        let empty_gde = if self.load_gt(c, t)? {
+            let kind = self.grain(c, g)?.kind();
+            let mut end = g + 1;
+            while end < self.grains.min(table_end) && self.grain(c, end)?.kind() == kind {
+                end += 1;
+            }
+            let empty = end == table_end && c.gt.as_ref().is_some_and(|(_, e)| e.iter().all(|&e| e == 0));
+            if !empty {
+                return Ok(((end * self.grain_bytes).min(self.capacity) - offset, kind));
+            }
+            self.gde(c, t)?
+        } else {
+            0
+        };
+        // Absent tables, and repeats of an empty one (a crafted directory can point every entry at the same
+        // table), are one run: a scan of the directory, not of a table per entry.
+        let mut next = t + 1;
+        let window_end = (t - t % GD_WINDOW + GD_WINDOW).min(self.gt_count);
+        while next < window_end && [0, empty_gde].contains(&self.gde(c, next)?) {
+            next += 1;
+        }
+        Ok(((next * self.gtes * self.grain_bytes).min(self.capacity) - offset, ExtentKind::Unallocated))
+    }
+
+    /// Fills `buf` from guest byte `offset` of the extent, all inside one grain, when the grain is stored;
+    /// says how the grain is recorded either way.
+    fn read(&self, c: &mut Cache, offset: u64, buf: &mut [u8]) -> Result<Grain> {
+        let g = offset / self.grain_bytes;
+        let in_grain = offset % self.grain_bytes;
+        let grain = self.grain(c, g)?;
+        if let Grain::Stored(sector) = grain {
+            if self.header.compressed() {
+                self.inflate(c, g, sector)?;
+                let (_, data) = c.inflated.as_ref().expect("inflated");
+                buf.copy_from_slice(&data[in_grain as usize..in_grain as usize + buf.len()]);
+            } else {
+                self.file.read_exact_at(sector * SECTOR + in_grain, buf)?;
+            }
+        }
+        Ok(grain)
+    }
+
+    /// Inflates grain `g`, stored at `sector`, into the one-grain cache.
+    fn inflate(&self, c: &mut Cache, g: u64, sector: u64) -> Result<()> {
+        if c.inflated.as_ref().is_some_and(|(i, _)| *i == g) {
+            return Ok(());
+        }
+        let at = sector * SECTOR;
+        let (data_at, size) = if self.header.has_markers() {
+            let mut marker = [0u8; GRAIN_HEADER_LEN];
+            self.file.read_exact_at(at, &mut marker)?;
+            let lba = LittleEndian::read_u64(&marker[0..8]);
+            let size = u64::from(LittleEndian::read_u32(&marker[8..12]));
+            if lba != g * self.header.grain_sectors {
+                return Err(Error::corrupt(format!(
+                    "The grain marker says LBA {lba}, the grain table puts grain {g} (LBA {}) here",
+                    g * self.header.grain_sectors
+                ))
+                .at(at));
+            }
+            if size == 0 || size > self.max_compressed() {
+                return Err(Error::corrupt(format!("Compressed grain {g} claims {size} bytes")).at(at + 8));
+            }
+            if self.file_len - at - (GRAIN_HEADER_LEN as u64) < size {
+                return Err(Error::corrupt(format!("Compressed grain {g} runs past the end of the file")).at(at));
+            }
+            (at + GRAIN_HEADER_LEN as u64, size)
+        } else {
+            // No marker gives the length: the stream ends where zlib says it does.
+            (at, self.max_compressed().min(self.file_len - at))
+        };
+        if c.compressed.len() < size as usize {
+            c.compressed = zeroed_buffer(size, "a compressed grain")?;
+        }
+        let input = &mut c.compressed[..size as usize];
+        self.file.read_exact_at(data_at, input)?;
+        let mut out = match c.inflated.take() {
+            Some((_, out)) => out,
+            // One byte more than a grain, so that a stream inflating past the grain is caught, not cut.
+            None => zeroed_buffer(self.grain_bytes + 1, "an inflated grain")?,
+        };
+        c.inflater.reset(true);
+        let status = c.inflater.decompress(input, &mut out, FlushDecompress::Finish);
+        let produced = c.inflater.total_out();
+        let bad = |what: String| Error::corrupt(format!("Compressed grain {g} {what}")).at(at);
+        match status {
+            Ok(Status::StreamEnd) if produced > self.grain_bytes => {
+                return Err(bad(format!("inflates past the grain size of {} bytes", self.grain_bytes)));
+            }
+            Ok(Status::StreamEnd) => {}
+            Ok(_) if produced > self.grain_bytes => {
+                return Err(bad(format!("inflates past the grain size of {} bytes", self.grain_bytes)));
+            }
+            Ok(_) => return Err(bad("is cut short".into())),
+            Err(e) => return Err(bad(format!("is not valid zlib data ({e})"))),
+        }
+        if produced < self.grain_len(g) {
+            return Err(bad(format!("inflates to {produced} bytes, less than its {}", self.grain_len(g))));
+        }
+        c.inflated = Some((g, out));
+        Ok(())
+    }
+
+    /// The most compressed bytes a grain may take: qemu reads up to two grains' worth; a deflate stream of
+    /// incompressible data is only a little over one.
+    fn max_compressed(&self) -> u64 {
+        2 * self.grain_bytes
+    }
+}
+
+/// The footer of a stream whose header says `GD_AT_END`: footer marker, footer, end-of-stream marker as the
+/// last three sectors (qemu's reading; the technote says the footer and EOS are the last two).
+/// Returns the footer and where it is.
+fn read_footer(file: &dyn ReadAt) -> Result<(u64, Header)> {
+    let len = file.len();
+    let missing = || {
+        Error::corrupt("The grain directory is at the end, but the file does not end with a footer (truncated?)")
+            .at(len)
+    };
+    if len < 4 * SECTOR {
+        return Err(missing());
+    }
+    let at = len - 3 * SECTOR;
+    let mut tail = [0u8; 3 * SECTOR as usize];
+    file.read_exact_at(at, &mut tail)?;
+    let marker_ok =
+        LittleEndian::read_u32(&tail[8..12]) == 0 && LittleEndian::read_u32(&tail[12..16]) == Kind::Footer as u32;
+    let eos_ok = tail[1024..1040].iter().all(|&b| b == 0);
+    if !marker_ok || !eos_ok || &tail[512..516] != b"KDMV" {
+        return Err(missing());
+    }
+    let footer = Header::parse(tail[512..1024].try_into().expect("512 bytes"), at + SECTOR)?;
+    if footer.gd_offset == GD_AT_END {
+        return Err(Error::corrupt("The footer does not give the grain directory either").at(at + SECTOR + 56));
+    }
+    Ok((at + SECTOR, footer))
+}
