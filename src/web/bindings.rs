@@ -61,6 +61,8 @@ fn target(format: &str, options: &str, seed: u64, epoch: u64, output_name: &str)
         seed,
         epoch,
         output_name: output_name.to_string(),
+        // qemu-img's -c only means something for qcow2 output, which the page does not offer.
+        compressed: false,
     })
 }
 
@@ -126,8 +128,9 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
     set(&obj, "format", info.format.name());
     set(&obj, "virtualSize", info.virtual_size as f64);
     set(&obj, "clusterSize", nullable(info.cluster_size.map(|c| c as f64)));
-    let compression = info.specific.as_ref().map(|s| match s {
-        FormatSpecific::Qcow2 { compression_type, .. } => compression_type.clone(),
+    let compression = info.specific.as_ref().and_then(|s| match s {
+        FormatSpecific::Qcow2 { compression_type, .. } => Some(compression_type.clone()),
+        FormatSpecific::Vmdk { .. } => None,
     });
     set(&obj, "compression", nullable(compression));
     set(&obj, "allocatedBytes", allocated as f64);
