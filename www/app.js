@@ -311,6 +311,8 @@ async function convert(format, source) {
       download(result.output.blob, name);
     }
     $('result').textContent = TEXT.saved(name, human(result.bytes), seconds.toFixed(1), mbps);
+    // For the benchmark and the tests: what the last conversion took, and each worker's wasm memory.
+    window.diskbridgeLastRun = {seconds, bytes: result.bytes, total: result.total, memory: result.memory};
   } catch (error) {
     if (error.kind === 'cancelled') $('result').textContent = TEXT.cancelled;
     else showError(error);

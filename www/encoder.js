@@ -6,11 +6,12 @@
 
 let encoder = null;
 let job = null;
+let memory = null;
 
 self.onmessage = (event) => {
   const msg = event.data;
   if (msg.type !== MSG.INIT) return;
-  wasm_bindgen.initSync({module: msg.module});
+  memory = wasm_bindgen.initSync({module: msg.module}).memory;
   msg.port.onmessage = (e) => handle(msg.port, e.data);
 };
 
@@ -25,7 +26,9 @@ function handle(port, msg) {
     } else if (msg.type === POOL.ENCODE) {
       if (msg.job !== job || !encoder) throw {kind: 'internal', message: 'Encoder not set up for this job'};
       const units = msg.units.map(({index, data}) => ({index, data: encoder.encode(index, data) ?? null}));
-      port.postMessage({type: POOL.ENCODED, job, batch: msg.batch, units},
+      // wasm memory never shrinks, so its size now is its high-water mark.
+      const bytes = memory.buffer.byteLength;
+      port.postMessage({type: POOL.ENCODED, job, batch: msg.batch, units, memory: bytes},
         units.filter((u) => u.data).map((u) => u.data.buffer));
     }
   } catch (e) {

@@ -13,7 +13,8 @@
 //   {type: 'ready'}
 //   {type: 'info', id, info}            info as diskbridge's inspect() gives it
 //   {type: 'progress', id, done, total} guest bytes
-//   {type: 'done', id, bytes, output: {kind: 'handle'} | {kind: 'opfs', name} | {kind: 'memory', blob: Blob}}
+//   {type: 'done', id, bytes, output: {kind: 'handle'} | {kind: 'opfs', name} | {kind: 'memory', blob: Blob},
+//    memory: {coordinator, encoders: []}}  high-water wasm memory in bytes; an encoder that did nothing has 0
 //   {type: 'cancelled', id}             the partial output is already gone
 //   {type: 'error', id, error: DiskError}
 // page → encoder worker
@@ -21,7 +22,8 @@
 // coordinator ↔ encoder worker, over that port
 //   → {type: 'setup', job, target: Target, virtualSize}
 //   → {type: 'encode', job, batch, units: [{index, data: Uint8Array}]}          data transferred
-//   ← {type: 'encoded', job, batch, units: [{index, data: Uint8Array | null}]}  null: the unit needs nothing
+//   ← {type: 'encoded', job, batch, units: [{index, data: Uint8Array | null}], memory}
+//       null: the unit needs nothing; memory: the encoder's wasm memory in bytes
 //   ← {type: 'error', job, batch, error: DiskError}
 // DiskError = {kind, message, offset: number|null, file: string|null}, kind as the core names it
 // ('io', 'invalid-format', 'corrupt', 'unsupported', 'limit-exceeded', 'invalid-argument', 'cancelled'), or

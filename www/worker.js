@@ -18,6 +18,9 @@ const BATCHES_PER_ENCODER = 3;
 let pool = [];
 let poolJob = 0;
 const batches = new Map();
+let memory = null;
+// The largest wasm memory each encoder has reported (DECISIONS.md: per-worker memory for the benchmark).
+let encoderMemory = [];
 
 const cancelled = new Set();
 
@@ -25,9 +28,15 @@ self.onmessage = (event) => {
   const msg = event.data;
   switch (msg.type) {
     case MSG.INIT:
-      wasm_bindgen.initSync({module: msg.module});
+      memory = wasm_bindgen.initSync({module: msg.module}).memory;
       pool = msg.pool;
-      for (const port of pool) port.onmessage = (e) => settleBatch(e.data);
+      encoderMemory = pool.map(() => 0);
+      pool.forEach((port, i) => {
+        port.onmessage = (e) => {
+          if (e.data.memory) encoderMemory[i] = Math.max(encoderMemory[i], e.data.memory);
+          settleBatch(e.data);
+        };
+      });
       self.postMessage({type: MSG.READY});
       break;
     case MSG.INSPECT:
@@ -82,7 +91,8 @@ async function convert(msg) {
     const length = job.finish();
     await output.write(job.takeChunks());
     const result = await output.close(length);
-    self.postMessage({type: MSG.DONE, id, bytes: length, output: result});
+    const memoryUsed = {coordinator: memory.buffer.byteLength, encoders: encoderMemory};
+    self.postMessage({type: MSG.DONE, id, bytes: length, output: result, memory: memoryUsed});
   } catch (e) {
     const error = diskError(e);
     // The picker created the file when the user chose it; without this an empty or partial file stays.

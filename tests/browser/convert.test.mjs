@@ -33,6 +33,10 @@ for (const mode of ['http', 'file']) {
         const expected = `${h.basename(source).replace(/\.[^.]*$/, '')}.${c.ext}`;
         assert.equal(out.name, expected);
         assert.ok((await page.locator('#result').innerText()).startsWith(`Saved ${expected} `));
+        // VMDK's deflate runs in the encoder pool; every worker's wasm memory stays within issue 6's 128 MiB.
+        const {memory} = await page.evaluate(() => window.diskbridgeLastRun);
+        assert.equal(memory.encoders.some((bytes) => bytes > 0), c.format === 'vmdk', JSON.stringify(memory));
+        for (const bytes of [memory.coordinator, ...memory.encoders]) assert.ok(bytes <= 128 << 20, `${bytes} bytes`);
 
         const reference = h.join(dir, 'cli', out.name);
         const options = c.options ? ['-o', c.options] : [];
