@@ -1,0 +1,57 @@
+// The browser half of scripts/bench (issue 6): converts the benchmark input in the real page in headless
+// Chromium, timed as DECISIONS.md asks — from the click that starts the conversion to the output being closed,
+// with showSaveFilePicker replaced by an OPFS file handle (the picker's code path), page load and wasm compile
+// timed separately — and prints ratios against qemu-img's times from the same run.
+// Usage: node tests/browser/bench.mjs INPUT QEMU_VMDK_SECONDS QEMU_VHDX_SECONDS
+import {createReadStream, statSync} from 'node:fs';
+import {createServer} from 'node:http';
+import {join, resolve} from 'node:path';
+import {chromium} from 'playwright-core';
+
+const [input, qemuVmdk, qemuVhdx] = process.argv.slice(2);
+const dist = resolve(import.meta.dirname, '../../dist');
+const server = createServer((req, res) => {
+  res.writeHead(200, {'content-type': 'text/html; charset=utf-8'});
+  createReadStream(join(dist, 'index.html')).pipe(res);
+});
+await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+try {
+  const rows = [];
+  for (const [target, button, qemu] of [['VMDK', 'VMDK for VMware ESXi', qemuVmdk], ['VHDX', 'VHDX for Hyper-V', qemuVhdx]]) {
+    const context = await browser.newContext();
+    await context.addInitScript(() => {
+      window.showSaveFilePicker = async ({suggestedName}) =>
+        (await navigator.storage.getDirectory()).getFileHandle(suggestedName, {create: true});
+    });
+    const page = await context.newPage();
+    const loadStart = Date.now();
+    await page.goto(`http://127.0.0.1:${server.address().port}/index.html`);
+    await page.setInputFiles('#file', input);
+    await page.locator('#info:not([hidden])').waitFor({timeout: 600_000});
+    const loaded = (Date.now() - loadStart) / 1000;
+    await page.getByRole('button', {name: button}).first().click();
+    await page.waitForFunction(() => window.diskbridgeLastRun || !document.getElementById('error').hidden,
+      null, {timeout: 3_600_000, polling: 500});
+    const run = await page.evaluate(() => window.diskbridgeLastRun);
+    if (!run) throw new Error(`${target}: ${await page.locator('#error').innerText()}`);
+    const mib = (n) => (n / 1048576).toFixed(1);
+    const encoders = run.memory?.encoders?.length ? Math.max(...run.memory.encoders) : 0;
+    rows.push(`| ${target} in Chromium | ${qemu} | ${run.seconds.toFixed(2)} | ${(qemu / run.seconds).toFixed(2)}× | ` +
+      `${mib(run.bytes)} | coordinator ${mib(run.memory?.coordinator ?? 0)} / encoder ${mib(encoders)} | ` +
+      `${loaded.toFixed(1)} |`);
+    await context.close();
+  }
+  console.log('\n| conversion | qemu-img s | page s | speed-up | output MiB | wasm memory MiB (high-water) | ' +
+    'load + inspect s |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const row of rows) console.log(row);
+  console.log(`\ninput: ${input} (${(statSync(input).size / 1048576).toFixed(0)} MiB)`);
+} finally {
+  await browser.close();
+  server.close();
+}
