@@ -2,7 +2,7 @@
 //! opening backing files and extents through the caller's [`FileResolver`].
 
 use crate::error::{Error, Result};
-use crate::extent::Extent;
+use crate::extent::{Extent, ExtentKind};
 use crate::io::ReadAt;
 use std::fmt;
 
@@ -325,6 +325,42 @@ pub fn open_disk(
     OpenContext::new(resolver).with_ova_disk(ova_disk).open_file(name, file, format)
 }
 
+/// For a differencing format: the parent's map at `offset`, cut at `end`; beyond a smaller parent (or without
+/// one) the child reads zeros.
+///
+/// # Errors
+/// Whatever the parent's map gives.
+pub fn parent_extent(parent: Option<&mut dyn Image>, offset: u64, end: u64) -> Result<Extent> {
+    let unallocated = Extent { offset, length: end - offset, kind: ExtentKind::Unallocated };
+    match parent {
+        Some(parent) if offset < parent.virtual_size() => {
+            let e = parent.extent_at(offset)?;
+            Ok(Extent { length: e.end().min(end) - offset, ..e })
+        }
+        _ => Ok(unallocated),
+    }
+}
+
+/// For a differencing format: reads the parent's bytes at `offset`, zeros where there is no parent or it is
+/// smaller.
+///
+/// # Errors
+/// Whatever reading the parent gives.
+pub fn read_parent(parent: Option<&mut dyn Image>, offset: u64, buf: &mut [u8]) -> Result<()> {
+    let from_parent = match parent {
+        Some(parent) => {
+            let n = parent.virtual_size().saturating_sub(offset).min(buf.len() as u64) as usize;
+            if n > 0 {
+                parent.read_at(offset, &mut buf[..n])?;
+            }
+            n
+        }
+        None => 0,
+    };
+    buf[from_parent..].fill(0);
+    Ok(())
+}
+
 /// A disk of a given size with nothing in it — the source for `create`.
 pub struct Blank {
     info: ImageInfo,
@@ -343,7 +379,7 @@ impl Image for Blank {
     }
 
     fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        Ok(Extent { offset, length: self.info.virtual_size - offset, kind: crate::extent::ExtentKind::Unallocated })
+        Ok(Extent { offset, length: self.info.virtual_size - offset, kind: ExtentKind::Unallocated })
     }
 
     fn read_at(&mut self, _offset: u64, buf: &mut [u8]) -> Result<()> {

@@ -181,6 +181,7 @@ impl VhdxWriter {
             page83: self.page83,
             logical_sector_size: self.opts.logical_sector_size,
             physical_sector_size: self.opts.physical_sector_size,
+            parent_locator_at: None,
         };
         write_nonzero(self.sink.as_mut(), layout.metadata_offset, &metadata.to_bytes())?;
         self.front_written = true;
