@@ -90,7 +90,8 @@ fn convert(raw: &Path, out: &Path, options: &str) {
 }
 
 fn open_vhdx(path: &Path) -> Vhdx {
-    Vhdx::open(Box::new(InputFile::open(path).unwrap())).unwrap()
+    let mut ctx = diskbridge::image::OpenContext::new(&diskbridge::image::NoFiles);
+    Vhdx::open(Box::new(InputFile::open(path).unwrap()), path.to_str().unwrap(), &mut ctx).unwrap()
 }
 
 /// The value of `"key": value` in qemu-img's JSON (the top-level one comes last in its output).

@@ -121,7 +121,13 @@ mod tests {
         let g = Guid::BAT_REGION;
         assert_eq!(Guid::parse_text(&g.to_string()), Some(g));
         assert_eq!(Guid::parse_text(&format!("{{{}}}", g.to_string().to_uppercase())), Some(g));
-        for bad in ["", "{}", "2dc27766-f623-4200-9d64-115e9bfd4a0", "2dc27766f62342009d64115e9bfd4a08", "+dc27766-f623-4200-9d64-115e9bfd4a08"] {
+        for bad in [
+            "",
+            "{}",
+            "2dc27766-f623-4200-9d64-115e9bfd4a0",
+            "2dc27766f62342009d64115e9bfd4a08",
+            "+dc27766-f623-4200-9d64-115e9bfd4a08",
+        ] {
             assert_eq!(Guid::parse_text(bad), None, "{bad}");
         }
     }

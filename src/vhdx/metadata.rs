@@ -234,7 +234,10 @@ impl ParentLocator {
         }
         let count = LE::read_u16(&item[18..]) as usize;
         if LOCATOR_HEADER_SIZE + LOCATOR_ENTRY_SIZE * count > item.len() {
-            return Err(Error::corrupt(format!("Parent locator's {count} entries do not fit its {} bytes", item.len())));
+            return Err(Error::corrupt(format!(
+                "Parent locator's {count} entries do not fit its {} bytes",
+                item.len()
+            )));
         }
         let text = |offset: u32, length: u16, what: &str| -> Result<String> {
             let (start, length) = (offset as usize, length as usize);

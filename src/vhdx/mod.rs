@@ -21,6 +21,7 @@ pub mod bitmap;
 pub mod guid;
 pub mod header;
 pub mod layout;
+pub mod log;
 pub mod metadata;
 pub mod reader;
 mod writer;

@@ -395,7 +395,8 @@ mod tests {
         crate::convert::run(source, writer, Default::default()).unwrap();
         let file = out.take();
         assert_eq!(file.len() as u64, 4 * UNIT + 3 * 2 * UNIT, "blocks 0, 1 and 2 stored");
-        let mut image = super::super::Vhdx::open(Box::new(file)).unwrap();
+        let mut ctx = crate::image::OpenContext::new(&crate::image::NoFiles);
+        let mut image = super::super::Vhdx::open(Box::new(file), "out.vhdx", &mut ctx).unwrap();
         let mut back = vec![0u8; data.len()];
         image.read_at(0, &mut back).unwrap();
         assert!(back == data);

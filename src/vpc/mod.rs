@@ -273,24 +273,10 @@ impl Blocks {
     }
 }
 
-/// The run of sectors sharing the bitmap bit of the sector holding block-relative byte `from`: whether they are
-/// present, and the block-relative byte where the run ends (at most `limit`).
+/// The run of sectors sharing the bitmap bit of the sector holding block-relative byte `from` (see
+/// [`crate::image::sector_run`]).
 fn sector_run(bitmap: &[u8], from: u64, limit: u64) -> (bool, u64) {
-    let present = sector_present(bitmap, from / SECTOR);
-    let uniform = if present { 0xff } else { 0 };
-    let end = limit.div_ceil(SECTOR);
-    let mut sector = from / SECTOR + 1;
-    while sector < end {
-        // Whole bytes at a time: runs are asked for once per unit read, and are usually the whole block.
-        if sector % 8 == 0 && sector + 8 <= end && bitmap[(sector / 8) as usize] == uniform {
-            sector += 8;
-        } else if sector_present(bitmap, sector) == present {
-            sector += 1;
-        } else {
-            break;
-        }
-    }
-    (present, (sector * SECTOR).min(limit))
+    crate::image::sector_run(bitmap, sector_present, SECTOR, from, limit)
 }
 
 /// The opened parent of a differencing disk.
