@@ -368,14 +368,6 @@ fn fixed_subformat_stores_every_block() {
 }
 
 /// Unmounts a FUSE mount when dropped, so a failing test leaves nothing mounted.
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// 4096-byte logical sectors, which qemu-img does not read ("Operation not supported"): libvhdi must agree
 /// with our reader — vhdiinfo on the geometry, vhdimount (FUSE) on the guest bytes, across the first 32 GiB
 /// chunk (a chunk covers 2^23 sectors).
