@@ -169,11 +169,13 @@ impl Ring<'_> {
         let length = LE::read_u32(&head[8..]) as usize;
         let count = LE::read_u32(&head[24..]) as usize;
         let sequence_number = LE::read_u64(&head[16..]);
+        // The count is bounded by the length before any arithmetic on it.
         if &head[..4] != ENTRY_SIGNATURE
             || Guid::from_disk(&head[32..]) != guid
             || length == 0
             || length % SECTOR != 0
             || length > self.0.len()
+            || count > length / DESCRIPTOR_SIZE
             || descriptor_sectors(count) > length / SECTOR
         {
             return None;
@@ -323,11 +325,17 @@ pub fn replay(file: Box<dyn ReadAt>, header: &Header) -> Result<Replayed> {
             Error::limit(format!("VHDX log of {log_len} bytes exceeds the {MAX_LOG_LENGTH}-byte limit")).at(log_at)
         );
     }
-    if log_len == 0 || log_at.checked_add(log_len).is_none_or(|end| end > file.len()) {
+    let file_len = file.len();
+    let mut replayed = Replayed { file, overlay: BTreeMap::new(), len: file_len, entries: 0 };
+    // qemu takes a zero-length log as no log at all, whatever the GUID says.
+    if log_len == 0 {
+        return Ok(replayed);
+    }
+    if log_at.checked_add(log_len).is_none_or(|end| end > file_len) {
         return Err(corrupt(format!("{log_len} bytes do not lie inside the file")));
     }
     let mut log = zeroed_buffer(log_len, "VHDX log")?;
-    file.read_exact_at(log_at, &mut log)?;
+    replayed.file.read_exact_at(log_at, &mut log)?;
     let ring = Ring(&log);
     let mut entries: BTreeMap<usize, LogEntry> = BTreeMap::new();
     let mut sector = 0;
@@ -341,8 +349,6 @@ pub fn replay(file: Box<dyn ReadAt>, header: &Header) -> Result<Replayed> {
             None => sector += 1,
         }
     }
-    let file_len = file.len();
-    let mut replayed = Replayed { file, overlay: BTreeMap::new(), len: file_len, entries: 0 };
     let Some((&head_at, head)) = entries.iter().max_by_key(|(_, e)| e.sequence_number) else {
         return Ok(replayed);
     };
@@ -403,4 +409,61 @@ pub fn replay(file: Box<dyn ReadAt>, header: &Header) -> Result<Replayed> {
         replayed.len = replayed.len.max(entry.last_file_offset);
     }
     Ok(replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUID: Guid = Guid::from_u128(7);
+
+    fn sample(sequence_number: u64) -> LogEntry {
+        LogEntry {
+            sequence_number,
+            tail: 0,
+            log_guid: GUID,
+            flushed_file_offset: 0,
+            last_file_offset: 0,
+            writes: vec![
+                LogWrite::Zero { file_offset: 4 << 20, length: 3 * SECTOR as u64 },
+                LogWrite::Data { file_offset: 2 << 20, sector: (0..SECTOR).map(|i| i as u8).collect() },
+            ],
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_even_across_the_end_of_the_ring() {
+        let entry = sample(0x1_0000_0002);
+        let bytes = entry.to_bytes();
+        assert_eq!(bytes.len(), 2 * SECTOR, "a descriptor sector and a data sector");
+        assert_eq!(&bytes[SECTOR..SECTOR + 4], b"data");
+        // Its first sector last in a four-sector ring, its data sector wrapped to the front.
+        let mut ring = vec![0u8; 4 * SECTOR];
+        ring[3 * SECTOR..].copy_from_slice(&bytes[..SECTOR]);
+        ring[..SECTOR].copy_from_slice(&bytes[SECTOR..]);
+        assert_eq!(Ring(&ring).entry(3, GUID), Some(entry.clone()));
+        assert_eq!(Ring(&ring).entry(3, Guid::from_u128(8)), None, "another log's entry");
+        ring[100] ^= 1;
+        assert_eq!(Ring(&ring).entry(3, GUID), None, "a torn data sector");
+        assert_eq!(entry.sectors(), 2);
+    }
+
+    #[test]
+    fn overlay_keeps_the_latest_write_of_every_byte() {
+        let file: Vec<u8> = vec![9; 40 << 10];
+        let mut r = Replayed { file: Box::new(file), overlay: BTreeMap::new(), len: 48 << 10, entries: 0 };
+        let s = SECTOR as u64;
+        r.put(s, 5 * s, None);
+        r.put(2 * s, 3 * s, Some(vec![1; SECTOR]));
+        r.put(4 * s, 6 * s, None);
+        r.put(5 * s, 6 * s, Some(vec![2; SECTOR]));
+        let mut all = vec![0u8; 48 << 10];
+        r.read_exact_at(0, &mut all).unwrap();
+        let sector = |i: usize| all[i * SECTOR..(i + 1) * SECTOR].to_vec();
+        let want: [u8; 12] = [9, 0, 1, 0, 0, 2, 9, 9, 9, 9, 0, 0];
+        for (i, &byte) in want.iter().enumerate() {
+            assert_eq!(sector(i), vec![byte; SECTOR], "sector {i}");
+        }
+        assert_eq!(r.overlay.len(), 5, "no piece left overlapping another");
+    }
 }

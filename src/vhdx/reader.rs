@@ -132,7 +132,6 @@ impl Vhdx {
                 let parent = open_parent(&locator, name, ctx)?;
                 info.backing_filename = Some(parent.name);
                 info.full_backing_filename = Some(parent.resolved);
-                info.backing_format = Some(Format::Vhdx.name().to_string());
                 Some(parent.image)
             }
             None => None,
