@@ -288,20 +288,16 @@ fn open_parent(locator: &ParentLocator, name: &str, ctx: &mut OpenContext<'_>) -
     let Some(linkage) = linkages[0] else {
         return Err(Error::corrupt("Parent locator has no parent_linkage"));
     };
-    let paths: Vec<String> = ["relative_path", "absolute_win32_path", "volume_path"]
-        .iter()
+    let normalise = |path: &str| {
+        let path = path.replace('\\', "/");
+        path.strip_prefix("./").map_or(path.clone(), str::to_string)
+    };
+    let base_names = ["relative_path", "absolute_win32_path", "volume_path"]
+        .into_iter()
         .filter_map(|key| locator.get(key))
-        .map(|p| {
-            let p = p.replace('\\', "/");
-            p.strip_prefix("./").unwrap_or(&p).to_string()
-        })
-        .collect();
-    let mut candidates: Vec<String> = Vec::new();
-    if locator.get("relative_path").is_some() {
-        candidates.push(paths[0].clone());
-    }
-    candidates.extend(paths.iter().filter_map(|p| p.rsplit('/').next()).map(str::to_string));
-    candidates.retain(|c| !c.is_empty());
+        .map(|path| normalise(path).rsplit('/').next().unwrap_or_default().to_string());
+    let candidates: Vec<String> =
+        locator.get("relative_path").map(normalise).into_iter().chain(base_names).filter(|c| !c.is_empty()).collect();
     let mut tried: Vec<String> = Vec::new();
     for candidate in candidates {
         if tried.contains(&candidate) {
