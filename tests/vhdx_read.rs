@@ -283,6 +283,8 @@ fn differencing_disk_reads_through_to_its_parent() {
     let run = diskbridge_run(&["convert", "-O", "raw", child.to_str().unwrap(), out.to_str().unwrap()]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(std::fs::read(&out).unwrap() == chain.expected);
+    let compare = diskbridge_run(&["compare", child.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(compare.status.code(), Some(0), "{}", String::from_utf8_lossy(&compare.stdout));
 }
 
 #[test]
@@ -497,6 +499,9 @@ fn log_is_replayed_in_memory_and_the_file_left_alone() {
     want[3 * MIB as usize..].fill(0);
     assert!(got == want, "first difference at {:?}", got.iter().zip(&want).position(|(a, b)| a != b));
     drop(image);
+    let info = diskbridge_run(&["info", path.to_str().unwrap()]);
+    assert!(info.status.success());
+    assert!(String::from_utf8_lossy(&info.stderr).contains("replayed in memory"), "{info:?}");
     assert!(std::fs::read(&path).unwrap() == before, "the source was written");
 
     // qemu-img replays the log itself when it opens a writable copy; both must agree.
