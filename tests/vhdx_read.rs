@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use diskbridge::convert::RunOptions;
-use diskbridge::extent::{ExtentKind, Extents};
-use diskbridge::image::{FileResolver, Format, Image, NoFiles};
+use diskbridge::extent::{Extent, ExtentKind, Extents};
+use diskbridge::image::{FileResolver, Format, Image, ImageInfo, NoFiles};
 use diskbridge::io::{MemorySink, ReadAt, Window};
 use diskbridge::native::open_image;
 use diskbridge::raw::RawImage;
@@ -29,12 +29,62 @@ const SECTOR: usize = 512;
 
 /// A dynamic VHDX of `data` (1 MiB blocks, 512-byte sectors) written by diskbridge.
 fn dynamic(data: &[u8], seed: u64) -> Vec<u8> {
-    let source = Box::new(RawImage::new(Box::new(data.to_vec())));
+    dynamic_from(Box::new(RawImage::new(Box::new(data.to_vec()))), seed)
+}
+
+fn dynamic_from(source: Box<dyn Image>, seed: u64) -> Vec<u8> {
     let out = MemorySink::default();
     let opts = VhdxOptions { block_size: Some(MIB), ..Default::default() };
-    let writer = VhdxWriter::new(Box::new(out.clone()), data.len() as u64, &opts, seed).unwrap();
+    let writer = VhdxWriter::new(Box::new(out.clone()), source.virtual_size(), &opts, seed).unwrap();
     diskbridge::convert::run(source, Box::new(writer), RunOptions::default()).unwrap();
     out.take()
+}
+
+/// A disk of `size` bytes holding whole 1 MiB blocks of data (block index, bytes) and zeros elsewhere, with a
+/// map that says so: writing a multi-GiB disk then reads only its data.
+struct Sparse {
+    info: ImageInfo,
+    blocks: Vec<(u64, Vec<u8>)>,
+}
+
+impl Sparse {
+    fn new(size: u64, blocks: Vec<(u64, Vec<u8>)>) -> Sparse {
+        Sparse { info: ImageInfo::basic(Format::Raw, size), blocks }
+    }
+}
+
+impl Image for Sparse {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+
+    fn extent_at(&mut self, offset: u64) -> diskbridge::Result<Extent> {
+        let block = offset / MIB;
+        let (end, kind) = match self.blocks.iter().find(|(b, _)| *b == block) {
+            Some(_) => ((block + 1) * MIB, ExtentKind::Data),
+            None => {
+                let next = self.blocks.iter().map(|(b, _)| b * MIB).filter(|&at| at > offset).min();
+                (next.unwrap_or(self.info.virtual_size), ExtentKind::Unallocated)
+            }
+        };
+        Ok(Extent { offset, length: end - offset, kind })
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> diskbridge::Result<()> {
+        buf.fill(0);
+        for (block, data) in &self.blocks {
+            let (start, end) = ((block * MIB).max(offset), ((block + 1) * MIB).min(offset + buf.len() as u64));
+            if start < end {
+                let (from, to) = ((start - block * MIB) as usize, (start - offset) as usize);
+                buf[to..to + (end - start) as usize].copy_from_slice(&data[from..from + (end - start) as usize]);
+            }
+        }
+        Ok(())
+    }
+
+    fn file_length(&self) -> u64 {
+        0
+    }
 }
 
 /// The parts of a VHDX file the tests patch, found through its own structures.
@@ -285,6 +335,74 @@ fn differencing_disk_reads_through_to_its_parent() {
     assert!(std::fs::read(&out).unwrap() == chain.expected);
     let compare = diskbridge_run(&["compare", child.to_str().unwrap(), out.to_str().unwrap()]);
     assert_eq!(compare.status.code(), Some(0), "{}", String::from_utf8_lossy(&compare.stdout));
+}
+
+/// Past 4 GiB a second chunk begins, with its own sector-bitmap block after its payload entries: our reader and
+/// libvhdi must find the same bits there.
+#[test]
+fn second_chunk_has_its_own_sector_bitmap() {
+    let dir = tmp();
+    let size = 5 << 30;
+    // Blocks 5 and 4101 sit at the same place in chunks 0 and 1.
+    let (low, high) = (5, 4096 + 5);
+    let parent_blocks = vec![(low, pattern(MIB as usize, 1)), (high, pattern(MIB as usize, 2))];
+    let parent = dynamic_from(Box::new(Sparse::new(size, parent_blocks.clone())), 31);
+    let parent_guid = Vhdx::parse(parent.clone()).header.data_write_guid;
+    let own_blocks = vec![(low, pattern(MIB as usize, 3)), (high, pattern(MIB as usize, 4))];
+    let mut child = Vhdx::parse(dynamic_from(Box::new(Sparse::new(size, own_blocks.clone())), 32));
+    let locator = ParentLocator {
+        locator_type: Guid::VHDX_PARENT_LOCATOR_TYPE,
+        entries: vec![
+            ("parent_linkage".into(), format!("{{{parent_guid}}}")),
+            ("relative_path".into(), "parent.vhdx".into()),
+            // libvhdi finds the parent by this path's base name.
+            ("absolute_win32_path".into(), "C:\\VMs\\parent.vhdx".into()),
+        ],
+    };
+    child.set_metadata(Metadata { has_parent: true, ..child.metadata }, Some(&locator));
+    let g = child.geometry();
+    assert_eq!(g.bitmap_index(high), 2 * 4097 - 1);
+    // Chunk 0's block holds its first half, chunk 1's its second half.
+    let halves: [(u64, fn(usize) -> bool); 2] = [(low, |s| s < 1024), (high, |s| s >= 1024)];
+    let mut expected = Vec::new();
+    for (n, (block, present)) in halves.into_iter().enumerate() {
+        let mut bitmap = vec![0u8; MIB as usize];
+        for s in (0..2048).filter(|&s| present(s)) {
+            let bit = g.bitmap_byte(block) as usize * 8 + s;
+            bitmap[bit / 8] |= 1 << (bit % 8);
+        }
+        let at = child.append_block(&bitmap);
+        child.set_bat(g.bitmap_index(block), BatEntry::bitmap(at));
+        let stored = child.bat(g.index(block));
+        child.set_bat(g.index(block), BatEntry::new(BatState::PartiallyPresent, stored.offset()));
+        let block_bytes: Vec<u8> = (0..2048)
+            .flat_map(|s| {
+                let from = if present(s) { &own_blocks[n].1 } else { &parent_blocks[n].1 };
+                from[s * SECTOR..(s + 1) * SECTOR].to_vec()
+            })
+            .collect();
+        expected.push((block, block_bytes));
+    }
+    std::fs::write(dir.path().join("parent.vhdx"), &parent).unwrap();
+    let path = dir.path().join("child.vhdx");
+    std::fs::write(&path, &child.bytes).unwrap();
+
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    ok("vhdimount", &[path.to_str().unwrap(), mnt.to_str().unwrap()]);
+    let mount = Mount(mnt.clone());
+    let libvhdi = diskbridge::native::InputFile::open(&mnt.join("vhdi2")).unwrap();
+    let mut image = open_image(&path, None).unwrap();
+    for (block, want) in &expected {
+        let (mut ours, mut theirs) = (vec![0u8; MIB as usize], vec![0u8; MIB as usize]);
+        image.read_at(block * MIB, &mut ours).unwrap();
+        libvhdi.read_exact_at(block * MIB, &mut theirs).unwrap();
+        assert!(&ours == want, "our block {block}");
+        assert!(&theirs == want, "libvhdi's block {block}");
+    }
+    drop(mount);
+    let e = image.extent_at(high * MIB + 1024 * 512 - 512).unwrap();
+    assert_eq!((e.kind, e.length), (ExtentKind::Data, 512), "the parent's sector just before the child's half");
 }
 
 #[test]
