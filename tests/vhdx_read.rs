@@ -363,9 +363,9 @@ fn second_chunk_has_its_own_sector_bitmap() {
     let g = child.geometry();
     assert_eq!(g.bitmap_index(high), 2 * 4097 - 1);
     // Chunk 0's block holds its first half, chunk 1's its second half.
-    let halves: [(u64, fn(usize) -> bool); 2] = [(low, |s| s < 1024), (high, |s| s >= 1024)];
     let mut expected = Vec::new();
-    for (n, (block, present)) in halves.into_iter().enumerate() {
+    for (n, block) in [low, high].into_iter().enumerate() {
+        let present = |s: usize| (s >= 1024) == (n == 1);
         let mut bitmap = vec![0u8; MIB as usize];
         for s in (0..2048).filter(|&s| present(s)) {
             let bit = g.bitmap_byte(block) as usize * 8 + s;
