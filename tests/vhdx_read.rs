@@ -570,14 +570,16 @@ fn entry(sequence_number: u64, tail: u32, writes: Vec<LogWrite>) -> LogEntry {
     LogEntry { sequence_number, tail, log_guid: LOG_GUID, flushed_file_offset: 0, last_file_offset: 0, writes }
 }
 
-/// The log's writes for [`logged`]: block 1 now points at block 0's data (a BAT sector rewritten), a sector of
-/// block 2 gets new bytes, and 8 KiB of block 0 are zeroed — in two entries, the second overriding part of the
-/// first.
+/// The log's writes for [`logged`]: block 1 now points at block 0's data and block 3 at a new block past the
+/// file's end (a BAT sector rewritten), a sector of block 2 and one of the new block get new bytes, and 8 KiB of
+/// block 0 are zeroed — in two entries, the second overriding part of the first and growing the file.
 fn replay_writes(v: &Vhdx) -> Vec<LogEntry> {
     let block0 = v.bat(0).offset();
     let block2 = v.bat(2).offset();
+    let new_block = v.bytes.len() as u64;
     let mut bat_sector = v.bytes[v.bat_at..v.bat_at + 4096].to_vec();
     bat_sector[8..16].copy_from_slice(&BatEntry::present(block0).0.to_le_bytes());
+    bat_sector[24..32].copy_from_slice(&BatEntry::present(new_block).0.to_le_bytes());
     vec![
         entry(
             7,
@@ -587,14 +589,19 @@ fn replay_writes(v: &Vhdx) -> Vec<LogEntry> {
                 LogWrite::Data { file_offset: block2 + 8192, sector: vec![0xab; 4096] },
             ],
         ),
-        entry(
-            8,
-            0,
-            vec![
-                LogWrite::Zero { file_offset: block0 + 4096, length: 8192 },
-                LogWrite::Data { file_offset: block2 + 8192, sector: vec![0xcd; 4096] },
-            ],
-        ),
+        LogEntry {
+            // Not a whole MiB: the file grows to the next one.
+            last_file_offset: new_block + MIB - 4096,
+            ..entry(
+                8,
+                0,
+                vec![
+                    LogWrite::Zero { file_offset: block0 + 4096, length: 8192 },
+                    LogWrite::Data { file_offset: block2 + 8192, sector: vec![0xcd; 4096] },
+                    LogWrite::Data { file_offset: new_block + 4096, sector: vec![0xee; 4096] },
+                ],
+            )
+        },
     ]
 }
 
@@ -615,6 +622,7 @@ fn log_is_replayed_in_memory_and_the_file_left_alone() {
     want[4096..4096 + 8192].fill(0);
     want.copy_within(0..MIB as usize, MIB as usize);
     want[3 * MIB as usize..].fill(0);
+    want[3 * MIB as usize + 4096..][..4096].fill(0xee);
     assert!(got == want, "first difference at {:?}", got.iter().zip(&want).position(|(a, b)| a != b));
     drop(image);
     let info = diskbridge_run(&["info", path.to_str().unwrap()]);

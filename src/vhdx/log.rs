@@ -407,7 +407,9 @@ pub fn replay(file: Box<dyn ReadAt>, header: &Header) -> Result<Replayed> {
                 replayed.put(start, end, data);
             }
         }
-        replayed.len = replayed.len.max(entry.last_file_offset);
+        // qemu grows the file to LastFileOffset rounded up to 1 MiB, where every block is aligned.
+        let grown = entry.last_file_offset.div_ceil(header::ALIGNMENT).saturating_mul(header::ALIGNMENT);
+        replayed.len = replayed.len.max(grown);
     }
     Ok(replayed)
 }
