@@ -535,6 +535,12 @@ fn truncated_and_bit_flipped_differencing_disks_fail_cleanly() {
         good.bat_at..good.bat_at + 80,
         bitmap..bitmap + 300,
     ];
+    // The locator item emptied, its offset pointing far outside the region.
+    let mut empty = good.bytes.clone();
+    let item_entry = good.metadata_at + 32 + 5 * 32;
+    empty[item_entry + 16..item_entry + 24].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+    let err = open(Box::new(empty)).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     let strided = (0..good.bytes.len()).step_by(65_537);
     for at in structures.into_iter().flatten().chain(strided) {
         for mask in [0x01, 0x80] {

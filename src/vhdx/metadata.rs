@@ -151,7 +151,10 @@ impl Metadata {
             match known.iter().position(|(g, _)| *g == id) {
                 Some(k) if value.len() == known[k].1 => found[k] = Some(value),
                 Some(_) => return Err(Error::corrupt(format!("Metadata item {id} has length {length}"))),
-                None if id == Guid::PARENT_LOCATOR => parent_locator_at = Some((offset as u32, length as u32)),
+                // An empty value's offset is meaningless (and unchecked): keep it from being used.
+                None if id == Guid::PARENT_LOCATOR => {
+                    parent_locator_at = Some(if length == 0 { (0, 0) } else { (offset as u32, length as u32) });
+                }
                 None if flags & IS_REQUIRED != 0 => {
                     return Err(Error::unsupported(format!("Unknown required metadata item {id}")));
                 }
@@ -242,7 +245,7 @@ impl ParentLocator {
         let text = |offset: u32, length: u16, what: &str| -> Result<String> {
             let (start, length) = (offset as usize, length as usize);
             let bytes = item
-                .get(start..start + length)
+                .get(start..start.saturating_add(length))
                 .filter(|b| b.len() % 2 == 0)
                 .ok_or_else(|| Error::corrupt(format!("Parent locator {what} at {start} lies outside the item")))?;
             let units: Vec<u16> = bytes.chunks_exact(2).map(LE::read_u16).collect();
@@ -333,6 +336,14 @@ mod tests {
             let _ = ParentLocator::parse(&item[..cut]);
         }
         assert!(ParentLocator::parse(&item[..item.len() - 1]).is_err());
+        let empty = ParentLocator { locator_type: Guid::ZERO, entries: vec![] };
+        let mut empty_item = Metadata { has_parent: true, ..m }.to_bytes_with(Some(&empty));
+        empty_item.resize(REGION_SIZE as usize, 0);
+        // The item's entry (the sixth) with length 0 and an offset far outside the region.
+        let entry = 32 + 5 * ENTRY_SIZE;
+        LE::write_u32(&mut empty_item[entry + 16..], u32::MAX);
+        LE::write_u32(&mut empty_item[entry + 20..], 0);
+        assert_eq!(Metadata::parse(&empty_item).unwrap().parent_locator_at, Some((0, 0)));
         let mut no_locator = Metadata { has_parent: true, ..m }.to_bytes();
         no_locator.resize(REGION_SIZE as usize, 0);
         assert!(Metadata::parse(&no_locator).unwrap_err().message().contains("parent locator"));
