@@ -2,7 +2,7 @@
 //! opening backing files and extents through the caller's [`FileResolver`].
 
 use crate::error::{Error, Result};
-use crate::extent::Extent;
+use crate::extent::{Extent, ExtentKind};
 use crate::io::ReadAt;
 use std::fmt;
 
@@ -276,7 +276,7 @@ impl<'a> OpenContext<'a> {
             Format::Raw => Ok(Box::new(crate::raw::RawImage::new(file))),
             Format::Vpc => crate::vpc::Vpc::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Ova => crate::ova::open_disk(name, file, self.ova_disk, self),
-            Format::Vhdx => crate::vhdx::Vhdx::open(file).map(|i| Box::new(i) as Box<dyn Image>),
+            Format::Vhdx => crate::vhdx::Vhdx::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Vmdk => crate::vmdk::VmdkImage::open(file, name, self).map(|i| Box::new(i) as Box<dyn Image>),
             Format::Ovf => Err(Error::unsupported("An OVF descriptor is not a disk: convert the disk it names")),
         };
@@ -325,6 +325,69 @@ pub fn open_disk(
     OpenContext::new(resolver).with_ova_disk(ova_disk).open_file(name, file, format)
 }
 
+/// For a differencing format: the parent's map at `offset`, cut at `end`; beyond a smaller parent (or without
+/// one) the child reads zeros.
+///
+/// # Errors
+/// Whatever the parent's map gives.
+pub fn parent_extent(parent: Option<&mut dyn Image>, offset: u64, end: u64) -> Result<Extent> {
+    let unallocated = Extent { offset, length: end - offset, kind: ExtentKind::Unallocated };
+    match parent {
+        Some(parent) if offset < parent.virtual_size() => {
+            let e = parent.extent_at(offset)?;
+            Ok(Extent { length: e.end().min(end) - offset, ..e })
+        }
+        _ => Ok(unallocated),
+    }
+}
+
+/// For a differencing format: reads the parent's bytes at `offset`, zeros where there is no parent or it is
+/// smaller.
+///
+/// # Errors
+/// Whatever reading the parent gives.
+pub fn read_parent(parent: Option<&mut dyn Image>, offset: u64, buf: &mut [u8]) -> Result<()> {
+    let from_parent = match parent {
+        Some(parent) => {
+            let n = parent.virtual_size().saturating_sub(offset).min(buf.len() as u64) as usize;
+            if n > 0 {
+                parent.read_at(offset, &mut buf[..n])?;
+            }
+            n
+        }
+        None => 0,
+    };
+    buf[from_parent..].fill(0);
+    Ok(())
+}
+
+/// For a differencing format: the run of sectors sharing the bitmap bit of the sector holding byte `from`
+/// (bytes counted from the bitmap's first sector): whether they are present, and the byte where the run ends
+/// (at most `limit`). `present(bitmap, sector)` reads one bit in the format's bit order.
+pub fn sector_run(
+    bitmap: &[u8],
+    present: fn(&[u8], u64) -> bool,
+    sector_size: u64,
+    from: u64,
+    limit: u64,
+) -> (bool, u64) {
+    let first = present(bitmap, from / sector_size);
+    let uniform = if first { 0xff } else { 0 };
+    let end = limit.div_ceil(sector_size);
+    let mut sector = from / sector_size + 1;
+    while sector < end {
+        // Whole bytes at a time: runs are asked for once per unit read, and are usually the whole block.
+        if sector % 8 == 0 && sector + 8 <= end && bitmap[(sector / 8) as usize] == uniform {
+            sector += 8;
+        } else if present(bitmap, sector) == first {
+            sector += 1;
+        } else {
+            break;
+        }
+    }
+    (first, (sector * sector_size).min(limit))
+}
+
 /// A disk of a given size with nothing in it — the source for `create`.
 pub struct Blank {
     info: ImageInfo,
@@ -343,7 +406,7 @@ impl Image for Blank {
     }
 
     fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        Ok(Extent { offset, length: self.info.virtual_size - offset, kind: crate::extent::ExtentKind::Unallocated })
+        Ok(Extent { offset, length: self.info.virtual_size - offset, kind: ExtentKind::Unallocated })
     }
 
     fn read_at(&mut self, _offset: u64, buf: &mut [u8]) -> Result<()> {

@@ -1,5 +1,5 @@
 //! The block allocation table [MS-VHDX 2.5]: one u64 LE entry per payload block, with a sector-bitmap
-//! entry after every `chunk_ratio` payload entries (used by differencing disks only; 0 here).
+//! entry after every `chunk_ratio` payload entries (used by differencing disks only; the writer leaves them 0).
 //!
 //! ```text
 //! bits 0-2   State
@@ -32,6 +32,9 @@ pub enum BatState {
     PartiallyPresent,
 }
 
+/// The state value of a present sector-bitmap block (the other legal one, 0, is "not present").
+const BITMAP_PRESENT: u64 = 6;
+
 /// One raw BAT entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatEntry(pub u64);
@@ -39,8 +42,38 @@ pub struct BatEntry(pub u64);
 impl BatEntry {
     /// The entry for a block stored at `offset` (a multiple of 1 MiB).
     pub fn present(offset: u64) -> BatEntry {
+        BatEntry::new(BatState::FullyPresent, offset)
+    }
+
+    /// An entry of `state` for a block at `offset` (a multiple of 1 MiB, 0 for states without one).
+    pub fn new(state: BatState, offset: u64) -> BatEntry {
         debug_assert_eq!(offset & !OFFSET_MASK, 0);
-        BatEntry(offset | 6)
+        let value = match state {
+            BatState::NotPresent => 0,
+            BatState::Undefined => 1,
+            BatState::Zero => 2,
+            BatState::Unmapped => 3,
+            BatState::FullyPresent => 6,
+            BatState::PartiallyPresent => 7,
+        };
+        BatEntry(offset | value)
+    }
+
+    /// The entry of a sector-bitmap block stored at `offset`.
+    pub fn bitmap(offset: u64) -> BatEntry {
+        BatEntry(offset | BITMAP_PRESENT)
+    }
+
+    /// A sector-bitmap entry's offset, `None` when the bitmap block is not present.
+    ///
+    /// # Errors
+    /// `Corrupt` for a state other than present (6) or not present (0).
+    pub fn bitmap_offset(self) -> Result<Option<u64>> {
+        match self.0 & STATE_MASK {
+            0 => Ok(None),
+            BITMAP_PRESENT => Ok(Some(self.offset())),
+            s => Err(Error::corrupt(format!("Sector bitmap entry has invalid state {s}"))),
+        }
     }
 
     /// The block's state.
@@ -87,6 +120,27 @@ impl Geometry {
         self.virtual_size.div_ceil(self.block_size)
     }
 
+    /// Logical sectors per payload block (a multiple of 8: blocks are at least 1 MiB, sectors at most 4 KiB).
+    pub fn sectors_per_block(&self) -> u64 {
+        self.block_size / self.logical_sector_size
+    }
+
+    /// BAT entries of a differencing disk: every chunk, the last one included, ends in its sector-bitmap
+    /// entry.
+    pub fn entries_with_bitmaps(&self) -> u64 {
+        self.data_blocks().div_ceil(self.chunk_ratio()) * (self.chunk_ratio() + 1)
+    }
+
+    /// The BAT index of the sector-bitmap entry of the chunk holding payload block `block`.
+    pub fn bitmap_index(&self, block: u64) -> u64 {
+        (block / self.chunk_ratio() + 1) * (self.chunk_ratio() + 1) - 1
+    }
+
+    /// Where payload block `block`'s bits start in its chunk's sector-bitmap block, in bytes.
+    pub fn bitmap_byte(&self, block: u64) -> u64 {
+        block % self.chunk_ratio() * self.sectors_per_block() / 8
+    }
+
     /// BAT entries of a dynamic or fixed disk: the last entry is the last payload block's, so a trailing
     /// sector-bitmap entry is not counted.
     pub fn entries(&self) -> u64 {
@@ -115,6 +169,10 @@ mod tests {
         assert_eq!(BatEntry(0).state().unwrap(), BatState::NotPresent);
         assert_eq!(BatEntry(2).state().unwrap(), BatState::Zero);
         assert_eq!(BatEntry(5).state().unwrap(), BatState::Unmapped);
+        assert_eq!(BatEntry::new(BatState::PartiallyPresent, 3 << 20).0, (3 << 20) | 7);
+        assert_eq!(BatEntry::bitmap(1 << 20).bitmap_offset().unwrap(), Some(1 << 20));
+        assert_eq!(BatEntry(0).bitmap_offset().unwrap(), None);
+        assert!(BatEntry(7).bitmap_offset().is_err());
         assert!(BatEntry(4).state().is_err());
         assert_eq!(BatEntry(0xFFFF_FFFF_FFFF_FFFF).offset(), OFFSET_MASK, "offset ignores bits 0-19");
     }
@@ -149,6 +207,11 @@ mod tests {
         assert_eq!(multi.index(2 * 4096), 2 * 4097, "slot 2·4097-1 is the second chunk's bitmap");
         assert_eq!(multi.index(3 * 4096 + 2), 3 * 4097 + 2);
         assert_eq!(g(0, 1 << 20, 512).entries(), 0);
+        // Differencing: each chunk ends in its bitmap entry, the last one too.
+        assert_eq!(five.entries_with_bitmaps(), 2 * 129);
+        assert_eq!((five.bitmap_index(0), five.bitmap_index(127), five.bitmap_index(128)), (128, 128, 257));
+        assert_eq!((five.bitmap_byte(0), five.bitmap_byte(129)), (0, 65536 / 8));
+        assert_eq!(g(3 << 20, 1 << 20, 512).entries_with_bitmaps(), 4097);
         // Partial last block.
         assert_eq!(g(1_000_000_000, 1 << 20, 512).data_blocks(), 954);
     }

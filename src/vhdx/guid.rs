@@ -30,6 +30,8 @@ impl Guid {
     pub const PHYSICAL_SECTOR_SIZE: Guid = Guid::from_u128(0xcda348c7_445d_4471_9cc9_e9885251c556);
     /// Metadata item: where a differencing disk's parent is.
     pub const PARENT_LOCATOR: Guid = Guid::from_u128(0xa8d35f2d_b30b_454d_abf7_d3d84834ab0c);
+    /// The parent locator type of a VHDX parent (the only one MS-VHDX defines).
+    pub const VHDX_PARENT_LOCATOR_TYPE: Guid = Guid::from_u128(0xb04aefb7_d19e_4a81_b789_25b8e9445913);
 
     /// The GUID whose text form is the hex digits of `value` (`0x2dc27766_f623_…` for `2dc27766-f623-…`).
     pub const fn from_u128(value: u128) -> Guid {
@@ -39,6 +41,17 @@ impl Guid {
     /// A GUID from bytes in text order, as [`crate::random::Random::guid`] gives them.
     pub fn from_text_order(bytes: [u8; 16]) -> Guid {
         Guid(bytes)
+    }
+
+    /// Parses the text form, with or without braces (`{2dc27766-f623-…}`, as parent locators store it).
+    pub fn parse_text(text: &str) -> Option<Guid> {
+        let text = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')).unwrap_or(text);
+        let groups: Vec<&str> = text.split('-').collect();
+        let lengths = groups.iter().map(|g| g.len()).collect::<Vec<_>>();
+        if lengths != [8, 4, 4, 4, 12] || !groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return None;
+        }
+        u128::from_str_radix(&groups.concat(), 16).ok().map(Guid::from_u128)
     }
 
     /// The 16 bytes as they go into the file.
@@ -101,6 +114,22 @@ mod tests {
             [0x37, 0x67, 0xa1, 0xca, 0x36, 0xfa, 0x43, 0x4d, 0xb3, 0xb6, 0x33, 0xf0, 0xaa, 0x44, 0xe7, 0x6b]
         );
         assert_eq!(Guid::PHYSICAL_SECTOR_SIZE.to_string(), "cda348c7-445d-4471-9cc9-e9885251c556");
+    }
+
+    #[test]
+    fn text_form_parses_with_or_without_braces() {
+        let g = Guid::BAT_REGION;
+        assert_eq!(Guid::parse_text(&g.to_string()), Some(g));
+        assert_eq!(Guid::parse_text(&format!("{{{}}}", g.to_string().to_uppercase())), Some(g));
+        for bad in [
+            "",
+            "{}",
+            "2dc27766-f623-4200-9d64-115e9bfd4a0",
+            "2dc27766f62342009d64115e9bfd4a08",
+            "+dc27766-f623-4200-9d64-115e9bfd4a08",
+        ] {
+            assert_eq!(Guid::parse_text(bad), None, "{bad}");
+        }
     }
 
     #[test]

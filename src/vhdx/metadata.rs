@@ -3,6 +3,10 @@
 //! Table header (32 bytes): `Signature 'metadata' | u16 Reserved | u16 EntryCount | 20 reserved`. Entries
 //! (32 bytes): `ItemId Guid | u32 Offset (from the region start) | u32 Length | u32 flags (bit 0 IsUser,
 //! bit 1 IsVirtualDisk, bit 2 IsRequired) | u32 reserved`.
+//!
+//! A differencing disk adds the parent locator item [MS-VHDX 2.6.2.6]: `LocatorType Guid | u16 Reserved |
+//! u16 KeyValueCount`, then `KeyValueCount` entries of `u32 KeyOffset | u32 ValueOffset | u16 KeyLength |
+//! u16 ValueLength` (offsets from the item's start), keys and values UTF-16LE without terminators.
 
 use super::guid::Guid;
 use crate::error::{Error, Result};
@@ -16,6 +20,8 @@ pub const REGION_SIZE: u64 = 1 << 20;
 const SIGNATURE: &[u8; 8] = b"metadata";
 const ENTRY_SIZE: usize = 32;
 const MAX_ENTRIES: usize = 2047;
+const LOCATOR_HEADER_SIZE: usize = 20;
+const LOCATOR_ENTRY_SIZE: usize = 12;
 
 const IS_VIRTUAL_DISK: u32 = 1 << 1;
 const IS_REQUIRED: u32 = 1 << 2;
@@ -47,17 +53,19 @@ pub struct Metadata {
     pub logical_sector_size: u32,
     /// 512 or 4096.
     pub physical_sector_size: u32,
+    /// Where the parent locator item's value lies in the region (offset, length), when there is one.
+    pub parent_locator_at: Option<(u32, u32)>,
 }
 
 impl Metadata {
-    fn items(&self) -> [(Guid, u32, Vec<u8>); 5] {
+    fn items(&self) -> Vec<(Guid, u32, Vec<u8>)> {
         let mut params = [0u8; 8];
         LE::write_u32(&mut params, self.block_size);
         let flags = if self.leave_blocks_allocated { LEAVE_BLOCKS_ALLOCATED } else { 0 }
             | if self.has_parent { HAS_PARENT } else { 0 };
         LE::write_u32(&mut params[4..], flags);
         // Flags as Hyper-V and qemu write them: file parameters describe the file, the rest the virtual disk.
-        [
+        vec![
             (Guid::FILE_PARAMETERS, IS_REQUIRED, params.to_vec()),
             (Guid::VIRTUAL_DISK_SIZE, IS_VIRTUAL_DISK | IS_REQUIRED, self.virtual_size.to_le_bytes().to_vec()),
             (Guid::PAGE83_DATA, IS_VIRTUAL_DISK | IS_REQUIRED, self.page83.to_disk().to_vec()),
@@ -73,7 +81,16 @@ impl Metadata {
     /// The start of the region: the table, then the item values packed from 64 KiB on (the rest of the
     /// region is zero).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let items = self.items();
+        self.to_bytes_with(None)
+    }
+
+    /// Like [`to_bytes`](Self::to_bytes), with a parent locator item after the five others (a differencing
+    /// disk's metadata).
+    pub fn to_bytes_with(&self, locator: Option<&ParentLocator>) -> Vec<u8> {
+        let mut items = self.items();
+        if let Some(locator) = locator {
+            items.push((Guid::PARENT_LOCATOR, IS_REQUIRED, locator.to_bytes()));
+        }
         let values_len: usize = items.iter().map(|(_, _, v)| v.len()).sum();
         let mut b = vec![0u8; TABLE_SIZE + values_len];
         b[..8].copy_from_slice(SIGNATURE);
@@ -113,6 +130,7 @@ impl Metadata {
             (Guid::PHYSICAL_SECTOR_SIZE, 4),
         ];
         let mut seen = Vec::with_capacity(count);
+        let mut parent_locator_at = None;
         for i in 0..count {
             let o = 32 + ENTRY_SIZE * i;
             let id = Guid::from_disk(&region[o..]);
@@ -133,7 +151,10 @@ impl Metadata {
             match known.iter().position(|(g, _)| *g == id) {
                 Some(k) if value.len() == known[k].1 => found[k] = Some(value),
                 Some(_) => return Err(Error::corrupt(format!("Metadata item {id} has length {length}"))),
-                None if id == Guid::PARENT_LOCATOR => {}
+                // An empty value's offset is meaningless (and unchecked): keep it from being used.
+                None if id == Guid::PARENT_LOCATOR => {
+                    parent_locator_at = Some(if length == 0 { (0, 0) } else { (offset as u32, length as u32) });
+                }
                 None if flags & IS_REQUIRED != 0 => {
                     return Err(Error::unsupported(format!("Unknown required metadata item {id}")));
                 }
@@ -151,6 +172,7 @@ impl Metadata {
             page83: Guid::from_disk(value(2)?),
             logical_sector_size: LE::read_u32(value(3)?),
             physical_sector_size: LE::read_u32(value(4)?),
+            parent_locator_at,
         };
         let block = m.block_size as u64;
         if !block.is_power_of_two() || !BLOCK_SIZES.contains(&block) {
@@ -164,7 +186,79 @@ impl Metadata {
         if m.virtual_size > MAX_VIRTUAL_SIZE {
             return Err(Error::corrupt(format!("Virtual disk size {} exceeds 64 TiB", m.virtual_size)));
         }
+        if m.has_parent && m.parent_locator_at.is_none() {
+            return Err(Error::corrupt("Differencing VHDX has no parent locator"));
+        }
         Ok(m)
+    }
+}
+
+/// The parent locator of a differencing disk: its type and key/value pairs, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentLocator {
+    /// [`Guid::VHDX_PARENT_LOCATOR_TYPE`] for a VHDX parent.
+    pub locator_type: Guid,
+    /// `parent_linkage`, `relative_path`, `absolute_win32_path`, `volume_path`, … and their values.
+    pub entries: Vec<(String, String)>,
+}
+
+impl ParentLocator {
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The item's bytes: header, entry table, then each key and value.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let utf16 = |s: &str| s.encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>();
+        let mut b = vec![0u8; LOCATOR_HEADER_SIZE + LOCATOR_ENTRY_SIZE * self.entries.len()];
+        b[..16].copy_from_slice(&self.locator_type.to_disk());
+        LE::write_u16(&mut b[18..], self.entries.len() as u16);
+        for (i, (key, value)) in self.entries.iter().enumerate() {
+            let (key, value) = (utf16(key), utf16(value));
+            let (e, at) = (LOCATOR_HEADER_SIZE + LOCATOR_ENTRY_SIZE * i, b.len());
+            LE::write_u32(&mut b[e..], at as u32);
+            LE::write_u32(&mut b[e + 4..], (at + key.len()) as u32);
+            LE::write_u16(&mut b[e + 8..], key.len() as u16);
+            LE::write_u16(&mut b[e + 10..], value.len() as u16);
+            b.extend(key);
+            b.extend(value);
+        }
+        b
+    }
+
+    /// Parses the item's value, checking every key and value lies inside it and is UTF-16.
+    ///
+    /// # Errors
+    /// `Corrupt` naming what is out of bounds or undecodable.
+    pub fn parse(item: &[u8]) -> Result<ParentLocator> {
+        if item.len() < LOCATOR_HEADER_SIZE {
+            return Err(Error::corrupt(format!("Parent locator of {} bytes is shorter than its header", item.len())));
+        }
+        let count = LE::read_u16(&item[18..]) as usize;
+        if LOCATOR_HEADER_SIZE + LOCATOR_ENTRY_SIZE * count > item.len() {
+            return Err(Error::corrupt(format!(
+                "Parent locator's {count} entries do not fit its {} bytes",
+                item.len()
+            )));
+        }
+        let text = |offset: u32, length: u16, what: &str| -> Result<String> {
+            let (start, length) = (offset as usize, length as usize);
+            let bytes = item
+                .get(start..start.saturating_add(length))
+                .filter(|b| b.len() % 2 == 0)
+                .ok_or_else(|| Error::corrupt(format!("Parent locator {what} at {start} lies outside the item")))?;
+            let units: Vec<u16> = bytes.chunks_exact(2).map(LE::read_u16).collect();
+            String::from_utf16(&units).map_err(|_| Error::corrupt(format!("Parent locator {what} is not UTF-16")))
+        };
+        let mut entries = Vec::with_capacity(count);
+        for i in 0..count {
+            let e = &item[LOCATOR_HEADER_SIZE + LOCATOR_ENTRY_SIZE * i..];
+            let key = text(LE::read_u32(e), LE::read_u16(&e[8..]), "key")?;
+            let value = text(LE::read_u32(&e[4..]), LE::read_u16(&e[10..]), "value")?;
+            entries.push((key, value));
+        }
+        Ok(ParentLocator { locator_type: Guid::from_disk(item), entries })
     }
 }
 
@@ -181,6 +275,7 @@ mod tests {
             page83: Guid::from_u128(0xf072f789_19f3_c543_91d2_f49fca6ed233),
             logical_sector_size: 512,
             physical_sector_size: 512,
+            parent_locator_at: None,
         }
     }
 
@@ -224,6 +319,34 @@ mod tests {
         let mut missing = region.clone();
         missing[10] = 4; // drop the physical sector size entry
         assert!(Metadata::parse(&missing).unwrap_err().message().contains("missing"));
+
+        let locator = ParentLocator {
+            locator_type: Guid::VHDX_PARENT_LOCATOR_TYPE,
+            entries: vec![("relative_path".into(), ".\\p.vhdx".into()), ("parent_linkage".into(), "{x}".into())],
+        };
+        let mut diff = Metadata { has_parent: true, ..m }.to_bytes_with(Some(&locator));
+        diff.resize(REGION_SIZE as usize, 0);
+        let parsed = Metadata::parse(&diff).unwrap();
+        let (at, len) = parsed.parent_locator_at.unwrap();
+        let item = &diff[at as usize..][..len as usize];
+        assert_eq!(ParentLocator::parse(item).unwrap(), locator);
+        assert_eq!(ParentLocator::parse(item).unwrap().get("relative_path"), Some(".\\p.vhdx"));
+        for cut in 0..item.len() {
+            // Every truncation must be refused or parse, never read out of bounds.
+            let _ = ParentLocator::parse(&item[..cut]);
+        }
+        assert!(ParentLocator::parse(&item[..item.len() - 1]).is_err());
+        let empty = ParentLocator { locator_type: Guid::ZERO, entries: vec![] };
+        let mut empty_item = Metadata { has_parent: true, ..m }.to_bytes_with(Some(&empty));
+        empty_item.resize(REGION_SIZE as usize, 0);
+        // The item's entry (the sixth) with length 0 and an offset far outside the region.
+        let entry = 32 + 5 * ENTRY_SIZE;
+        LE::write_u32(&mut empty_item[entry + 16..], u32::MAX);
+        LE::write_u32(&mut empty_item[entry + 20..], 0);
+        assert_eq!(Metadata::parse(&empty_item).unwrap().parent_locator_at, Some((0, 0)));
+        let mut no_locator = Metadata { has_parent: true, ..m }.to_bytes();
+        no_locator.resize(REGION_SIZE as usize, 0);
+        assert!(Metadata::parse(&no_locator).unwrap_err().message().contains("parent locator"));
 
         let mut unknown = region.clone();
         unknown[160] ^= 0xff; // physical sector size item becomes an unknown, required item

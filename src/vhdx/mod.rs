@@ -1,5 +1,5 @@
-//! VHDX (Hyper-V virtual hard disk v2, MS-VHDX): a dynamic (or fixed) writer and a reader for dynamic and
-//! fixed disks.
+//! VHDX (Hyper-V virtual hard disk v2, MS-VHDX): a dynamic (or fixed) writer, and a reader for fixed, dynamic
+//! and differencing disks that replays a pending log in memory (see [`reader`] and [`log`]).
 //!
 //! The writer follows Hyper-V's conventions rather than qemu's: blocks with no data are `NOT_PRESENT` with
 //! file offset 0 (qemu's default `ZERO` state is non-standard, so its `block_state_zero` option is accepted
@@ -21,6 +21,7 @@ pub mod bitmap;
 pub mod guid;
 pub mod header;
 pub mod layout;
+pub mod log;
 pub mod metadata;
 pub mod reader;
 mod writer;

@@ -181,6 +181,7 @@ impl VhdxWriter {
             page83: self.page83,
             logical_sector_size: self.opts.logical_sector_size,
             physical_sector_size: self.opts.physical_sector_size,
+            parent_locator_at: None,
         };
         write_nonzero(self.sink.as_mut(), layout.metadata_offset, &metadata.to_bytes())?;
         self.front_written = true;
@@ -394,7 +395,8 @@ mod tests {
         crate::convert::run(source, writer, Default::default()).unwrap();
         let file = out.take();
         assert_eq!(file.len() as u64, 4 * UNIT + 3 * 2 * UNIT, "blocks 0, 1 and 2 stored");
-        let mut image = super::super::Vhdx::open(Box::new(file)).unwrap();
+        let mut ctx = crate::image::OpenContext::new(&crate::image::NoFiles);
+        let mut image = super::super::Vhdx::open(Box::new(file), "out.vhdx", &mut ctx).unwrap();
         let mut back = vec![0u8; data.len()];
         image.read_at(0, &mut back).unwrap();
         assert!(back == data);

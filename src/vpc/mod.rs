@@ -19,7 +19,7 @@ mod header;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent::{Extent, ExtentKind};
-use crate::image::{Format, Image, ImageInfo, OpenContext};
+use crate::image::{Format, Image, ImageInfo, OpenContext, parent_extent, read_parent};
 use crate::io::{ReadAt, zeroed_buffer};
 use byteorder::{BigEndian, ByteOrder};
 use header::{
@@ -273,52 +273,10 @@ impl Blocks {
     }
 }
 
-/// The run of sectors sharing the bitmap bit of the sector holding block-relative byte `from`: whether they are
-/// present, and the block-relative byte where the run ends (at most `limit`).
+/// The run of sectors sharing the bitmap bit of the sector holding block-relative byte `from` (see
+/// [`crate::image::sector_run`]).
 fn sector_run(bitmap: &[u8], from: u64, limit: u64) -> (bool, u64) {
-    let present = sector_present(bitmap, from / SECTOR);
-    let uniform = if present { 0xff } else { 0 };
-    let end = limit.div_ceil(SECTOR);
-    let mut sector = from / SECTOR + 1;
-    while sector < end {
-        // Whole bytes at a time: runs are asked for once per unit read, and are usually the whole block.
-        if sector % 8 == 0 && sector + 8 <= end && bitmap[(sector / 8) as usize] == uniform {
-            sector += 8;
-        } else if sector_present(bitmap, sector) == present {
-            sector += 1;
-        } else {
-            break;
-        }
-    }
-    (present, (sector * SECTOR).min(limit))
-}
-
-/// The parent's map at `offset`, cut at `end`; beyond a smaller parent the child reads zeros.
-fn parent_extent(parent: Option<&mut dyn Image>, offset: u64, end: u64) -> Result<Extent> {
-    let unallocated = Extent { offset, length: end - offset, kind: ExtentKind::Unallocated };
-    match parent {
-        Some(parent) if offset < parent.virtual_size() => {
-            let e = parent.extent_at(offset)?;
-            Ok(Extent { length: e.end().min(end) - offset, ..e })
-        }
-        _ => Ok(unallocated),
-    }
-}
-
-/// Reads the parent's bytes at `offset`, zeros where there is no parent or it is smaller.
-fn read_parent(parent: Option<&mut dyn Image>, offset: u64, buf: &mut [u8]) -> Result<()> {
-    let from_parent = match parent {
-        Some(parent) => {
-            let n = parent.virtual_size().saturating_sub(offset).min(buf.len() as u64) as usize;
-            if n > 0 {
-                parent.read_at(offset, &mut buf[..n])?;
-            }
-            n
-        }
-        None => 0,
-    };
-    buf[from_parent..].fill(0);
-    Ok(())
+    crate::image::sector_run(bitmap, sector_present, SECTOR, from, limit)
 }
 
 /// The opened parent of a differencing disk.

@@ -112,3 +112,12 @@ pub fn sparse_raw(path: &Path, size: u64, data_at: &[(u64, usize)]) {
         f.write_all_at(&pattern(len, i as u64 + 1), offset).unwrap();
     }
 }
+
+/// A FUSE mount point (vhdimount's, vmdkmount's), unmounted when dropped.
+pub struct Mount(pub PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
