@@ -3,8 +3,9 @@
 // with showSaveFilePicker replaced by an OPFS file handle (the picker's code path), page load and wasm compile
 // timed separately — and prints ratios against qemu-img's times from the same run.
 // Usage: node tests/browser/bench.mjs INPUT QEMU_VMDK_SECONDS QEMU_VHDX_SECONDS
-import {createReadStream, statSync} from 'node:fs';
+import {createReadStream, mkdtempSync, rmSync, statSync} from 'node:fs';
 import {createServer} from 'node:http';
+import {tmpdir} from 'node:os';
 import {join, resolve} from 'node:path';
 import {chromium} from 'playwright-core';
 
@@ -15,7 +16,9 @@ const server = createServer((req, res) => {
   createReadStream(join(dist, 'index.html')).pipe(res);
 });
 await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-const browser = await chromium.launch({
+// A real profile on disk: an off-the-record context keeps OPFS in memory with a small quota.
+const profile = mkdtempSync(join(tmpdir(), 'diskbridge-bench-'));
+const launchContext = () => chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync'],
@@ -23,12 +26,12 @@ const browser = await chromium.launch({
 try {
   const rows = [];
   for (const [target, button, qemu] of [['VMDK', 'VMDK for VMware ESXi', qemuVmdk], ['VHDX', 'VHDX for Hyper-V', qemuVhdx]]) {
-    const context = await browser.newContext();
+    const context = await launchContext();
     await context.addInitScript(() => {
       window.showSaveFilePicker = async ({suggestedName}) =>
         (await navigator.storage.getDirectory()).getFileHandle(suggestedName, {create: true});
     });
-    const page = await context.newPage();
+    const page = context.pages()[0] ?? await context.newPage();
     const loadStart = Date.now();
     await page.goto(`http://127.0.0.1:${server.address().port}/index.html`);
     await page.setInputFiles('#file', input);
@@ -44,6 +47,11 @@ try {
     rows.push(`| ${target} in Chromium | ${qemu} | ${run.seconds.toFixed(2)} | ${(qemu / run.seconds).toFixed(2)}× | ` +
       `${mib(run.bytes)} | coordinator ${mib(run.memory?.coordinator ?? 0)} / encoder ${mib(encoders)} | ` +
       `${loaded.toFixed(1)} |`);
+    // Free the OPFS copy before the next run.
+    await page.evaluate(async () => {
+      const root = await navigator.storage.getDirectory();
+      for await (const name of root.keys()) await root.removeEntry(name);
+    });
     await context.close();
   }
   console.log('\n| conversion | qemu-img s | page s | speed-up | output MiB | wasm memory MiB (high-water) | ' +
@@ -52,6 +60,6 @@ try {
   for (const row of rows) console.log(row);
   console.log(`\ninput: ${input} (${(statSync(input).size / 1048576).toFixed(0)} MiB)`);
 } finally {
-  await browser.close();
   server.close();
+  rmSync(profile, {recursive: true, force: true});
 }
