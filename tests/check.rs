@@ -324,3 +324,35 @@ fn formats_without_a_check_and_files_that_cannot_be_checked() {
     let out = diskbridge_run(&["check", "--output=xml", s(&raw)]);
     assert_eq!(code(&out), 1, "usage mistakes are 1 here: 2 means corruptions");
 }
+
+/// VMDK, VHDX and VHD have no refcounts: their check reads every table and allocated block through the
+/// validating readers. Clean qemu-made files pass; planted damage in each is found (exit 2).
+#[test]
+fn structural_check_finds_planted_damage_in_vmdk_vhdx_and_vhd() {
+    let dir = tmp();
+    let d = dir.path();
+    let raw = d.join("src.raw");
+    sparse_raw(&raw, 4 << 20, &[(0, 300_000), (2 << 20, 100_000)]);
+    let path = |name: &str| d.join(name).to_str().unwrap().to_string();
+    // (file, format options, where to damage, bytes to write there)
+    let cases: [(&str, &str, &str, u64, Vec<u8>); 3] = [
+        // The first grain's compressed bytes (grains start at sector 128 in qemu's streamOptimized layout).
+        ("s.vmdk", "vmdk", "subformat=streamOptimized", 0x10000 + 12 + 40, vec![0xff; 40]),
+        // BAT entry 0 (the BAT is at 2 MiB in qemu's layout): fully present, 1 TiB into the file.
+        ("d.vhdx", "vhdx", "subformat=dynamic", 2 << 20, ((1u64 << 40) | 6).to_le_bytes().to_vec()),
+        // BAT entry 0 (after the footer copy and the dynamic header): a block far past the end.
+        ("d.vhd", "vpc", "subformat=dynamic", 1536, 0x7fff_fff0u32.to_be_bytes().to_vec()),
+    ];
+    for (name, fmt, opts, at, bytes) in cases {
+        qemu_img(&["convert", "-q", "-f", "raw", "-O", fmt, "-o", opts, &path("src.raw"), &path(name)]);
+        let clean = diskbridge_run(&["check", &path(name)]);
+        assert_eq!(clean.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&clean.stderr));
+        let mut data = std::fs::read(d.join(name)).unwrap();
+        data[at as usize..at as usize + bytes.len()].copy_from_slice(&bytes);
+        let bad = format!("bad-{name}");
+        std::fs::write(d.join(&bad), data).unwrap();
+        let out = diskbridge_run(&["check", &path(&bad)]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("ERROR "), "{bad}");
+    }
+}

@@ -98,19 +98,8 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
             let format = crate::image::probe_file(&BlobReader::new(input.clone().into())?)?;
             set(&obj, "format", format.name());
             set(&obj, "backingFile", missing[0].as_str());
-            set(
-                &obj,
-                "needsBacking",
-                missing.into_iter().map(JsValue::from).collect::<Array>(),
-            );
-            for key in [
-                "virtualSize",
-                "clusterSize",
-                "compression",
-                "allocatedBytes",
-                "backingFormat",
-                "dirty",
-            ] {
+            set(&obj, "needsBacking", missing.into_iter().map(JsValue::from).collect::<Array>());
+            for key in ["virtualSize", "clusterSize", "compression", "allocatedBytes", "backingFormat", "dirty"] {
                 set(&obj, key, JsValue::NULL);
             }
             set(&obj, "warnings", Array::new());
@@ -138,14 +127,7 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
     set(&obj, "backingFormat", nullable(info.backing_format.clone()));
     set(&obj, "needsBacking", Array::new());
     set(&obj, "dirty", info.dirty);
-    set(
-        &obj,
-        "warnings",
-        info.warnings
-            .iter()
-            .map(|w| JsValue::from(w.as_str()))
-            .collect::<Array>(),
-    );
+    set(&obj, "warnings", info.warnings.iter().map(|w| JsValue::from(w.as_str())).collect::<Array>());
     Ok(obj.into())
 }
 
@@ -204,18 +186,11 @@ impl Job {
         let sink = ChunkSink::default();
         let writer = target::writer(target, virtual_size, Box::new(sink.clone()))?;
         let conv = Converter::new(image, writer)?;
-        Ok(Job {
-            encoder: conv.encoder(),
-            conv: Some(conv),
-            sink,
-            virtual_size,
-        })
+        Ok(Job { encoder: conv.encoder(), conv: Some(conv), sink, virtual_size })
     }
 
     fn conv(&mut self) -> Result<&mut Converter> {
-        self.conv
-            .as_mut()
-            .ok_or_else(|| Error::argument("The conversion has already finished"))
+        self.conv.as_mut().ok_or_else(|| Error::argument("The conversion has already finished"))
     }
 
     /// The guest disk's size in bytes (what an [`Encoder`] for this job is built with).
@@ -308,15 +283,9 @@ impl Job {
     /// # Errors
     /// The core's error.
     pub fn finish(&mut self) -> Result<f64, JsValue> {
-        let conv = self
-            .conv
-            .take()
-            .ok_or_else(|| Error::argument("The conversion has already finished"))?;
+        let conv = self.conv.take().ok_or_else(|| Error::argument("The conversion has already finished"))?;
         conv.finish()?;
-        let len = self
-            .sink
-            .final_len()
-            .ok_or_else(|| Error::argument("The writer did not set the output's length"))?;
+        let len = self.sink.final_len().ok_or_else(|| Error::argument("The writer did not set the output's length"))?;
         Ok(len as f64)
     }
 }
@@ -343,9 +312,7 @@ impl Encoder {
         virtual_size: f64,
     ) -> Result<Encoder, JsValue> {
         let target = target(format, options, seed, epoch, output_name)?;
-        Ok(Encoder {
-            inner: target::encoder(&target, virtual_size as u64)?,
-        })
+        Ok(Encoder { inner: target::encoder(&target, virtual_size as u64)? })
     }
 
     /// Encodes unit `index`: the bytes to store, or `undefined` when the unit needs nothing.
@@ -393,16 +360,9 @@ mod tests {
 
     #[wasm_bindgen_test]
     fn errors_cross_as_plain_objects() {
-        let e = js_error(
-            &Error::corrupt("L2 table offset unaligned")
-                .at(0x30000)
-                .in_file("a.qcow2"),
-        );
+        let e = js_error(&Error::corrupt("L2 table offset unaligned").at(0x30000).in_file("a.qcow2"));
         assert_eq!(get(&e, "kind").as_string().as_deref(), Some("corrupt"));
-        assert_eq!(
-            get(&e, "message").as_string().as_deref(),
-            Some("L2 table offset unaligned")
-        );
+        assert_eq!(get(&e, "message").as_string().as_deref(), Some("L2 table offset unaligned"));
         assert_eq!(get(&e, "offset").as_f64(), Some(196608.0));
         assert_eq!(get(&e, "file").as_string().as_deref(), Some("a.qcow2"));
         assert!(get(&js_error(&Error::cancelled()), "offset").is_null());

@@ -113,10 +113,7 @@ pub struct PickedFiles {
 impl PickedFiles {
     /// A resolver over `files`.
     pub fn new(files: Vec<File>) -> Self {
-        PickedFiles {
-            files,
-            missing: RefCell::new(Vec::new()),
-        }
+        PickedFiles { files, missing: RefCell::new(Vec::new()) }
     }
 
     /// Base names of backing files that were asked for and not picked, so the page can ask for them.
@@ -138,10 +135,7 @@ impl FileResolver for PickedFiles {
             return Ok((wanted.to_string(), Box::new(reader)));
         }
         self.missing.borrow_mut().push(wanted.to_string());
-        Err(Error::new(
-            ErrorKind::Io,
-            format!("Backing file '{wanted}' is needed: pick it together with the image"),
-        ))
+        Err(Error::new(ErrorKind::Io, format!("Backing file '{wanted}' is needed: pick it together with the image")))
     }
 }
 
@@ -197,10 +191,7 @@ mod tests {
         assert_eq!((name.as_str(), reader.len()), ("base.qcow2", 4));
         assert_eq!(files.open("C:\\vm\\x.img", "top").unwrap().0, "x.img");
         assert!(files.missing().is_empty());
-        assert_eq!(
-            files.open("dir/gone.qcow2", "top").err().map(|e| e.kind()),
-            Some(ErrorKind::Io)
-        );
+        assert_eq!(files.open("dir/gone.qcow2", "top").err().map(|e| e.kind()), Some(ErrorKind::Io));
         assert_eq!(files.missing(), ["gone.qcow2"]);
     }
 }
