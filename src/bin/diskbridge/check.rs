@@ -4,7 +4,7 @@
 
 use crate::args::{self, Arg};
 use crate::json::Json;
-use crate::{Failure, format_arg, positionals, report};
+use crate::{Failure, format_arg, output_is_json, positionals, report};
 use diskbridge::check::Report;
 use diskbridge::image::Format;
 use diskbridge::native::InputFile;
@@ -29,11 +29,7 @@ fn check(argv: &[String]) -> Result<u8, Failure> {
     for a in &parsed {
         match a {
             Arg::Short('f', Some(f)) => format = Some(format_arg(f)?),
-            Arg::Long(o, Some(v)) if o == "output" => match v.as_str() {
-                "json" => json = true,
-                "human" => json = false,
-                _ => return Err(Failure::Usage(format!("--output must be human or json, not '{v}'"))),
-            },
+            Arg::Long(o, Some(v)) if o == "output" => json = output_is_json(v)?,
             Arg::Short('q', None) => quiet = true,
             // qemu's cache mode and shared locking: nothing to tune when the file is only read.
             Arg::Short('T', Some(_)) | Arg::Short('U', None) => {}

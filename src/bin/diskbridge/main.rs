@@ -127,17 +127,22 @@ fn open_input_disk(path: &str, format: Option<Format>, disk: usize) -> Result<Bo
     Ok(image)
 }
 
+/// `--output=human|json`, as qemu-img takes it: whether JSON was asked for.
+fn output_is_json(value: &str) -> Result<bool, Failure> {
+    match value {
+        "json" => Ok(true),
+        "human" => Ok(false),
+        _ => Err(Failure::Usage(format!("--output must be human or json, not '{value}'"))),
+    }
+}
+
 fn cmd_info(argv: &[String]) -> Result<(), Failure> {
     let parsed = args::parse(argv, "f", &["output"])?;
     let (mut format, mut json, mut chain) = (None, false, false);
     for a in &parsed {
         match a {
             Arg::Short('f', Some(f)) => format = Some(format_arg(f)?),
-            Arg::Long(o, Some(v)) if o == "output" => match v.as_str() {
-                "json" => json = true,
-                "human" => json = false,
-                _ => return Err(Failure::Usage(format!("--output must be human or json, not '{v}'"))),
-            },
+            Arg::Long(o, Some(v)) if o == "output" => json = output_is_json(v)?,
             Arg::Long(o, None) if o == "backing-chain" => chain = true,
             Arg::Positional(_) => {}
             other => return Err(Failure::Usage(format!("info: unexpected {other:?}"))),
