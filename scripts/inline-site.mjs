@@ -15,16 +15,18 @@ const build = {
   worker: workerSource('www/worker.js'),
   encoder: workerSource('www/encoder.js'),
 };
+// The page's own scripts, in order: the message shapes, one string table per language, the UI.
+const pageScripts = ['www/protocol.js', 'www/i18n/en.js', 'www/i18n/ja.js', 'www/app.js'];
 // JSON with '<' escaped cannot end the <script> element early, whatever the sources contain.
 const script = [
   `const DISKBRIDGE = ${JSON.stringify(build).replace(/</g, '\\u003c')};`,
-  read('www/protocol.js'),
-  read('www/app.js'),
+  ...pageScripts.map(read),
 ].join('\n');
 const style = read('www/style.css');
-for (const [name, text] of [['www/protocol.js', read('www/protocol.js')], ['www/app.js', read('www/app.js')],
-  ['www/style.css', style]]) {
-  if (/<\/(script|style)/i.test(text)) throw new Error(`${name} contains a closing tag that would end its element`);
+for (const name of [...pageScripts, 'www/style.css']) {
+  if (/<\/(script|style)/i.test(read(name))) {
+    throw new Error(`${name} contains a closing tag that would end its element`);
+  }
 }
 
 const hash = (text) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;

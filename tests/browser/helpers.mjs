@@ -105,11 +105,13 @@ export async function pageUrl(t, mode) {
 /**
  * Opens the page with `query` (e.g. `?seed=42`). `picker`: 'hidden' removes showSaveFilePicker (the page then
  * takes its OPFS or in-memory path), 'opfs' replaces it with a function returning an OPFS file handle (the
- * picker's code path without a native dialog).
+ * picker's code path without a native dialog). `esxi`: the ESXi button's package, 'vmdk' (what most tests
+ * compare with the CLI) or 'ova' (the page's default where it can write one). `locale`: the browser's language.
  */
-export async function openPage(t, browser, mode, {query = '', picker = 'hidden'} = {}) {
+export async function openPage(t, browser, mode,
+  {query = '', picker = 'hidden', esxi = 'vmdk', locale = 'en-US'} = {}) {
   const {url, requests: served} = await pageUrl(t, mode);
-  const context = await browser.newContext({acceptDownloads: true});
+  const context = await browser.newContext({acceptDownloads: true, locale});
   t.after(() => context.close());
   if (picker === 'hidden') await context.addInitScript(() => { delete window.showSaveFilePicker; });
   if (picker === 'opfs') {
@@ -124,6 +126,8 @@ export async function openPage(t, browser, mode, {query = '', picker = 'hidden'}
   const page = await context.newPage();
   page.on('pageerror', (e) => errors.push(e));
   await page.goto(url + query);
+  // The OVA choice is turned off (and VMDK chosen) once the page finds it has no OPFS.
+  await page.locator(`input[name=esxi-package][value=${esxi}]`).check();
   return {page, requests, served, errors, url: url + query};
 }
 
