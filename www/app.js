@@ -369,6 +369,7 @@ async function convert(format, source) {
       // An OVA for the picked file: copied from OPFS now that its digests are written.
       await file.stream().pipeTo(await output.copyTo.createWritable());
       file = await output.copyTo.getFile();
+      await (await navigator.storage.getDirectory()).removeEntry(result.output.name);
     } else if (result.output.kind !== 'handle') {
       download(file, name);
     }

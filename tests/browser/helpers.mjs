@@ -2,8 +2,8 @@
 // static server for dist/, and Debian's Chromium driven by playwright-core (browser downloads fail here).
 import {execFileSync} from 'node:child_process';
 import {randomBytes} from 'node:crypto';
-import {closeSync, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync}
-  from 'node:fs';
+import {closeSync, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync,
+  writeSync} from 'node:fs';
 import {createServer} from 'node:http';
 import {tmpdir} from 'node:os';
 import {basename, join, resolve} from 'node:path';
@@ -162,6 +162,18 @@ export function opfsNames(page) {
     for await (const name of (await navigator.storage.getDirectory()).keys()) names.push(name);
     return names;
   });
+}
+
+/** Copies the OPFS file `name` out of the page into `path`. */
+export async function saveOpfsFile(page, name, path) {
+  const base64 = await page.evaluate(async (n) => {
+    const file = await (await (await navigator.storage.getDirectory()).getFileHandle(n)).getFile();
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  }, name);
+  writeFileSync(path, Buffer.from(base64, 'base64'));
 }
 
 export function sameBytes(a, b) {
