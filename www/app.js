@@ -317,12 +317,15 @@ function download(blob, name) {
   a.remove();
 }
 
-/** The finished output as a Blob, read from where it was written (for the download and for Verify). */
-async function writtenFile(output) {
-  if (output.kind === 'memory') return output.blob;
-  if (output.kind === 'handle') return output.handle.getFile();
+/**
+ * The finished output as a Blob, read from where it was written (for the download and for Verify): `written`
+ * is the worker's account of it, `chosen` the output chooseOutput() gave (which holds the picked handle).
+ */
+async function writtenFile(chosen, written) {
+  if (written.kind === 'memory') return written.blob;
+  if (written.kind === 'handle') return chosen.handle.getFile();
   const dir = await navigator.storage.getDirectory();
-  return (await dir.getFileHandle(output.name)).getFile();
+  return (await dir.getFileHandle(written.name)).getFile();
 }
 
 // ---- converting ------------------------------------------------------------------------------------------
@@ -364,7 +367,7 @@ async function convert(format, source) {
     const result = await runCancellable(message, output);
     const seconds = (performance.now() - started) / 1000;
     const mbps = result.total ? (result.total / 1e6 / Math.max(seconds, 0.001)).toFixed(1) : null;
-    let file = await writtenFile(result.output);
+    let file = await writtenFile(output, result.output);
     if (output.copyTo) {
       // An OVA for the picked file: copied from OPFS now that its digests are written.
       await file.stream().pipeTo(await output.copyTo.createWritable());
@@ -536,6 +539,24 @@ function hideError() {
   $('error').hidden = true;
 }
 
+// ---- installed and offline (hosted pages only) -------------------------------------------------------------
+
+/**
+ * Served over http(s), the page links its manifest (installable, opens disk images from the desktop) and
+ * registers the service worker that keeps it for offline use. A saved page (file://) has neither file beside it,
+ * so nothing is attempted there.
+ */
+function becomeInstallable() {
+  if (!/^https?:$/.test(location.protocol)) return;
+  document.head.append(Object.assign(document.createElement('link'), {rel: 'manifest', href: 'manifest.webmanifest'}));
+  // An unregistered worker only costs the offline copy; the page itself works the same.
+  navigator.serviceWorker?.register('sw.js').catch(() => {});
+  // "Open with" on the installed app hands the files over here.
+  window.launchQueue?.setConsumer(async ({files: handles}) => {
+    pickFiles(await Promise.all(handles.map((handle) => handle.getFile())), false);
+  });
+}
+
 // ---- wiring ----------------------------------------------------------------------------------------------
 
 setLanguage(initialLanguage(), false);
@@ -545,6 +566,7 @@ for (const button of document.querySelectorAll('[data-lang]')) {
 startWorker();
 workerReady.catch(showError);
 storageNote();
+becomeInstallable();
 $('file').addEventListener('change', (e) => pickFiles([...e.target.files], false));
 $('backing-file').addEventListener('change', (e) => pickFiles([...e.target.files], true));
 for (const [format, target] of Object.entries(TARGETS)) {

@@ -30,6 +30,10 @@ test('an OVA from the page: the CLI\'s bytes, manifest digests right, the disk q
     const out = await h.clickAndDownload(page, 'VMDK for VMware ESXi', dir);
     assert.equal(out.name, 'guest.ova');
     assert.match(await page.locator('#guidance').innerText(), /Deploy OVF Template/);
+    // Verify reads the disk inside the downloaded OVA back in place.
+    await page.getByRole('button', {name: 'Verify the saved file'}).click();
+    await page.locator('#verdict').filter({hasText: /identical|differs/}).waitFor({timeout: 60_000});
+    assert.match(await page.locator('#verdict').innerText(), /^Verified: guest\.ova .*\(identical\)\.$/);
 
     const members = untar(readFileSync(out.path));
     assert.deepEqual(members.map((m) => m.name), ['guest.ovf', 'guest-disk1.vmdk', 'guest.mf']);
