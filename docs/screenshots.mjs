@@ -1,5 +1,6 @@
 // Takes the README's screenshots of the page, in English and Japanese: a hybrid GPT image picked, converted to
 // VHDX (with the Hyper-V guidance) and verified. Run after ./scripts/build-site: node docs/screenshots.mjs
+// The Japanese one needs a Japanese font for Chromium (Debian: apt-get install fonts-ipafont-gothic).
 import * as h from '../tests/browser/helpers.mjs';
 
 // helpers.mjs cleans up through a test context's after(); here that is the end of the script.
@@ -17,7 +18,7 @@ try {
   const browser = await h.launch(t);
   for (const [locale, file, verify] of [['en-US', 'page-en.png', 'Verify the saved file'],
     ['ja-JP', 'page-ja.png', '保存したファイルを検証']]) {
-    const {page} = await h.openPage(t, browser, 'http', {locale});
+    const {page} = await h.openPage(t, browser, 'http', {locale, esxi: 'ova'});
     await page.setViewportSize({width: 900, height: 900});
     await h.pick(page, [disk]);
     await h.clickAndDownload(page, /VHDX/, dir);

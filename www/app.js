@@ -21,12 +21,12 @@ const LANGUAGE_KEY = 'diskbridge-language';
 function initialLanguage() {
   try {
     const saved = localStorage.getItem(LANGUAGE_KEY);
-    if (saved in LANGUAGES) return saved;
+    if (Object.hasOwn(LANGUAGES, saved)) return saved;
   } catch { /* a saved page may have no localStorage: fall through to the browser's languages */ }
   const wanted = navigator.languages?.length ? navigator.languages : [navigator.language];
   for (const tag of wanted) {
     const language = String(tag).toLowerCase().split('-')[0];
-    if (language in LANGUAGES) return language;
+    if (Object.hasOwn(LANGUAGES, language)) return language;
   }
   return 'en';
 }
@@ -45,7 +45,9 @@ function show(element, render) {
 function setLanguage(language, remember) {
   TEXT = LANGUAGES[language];
   document.documentElement.lang = language;
-  for (const element of document.querySelectorAll('[data-text]')) element.textContent = TEXT.page[element.dataset.text];
+  for (const element of document.querySelectorAll('[data-text]')) {
+    element.textContent = TEXT.page[element.dataset.text];
+  }
   for (const element of document.querySelectorAll('[data-placeholder]')) {
     element.placeholder = TEXT.page[element.dataset.placeholder];
   }
@@ -376,7 +378,11 @@ async function convert(format, source) {
     } else if (result.output.kind !== 'handle') {
       download(file, name);
     }
-    show($('result'), () => TEXT.saved(name, human(result.bytes), seconds.toFixed(1), mbps));
+    show($('result'), () => {
+      // The exact size on hover, as for every size the page shows.
+      $('result').title = TEXT.bytes(result.bytes);
+      return TEXT.saved(name, human(result.bytes), seconds.toFixed(1), mbps);
+    });
     show($('guidance'), () => guidance(format, name, source.file && image?.info.guest));
     if (source.file) {
       written = {source: source.file, others: message.others, output: file, name};
@@ -517,6 +523,7 @@ async function verify() {
 
 function clearOutcome() {
   for (const id of ['result', 'guidance', 'verdict']) show($(id), null);
+  $('result').title = '';
   $('verify').hidden = true;
   written = null;
 }

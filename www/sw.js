@@ -4,7 +4,8 @@
 'use strict';
 
 const CACHE = 'diskbridge-BUILD';
-const FILES = ['./', './index.html', './manifest.webmanifest', './icon.svg', './icon-192.png', './icon-512.png'];
+// Not './': a static host need not serve index.html for the directory; navigations fall back to it below.
+const FILES = ['./index.html', './manifest.webmanifest', './icon.svg', './icon-192.png', './icon-512.png'];
 
 self.addEventListener('install', (event) => {
   // A new build takes over at once: pages always fetch the network first, so nothing stays on the old one.
@@ -24,7 +25,10 @@ self.addEventListener('fetch', (event) => {
   const request = event.request;
   if (request.method !== 'GET' || new URL(request.url).origin !== location.origin) return;
   event.respondWith(fetch(request).catch(async () => {
-    const cached = await caches.match(request, {cacheName: CACHE, ignoreSearch: true});
+    const cache = await caches.open(CACHE);
+    // The installed app starts at './', and every page of this scope is the one page.
+    const cached = await cache.match(request, {ignoreSearch: true})
+      ?? (request.mode === 'navigate' ? await cache.match('./index.html') : undefined);
     return cached ?? Response.error();
   }));
 });

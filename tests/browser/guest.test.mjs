@@ -38,6 +38,7 @@ test('a hybrid GPT image: both boot methods shown, either Hyper-V generation, an
     // The time it took and its speed, the size in human units with the exact bytes on hover.
     const saved = /^Saved hybrid\.vhdx \([\d.]+ MiB\) in [\d.]+ s, [\d.]+ MB\/s\.$/;
     assert.match(await page.locator('#result').innerText(), saved);
+    assert.match(await page.locator('#result').getAttribute('title'), /^[\d,]+ bytes$/);
     await page.getByRole('button', {name: 'Verify the saved file'}).click();
     await page.locator('#verdict').filter({hasText: /identical|differs/}).waitFor({timeout: 60_000});
     assert.equal(await page.locator('#verdict').innerText(),
