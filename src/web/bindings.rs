@@ -185,8 +185,6 @@ pub struct Job {
 #[wasm_bindgen]
 impl Job {
     /// Converts `input` (backing files found among `others`) to `format` with the `-o` list `options`.
-    /// `read_back(offset, length) → Uint8Array` reads the output written so far, for formats that read it back
-    /// (an OVA hashes its disk member).
     ///
     /// # Errors
     /// The core's error: a bad option, an unreadable image, a backing file that was not picked.
@@ -199,12 +197,10 @@ impl Job {
         seed: u64,
         epoch: u64,
         output_name: &str,
-        read_back: Option<Function>,
     ) -> Result<Job, JsValue> {
         let target = target(format, options, seed, epoch, output_name)?;
         let image = open(&input, &PickedFiles::new(files(&others)))?;
-        let sink = read_back.map_or_else(ChunkSink::default, ChunkSink::readable);
-        Ok(Job::start(image, &target, sink)?)
+        Ok(Job::start(image, &target)?)
     }
 
     /// An empty disk of `size` bytes in `format` — the `create` command.
@@ -220,11 +216,12 @@ impl Job {
         output_name: &str,
     ) -> Result<Job, JsValue> {
         let target = target(format, options, seed, epoch, output_name)?;
-        Ok(Job::start(Box::new(Blank::new(size as u64)), &target, ChunkSink::default())?)
+        Ok(Job::start(Box::new(Blank::new(size as u64)), &target)?)
     }
 
-    fn start(image: Box<dyn Image>, target: &Target, sink: ChunkSink) -> Result<Job> {
+    fn start(image: Box<dyn Image>, target: &Target) -> Result<Job> {
         let virtual_size = image.virtual_size();
+        let sink = ChunkSink::default();
         let writer = target::writer(target, virtual_size, Box::new(sink.clone()))?;
         let conv = Converter::new(image, writer)?;
         Ok(Job {
@@ -239,6 +236,14 @@ impl Job {
         self.conv
             .as_mut()
             .ok_or_else(|| Error::argument("The conversion has already finished"))
+    }
+
+    /// Lets the writer read back the output written so far: `reader(offset, length) → Uint8Array`, synchronous
+    /// (an OVA hashes its finished disk member). Call before the first step; chunks not yet drained are laid
+    /// over what it reads.
+    #[wasm_bindgen(js_name = setReadBack)]
+    pub fn set_read_back(&self, reader: Function) {
+        self.sink.set_reader(reader);
     }
 
     /// The guest disk's size in bytes (what an [`Encoder`] for this job is built with).
@@ -495,7 +500,7 @@ mod tests {
     #[wasm_bindgen_test]
     fn a_job_stepped_here_and_one_encoded_elsewhere_write_the_same_bytes() {
         let disk = raw_disk();
-        let mut job = Job::new(file(&disk, "disk.img"), Array::new(), "raw", "", 1, 2, "disk.raw", None).unwrap();
+        let mut job = Job::new(file(&disk, "disk.img"), Array::new(), "raw", "", 1, 2, "disk.raw").unwrap();
         assert_eq!(job.total(), (3 << 20) as f64);
         let mut stepped = Vec::new();
         while !job.step((1 << 20) as f64).unwrap() {
@@ -507,7 +512,7 @@ mod tests {
         assert_eq!(stepped, disk);
         assert!(job.finish().is_err());
 
-        let mut job = Job::new(file(&disk, "disk.img"), Array::new(), "raw", "", 1, 2, "disk.raw", None).unwrap();
+        let mut job = Job::new(file(&disk, "disk.img"), Array::new(), "raw", "", 1, 2, "disk.raw").unwrap();
         let encoder = Encoder::new("raw", "", 1, 2, "disk.raw", job.virtual_size()).unwrap();
         let mut pooled = Vec::new();
         loop {

@@ -10,12 +10,15 @@ use js_sys::{Function, Uint8Array};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Chunks of output not yet drained, and the final length once the writer has finished.
+/// Chunks of output not yet drained, the final length once the writer has finished, and how to read drained
+/// output back where the worker can.
 #[derive(Debug, Default)]
 struct Queue {
     chunks: Vec<(u64, Vec<u8>)>,
     queued: u64,
     final_len: Option<u64>,
+    /// `(offset, length) → Uint8Array` over the bytes drained so far, where the output can be read back.
+    reader: Option<Function>,
 }
 
 /// A [`Sink`] that queues `(offset, bytes)` chunks. Clones share the queue, so the job keeps one to drain while
@@ -23,17 +26,15 @@ struct Queue {
 #[derive(Debug, Default, Clone)]
 pub struct ChunkSink {
     queue: Rc<RefCell<Queue>>,
-    /// `(offset, length) → Uint8Array` over the bytes drained so far, where the output can be read back.
-    reader: Option<Function>,
 }
 
 /// A queued chunk is not extended past this, so one drained write stays a reasonable size.
 const MAX_CHUNK: usize = 8 << 20;
 
 impl ChunkSink {
-    /// A sink whose drained output `reader(offset, length)` reads back synchronously.
-    pub fn readable(reader: Function) -> Self {
-        ChunkSink { queue: Rc::default(), reader: Some(reader) }
+    /// Lets the writer read the drained output back through `reader(offset, length)` (synchronous).
+    pub fn set_reader(&self, reader: Function) {
+        self.queue.borrow_mut().reader = Some(reader);
     }
 
     /// Takes the queued chunks, oldest first. Overlapping chunks must be applied in this order.
@@ -82,8 +83,8 @@ impl Sink for ChunkSink {
     fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let failed =
             |what: String| Error::new(ErrorKind::Io, format!("Cannot read the output back: {what}")).at(offset);
-        let reader =
-            self.reader.as_ref().ok_or_else(|| Error::argument("This output cannot be read back").at(offset))?;
+        let reader = self.queue.borrow().reader.clone();
+        let reader = reader.ok_or_else(|| Error::argument("This output cannot be read back").at(offset))?;
         let bytes = reader
             .call2(&wasm_bindgen::JsValue::NULL, &(offset as f64).into(), &(buf.len() as f64).into())
             .map_err(|e| failed(format!("{e:?}")))?;
@@ -128,7 +129,8 @@ mod tests {
     fn reads_back_the_drained_file_with_queued_chunks_laid_over_it() {
         // The "file" holds 0..8; a queued chunk not yet drained changes bytes 2..4.
         let reader = Function::new_with_args("o, n", "return new Uint8Array(n).map((_, i) => o + i)");
-        let mut sink = ChunkSink::readable(reader);
+        let mut sink = ChunkSink::default();
+        sink.set_reader(reader);
         sink.write_at(2, b"\xff\xfe").unwrap();
         let mut buf = [0u8; 4];
         sink.read_back(1, &mut buf).unwrap();
