@@ -344,7 +344,7 @@ function determinism() {
 }
 
 let current = null; // the running conversion: {cancel()}
-let written = null; // the last conversion's {source: File, output: Blob, name}, for Verify
+let written = null; // the last conversion's {source: File, others, reread() → Blob, name}, for Verify
 
 async function convert(format, source) {
   if (busy) return;
@@ -369,12 +369,14 @@ async function convert(format, source) {
     const result = await runCancellable(message, output);
     const seconds = (performance.now() - started) / 1000;
     const mbps = result.total ? (result.total / 1e6 / Math.max(seconds, 0.001)).toFixed(1) : null;
-    let file = await writtenFile(output, result.output);
+    // Verify reads the file as it is on disk when asked, not a snapshot of it now.
+    let reread = () => writtenFile(output, result.output);
+    const file = await reread();
     if (output.copyTo) {
       // An OVA for the picked file: copied from OPFS now that its digests are written.
       await file.stream().pipeTo(await output.copyTo.createWritable());
-      file = await output.copyTo.getFile();
       await (await navigator.storage.getDirectory()).removeEntry(result.output.name);
+      reread = () => output.copyTo.getFile();
     } else if (result.output.kind !== 'handle') {
       download(file, name);
     }
@@ -385,7 +387,7 @@ async function convert(format, source) {
     });
     show($('guidance'), () => guidance(format, name, source.file && image?.info.guest));
     if (source.file) {
-      written = {source: source.file, others: message.others, output: file, name};
+      written = {source: source.file, others: message.others, reread, name};
       $('verify').hidden = false;
     }
     // For the benchmark and the tests: what the last conversion took, and each worker's wasm memory.
@@ -507,8 +509,11 @@ async function verify() {
   hideError();
   show($('verdict'), () => TEXT.verifying);
   setBusy(true);
-  const {source, others, output, name} = written;
+  const {source, others, reread, name} = written;
   try {
+    const output = await reread().catch((e) => {
+      throw {kind: 'io', message: `Cannot read ${name} back: ${e.name}: ${e.message}`};
+    });
     const result = await runCancellable({type: MSG.VERIFY, source, others, output, outputName: name}, {});
     show($('verdict'), () => (result.identical ? TEXT.identical(name)
       : TEXT.differs(name, result.offset ?? 0)) + (result.sizesDiffer ? TEXT.sizesDiffer : ''));

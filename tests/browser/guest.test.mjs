@@ -67,3 +67,27 @@ test('a UEFI-only GPT image: Generation 2, and the qcow2 for OpenStack says hw_f
   assert.match(await page.locator('#guidance').innerText(), /create a Generation 2 virtual machine/);
   assert.deepEqual(errors, []);
 });
+
+test('Verify reads the saved file as it is now: one changed byte is found, in its sector', async (t) => {
+  const dir = h.tempDir(t);
+  const {raw} = h.makeFixture(dir, 'guest', 8);
+  const browser = await h.launch(t);
+  const {page, errors} = await h.openPage(t, browser, 'http', {picker: 'opfs'});
+  await h.pick(page, [raw]);
+  await page.getByText('Advanced options').click();
+  await page.getByRole('button', {name: 'Raw disk image (.img)'}).click();
+  await page.locator('#result').filter({hasText: 'Saved guest.img'}).waitFor({timeout: 60_000});
+  // In a raw output the guest's byte N is the file's byte N; this one lies in the fixture's text at 3 MiB.
+  const at = (3 << 20) + 1000;
+  await page.evaluate(async (offset) => {
+    const handle = await (await navigator.storage.getDirectory()).getFileHandle('guest.img');
+    const writable = await handle.createWritable({keepExistingData: true});
+    await writable.write({type: 'write', position: offset, data: new Uint8Array([0xff])});
+    await writable.close();
+  }, at);
+  await page.getByRole('button', {name: 'Verify the saved file'}).click();
+  await page.locator('#verdict').filter({hasText: /identical|differs/}).waitFor({timeout: 60_000});
+  assert.equal(await page.locator('#verdict').innerText(), 'guest.img differs from the source: the first ' +
+    `difference is in the sector at byte ${at - (at % 512)}.`);
+  assert.deepEqual(errors, []);
+});
