@@ -40,7 +40,8 @@ const csp = [
   "manifest-src 'self'",
   `style-src ${hash(style)}`,
   "connect-src 'none'",
-  "img-src 'none'",
+  // 'self': the manifest's icons, which Chromium loads under the page's policy to make it installable.
+  "img-src 'self'",
   "base-uri 'none'",
   "form-action 'none'",
 ].join('; ');

@@ -560,7 +560,10 @@ function hideError() {
  */
 function becomeInstallable() {
   if (!/^https?:$/.test(location.protocol)) return;
-  document.head.append(Object.assign(document.createElement('link'), {rel: 'manifest', href: 'manifest.webmanifest'}));
+  const link = (rel, href) => document.head.append(Object.assign(document.createElement('link'), {rel, href}));
+  link('manifest', 'manifest.webmanifest');
+  // Named, so the browser does not ask for a /favicon.ico that is not there.
+  link('icon', 'icon.svg');
   // An unregistered worker only costs the offline copy; the page itself works the same.
   navigator.serviceWorker?.register('sw.js').catch(() => {});
   // "Open with" on the installed app hands the files over here.

@@ -31,7 +31,16 @@ test('after one visit the page opens and converts with the server gone', async (
   assert.deepEqual(consoleErrors.filter((e) => !/ERR_CONNECTION_REFUSED/.test(e)), []);
 });
 
-test('the manifest makes it installable and opens disk images; its icons are there', () => {
+test('Chromium finds the hosted page installable; its manifest opens disk images', async (t) => {
+  const browser = await h.launch(t);
+  const {page, consoleErrors} = await h.openPage(t, browser, 'http');
+  await controlled(page);
+  const cdp = await page.context().newCDPSession(page);
+  const {installabilityErrors} = await cdp.send('Page.getInstallabilityErrors');
+  // Test contexts are incognito-like, which alone keeps the install prompt away.
+  assert.deepEqual(installabilityErrors.filter((e) => e.errorId !== 'in-incognito'), []);
+  assert.deepEqual((await cdp.send('Page.getAppManifest')).errors, []);
+  assert.deepEqual(consoleErrors, []);
   const manifest = JSON.parse(readFileSync(h.join(h.DIST, 'manifest.webmanifest'), 'utf8'));
   const extensions = manifest.file_handlers.flatMap((f) => Object.values(f.accept).flat()).sort();
   assert.deepEqual(extensions, ['.img', '.ova', '.qcow2', '.vhdx', '.vmdk']);
