@@ -11,41 +11,62 @@ const MEMORY_LIMIT = 2 * 2 ** 30;
 const CANCEL_GRACE_MS = 3000;
 const OPFS_PREFIX = 'diskbridge-';
 
-// Every sentence the page writes, in one place, so a second language is one more table of the same keys.
-const TEXT = {
-  bytes: (n) => `${n.toLocaleString('en')} bytes`,
-  unknownWithoutBacking: 'known once the backing file is picked',
-  none: 'none',
-  rows: {
-    format: 'Format', virtualSize: 'Virtual size', fileSize: 'File size', clusterSize: 'Cluster size',
-    compression: 'Compression', allocated: 'Allocated data', backing: 'Backing file', warning: 'Warning',
-  },
-  needsBacking: (names) => `This image is an overlay: its data continues in "${names.join('", "')}". Pick that ` +
-    'file too (it is matched by its name).',
-  notePicker: 'You choose where to save. The file is created as soon as you choose it, and choosing an existing ' +
-    'file empties it at once; if the conversion fails or is cancelled, it is removed.',
-  noteOpfs: 'This browser has no save dialog: the output is written to the browser\'s own storage first, then ' +
-    'offered as a download.',
-  noteMemory: (limit) => 'This browser cannot write files directly here, so the output is assembled in memory ' +
-    `and then offered as a download — at most ${limit}. For larger images use Chromium (or Edge) over https, ` +
-    'or the diskbridge command-line tool.',
-  badUrlNumber: (key) => `The URL's ${key}= must be a whole number below 2^64`,
-  starting: 'Starting…',
-  cancelling: 'Cancelling…',
-  cancelled: 'Cancelled. No file was left behind.',
-  progress: (done, total, mbps) => `${done} of ${total} — ${mbps} MB/s`,
-  eta: (left) => `, about ${left} left`,
-  seconds: (s) => `${s} s`,
-  minutes: (m, s) => `${m} min ${s} s`,
-  hours: (h, m) => `${h} h ${m} min`,
-  saved: (name, size, seconds, mbps) => `Saved ${name} (${size}) in ${seconds} s${mbps ? `, ${mbps} MB/s` : ''}.`,
-  errorKind: (kind) => `Error (${kind}):`,
-  fileTypes: {vmdk: 'VMDK disk image', vhdx: 'VHDX disk image', raw: 'Raw disk image'},
-};
+// ---- language ------------------------------------------------------------------------------------------
+
+// The strings live in www/i18n/<language>.js, one table per language with the same keys.
+const LANGUAGES = {en: TEXT_EN, ja: TEXT_JA};
+const LANGUAGE_KEY = 'diskbridge-language';
+
+/** The remembered choice, else the browser's first language we have (ja → Japanese), else English. */
+function initialLanguage() {
+  try {
+    const saved = localStorage.getItem(LANGUAGE_KEY);
+    if (Object.hasOwn(LANGUAGES, saved)) return saved;
+  } catch { /* a saved page may have no localStorage: fall through to the browser's languages */ }
+  const wanted = navigator.languages?.length ? navigator.languages : [navigator.language];
+  for (const tag of wanted) {
+    const language = String(tag).toLowerCase().split('-')[0];
+    if (Object.hasOwn(LANGUAGES, language)) return language;
+  }
+  return 'en';
+}
+
+let TEXT = LANGUAGES.en;
+// Texts drawn from state (info, notes, results): each element's render function, run again on a switch.
+const rendered = new Map();
+
+/** Shows `render()` (text or nodes) in `element`, and again whenever the language changes; null clears it. */
+function show(element, render) {
+  if (render) rendered.set(element, render);
+  else rendered.delete(element);
+  element.replaceChildren(...(render ? [render()].flat() : []));
+}
+
+function setLanguage(language, remember) {
+  TEXT = LANGUAGES[language];
+  document.documentElement.lang = language;
+  for (const element of document.querySelectorAll('[data-text]')) {
+    element.textContent = TEXT.page[element.dataset.text];
+  }
+  for (const element of document.querySelectorAll('[data-placeholder]')) {
+    element.placeholder = TEXT.page[element.dataset.placeholder];
+  }
+  for (const button of document.querySelectorAll('[data-lang]')) {
+    button.setAttribute('aria-pressed', String(button.dataset.lang === language));
+  }
+  for (const [element, render] of rendered) element.replaceChildren(...[render()].flat());
+  if (remember) {
+    try {
+      localStorage.setItem(LANGUAGE_KEY, language);
+    } catch { /* not remembered where storage is refused; the switch still works for this visit */ }
+  }
+}
 
 const TARGETS = {
   vmdk: {button: 'to-vmdk', options: 'vmdk-options', ext: 'vmdk', mime: 'application/x-vmdk'},
+  ova: {button: null, options: 'vmdk-options', ext: 'ova', mime: 'application/x-virtualbox-ova'},
   vhdx: {button: 'to-vhdx', options: 'vhdx-options', ext: 'vhdx', mime: 'application/x-vhdx'},
+  qcow2: {button: 'to-qcow2', options: 'qcow2-options', ext: 'qcow2', mime: 'application/x-qemu-disk'},
   raw: {button: 'to-raw', options: null, ext: 'img', mime: 'application/octet-stream'},
 };
 
@@ -137,6 +158,7 @@ function human(bytes) {
   return `${value >= 100 ? value.toFixed(0) : value.toFixed(value >= 10 ? 1 : 2)} ${units[unit]}`;
 }
 
+/** A size in human units, with the exact number of bytes on hover. */
 function sized(bytes) {
   const span = document.createElement('span');
   span.textContent = human(bytes);
@@ -148,7 +170,7 @@ async function pickFiles(list, add) {
   if (!list.length || busy) return;
   files = add ? [...files, ...list] : [...list];
   hideError();
-  $('result').textContent = '';
+  clearOutcome();
   try {
     // The image is the picked file no other picked file names as its backing file.
     const infos = await Promise.all(files.map((file) => request({
@@ -165,9 +187,30 @@ async function pickFiles(list, add) {
   updateButtons();
 }
 
+/** How the guest boots, as one of TEXT.boot's keys: 'bios', 'uefi', 'hybrid' or 'none'. */
+function bootKind(guest) {
+  const bios = guest.boot.includes('bios');
+  const uefi = guest.boot.includes('uefi');
+  if (bios && uefi) return 'hybrid';
+  return bios ? 'bios' : uefi ? 'uefi' : 'none';
+}
+
 function showInfo({file, info}) {
   $('info').hidden = false;
   $('info-name').textContent = file.name;
+  show($('info-list'), () => infoRows(info).flatMap(([term, value]) => {
+    const dt = document.createElement('dt');
+    dt.textContent = term;
+    const dd = document.createElement('dd');
+    dd.append(value);
+    return [dt, dd];
+  }));
+  const missing = info.needsBacking;
+  $('backing').hidden = missing.length === 0;
+  show($('backing-text'), missing.length === 0 ? null : () => TEXT.needsBacking(missing));
+}
+
+function infoRows(info) {
   // Without its backing file an overlay shows only what its own header says.
   const unknown = TEXT.unknownWithoutBacking;
   const size = (bytes) => (bytes == null ? unknown : sized(bytes));
@@ -182,25 +225,21 @@ function showInfo({file, info}) {
     [TEXT.rows.backing, info.backingFile == null ? TEXT.none
       : info.backingFormat ? `${info.backingFile} (${info.backingFormat})` : info.backingFile],
   ];
-  for (const warning of info.warnings ?? []) rows.push([TEXT.rows.warning, warning]);
-  const list = $('info-list');
-  list.replaceChildren();
-  for (const [term, value] of rows) {
-    const dt = document.createElement('dt');
-    dt.textContent = term;
-    const dd = document.createElement('dd');
-    dd.append(value);
-    list.append(dt, dd);
+  if (info.guest) {
+    rows.push([TEXT.rows.table, TEXT.tables[info.guest.partitionTable]]);
+    rows.push([TEXT.rows.boot, TEXT.boot[bootKind(info.guest)]]);
   }
-  const missing = info.needsBacking;
-  $('backing').hidden = missing.length === 0;
-  $('backing-text').textContent = missing.length === 0 ? '' : TEXT.needsBacking(missing);
+  for (const warning of [...info.warnings ?? [], ...info.guest?.problems ?? []]) {
+    rows.push([TEXT.rows.warning, warning]);
+  }
+  return rows;
 }
 
 function updateButtons() {
   const ready = image !== null && image.info.needsBacking.length === 0 && !busy;
-  for (const target of Object.values(TARGETS)) $(target.button).disabled = !ready;
+  for (const target of Object.values(TARGETS)) if (target.button) $(target.button).disabled = !ready;
   $('empty-vmdk').disabled = busy;
+  $('verify').disabled = busy;
 }
 
 // ---- where the output goes -------------------------------------------------------------------------------
@@ -215,25 +254,31 @@ const opfsAvailable = (async () => {
   }
 })();
 
-/** Picks the output: the save dialog where there is one, else OPFS then a download, else memory. */
+/**
+ * Picks the output: the save dialog where there is one, else OPFS then a download, else memory. An OVA is
+ * always written to OPFS first, the one output the worker can read back while it hashes the disk member; the
+ * picked file (if any) is filled from it afterwards.
+ */
 async function chooseOutput(name, format) {
   const target = TARGETS[format];
+  const opfs = async (copyTo) => {
+    await removeOldOpfsFiles();
+    return {kind: 'opfs', name: `${OPFS_PREFIX}${Date.now()}-${name}`, copyTo};
+  };
+  if (format === 'ova' && !(await opfsAvailable)) throw {kind: 'unsupported', message: TEXT.noOva};
   if (typeof window.showSaveFilePicker === 'function') {
     try {
       const handle = await window.showSaveFilePicker({
         suggestedName: name,
         types: [{description: TEXT.fileTypes[format], accept: {[target.mime]: [`.${target.ext}`]}}],
       });
-      return {kind: 'handle', handle};
+      return format === 'ova' ? opfs(handle) : {kind: 'handle', handle};
     } catch (e) {
       if (e.name === 'AbortError') return null;
       throw diskError(e);
     }
   }
-  if (await opfsAvailable) {
-    await removeOldOpfsFiles();
-    return {kind: 'opfs', name: `${OPFS_PREFIX}${Date.now()}-${name}`};
-  }
+  if (await opfsAvailable) return opfs(null);
   return {kind: 'memory', limit: MEMORY_LIMIT};
 }
 
@@ -248,9 +293,17 @@ async function removeOldOpfsFiles() {
 async function storageNote() {
   const note = $('storage-note');
   note.hidden = false;
+  const opfs = await opfsAvailable;
   // BROWSER.md: the picker creates (or empties) the chosen file the moment it is chosen.
-  note.textContent = typeof window.showSaveFilePicker === 'function' ? TEXT.notePicker
-    : (await opfsAvailable) ? TEXT.noteOpfs : TEXT.noteMemory(human(MEMORY_LIMIT));
+  show(note, () => (typeof window.showSaveFilePicker === 'function' ? TEXT.notePicker
+    : opfs ? TEXT.noteOpfs : TEXT.noteMemory(human(MEMORY_LIMIT))));
+  if (!opfs) {
+    // A saved page has no OPFS, so no OVA: offer the VMDK and say why.
+    document.querySelector('input[name=esxi-package][value=ova]').disabled = true;
+    document.querySelector('input[name=esxi-package][value=vmdk]').checked = true;
+    note.after(Object.assign(document.createElement('p'), {className: 'note', id: 'ova-note'}));
+    show($('ova-note'), () => TEXT.noOva);
+  }
 }
 
 let downloadUrl = null;
@@ -264,6 +317,17 @@ function download(blob, name) {
   document.body.append(a);
   a.click();
   a.remove();
+}
+
+/**
+ * The finished output as a Blob, read from where it was written (for the download and for Verify): `written`
+ * is the worker's account of it, `chosen` the output chooseOutput() gave (which holds the picked handle).
+ */
+async function writtenFile(chosen, written) {
+  if (written.kind === 'memory') return written.blob;
+  if (written.kind === 'handle') return chosen.handle.getFile();
+  const dir = await navigator.storage.getDirectory();
+  return (await dir.getFileHandle(written.name)).getFile();
 }
 
 // ---- converting ------------------------------------------------------------------------------------------
@@ -280,12 +344,13 @@ function determinism() {
 }
 
 let current = null; // the running conversion: {cancel()}
+let written = null; // the last conversion's {source: File, others, reread() → Blob, name}, for Verify
 
 async function convert(format, source) {
   if (busy) return;
   const target = TARGETS[format];
   hideError();
-  $('result').textContent = '';
+  clearOutcome();
   try {
     const name = source.blankSize ? '64KiB.vmdk' : outputName(source.file, target.ext);
     const options = target.options ? $(target.options).value.trim() : '';
@@ -298,29 +363,70 @@ async function convert(format, source) {
     };
     const output = await chooseOutput(name, format);
     if (!output) return;
-    message.output = output;
+    message.output = {...output, copyTo: undefined};
     setBusy(true);
     const started = performance.now();
     const result = await runCancellable(message, output);
     const seconds = (performance.now() - started) / 1000;
     const mbps = result.total ? (result.total / 1e6 / Math.max(seconds, 0.001)).toFixed(1) : null;
-    if (result.output.kind === 'opfs') {
-      const dir = await navigator.storage.getDirectory();
-      download(await (await dir.getFileHandle(result.output.name)).getFile(), name);
-    } else if (result.output.kind === 'memory') {
-      download(result.output.blob, name);
+    // Verify reads the file as it is on disk when asked, not a snapshot of it now.
+    let reread = () => writtenFile(output, result.output);
+    const file = await reread();
+    if (output.copyTo) {
+      // An OVA for the picked file: copied from OPFS now that its digests are written.
+      await file.stream().pipeTo(await output.copyTo.createWritable());
+      await (await navigator.storage.getDirectory()).removeEntry(result.output.name);
+      reread = () => output.copyTo.getFile();
+    } else if (result.output.kind !== 'handle') {
+      download(file, name);
     }
-    $('result').textContent = TEXT.saved(name, human(result.bytes), seconds.toFixed(1), mbps);
+    show($('result'), () => {
+      // The exact size on hover, as for every size the page shows.
+      $('result').title = TEXT.bytes(result.bytes);
+      return TEXT.saved(name, human(result.bytes), seconds.toFixed(1), mbps);
+    });
+    show($('guidance'), () => guidance(format, name, source.file && image?.info.guest));
+    if (source.file) {
+      written = {source: source.file, others: message.others, reread, name};
+      $('verify').hidden = false;
+    }
     // For the benchmark and the tests: what the last conversion took, and each worker's wasm memory.
     window.diskbridgeLastRun = {seconds, bytes: result.bytes, total: result.total, memory: result.memory};
   } catch (error) {
-    if (error.kind === 'cancelled') $('result').textContent = TEXT.cancelled;
+    if (error.kind === 'cancelled') show($('result'), () => TEXT.cancelled);
     else showError(error);
     // A panic leaves the wasm instance unusable: start fresh workers for the next try.
     if (error.kind === 'internal') startWorker();
   } finally {
     setBusy(false);
   }
+}
+
+/** The ESXi button writes an OVA unless "VMDK only" is chosen. */
+function esxiFormat() {
+  return document.querySelector('input[name=esxi-package]:checked').value;
+}
+
+/** What to do with the result on its hypervisor, as paragraphs; commands in <code> to copy. */
+function guidance(format, name, guest) {
+  const stem = name.replace(/\.[^.]*$/, '');
+  const kind = guest ? bootKind(guest) : 'none';
+  const firmware = kind === 'uefi' ? 'EFI' : kind === 'none' ? null : 'BIOS';
+  const lines = {
+    ova: () => [TEXT.guide.ova(name)],
+    vmdk: () => [TEXT.guide.vmdk(name, stem), firmware && TEXT.guide.esxiFirmware(firmware)],
+    vhdx: () => [{
+      bios: TEXT.guide.hyperv1, hybrid: TEXT.guide.hypervEither, none: TEXT.guide.hypervData,
+      uefi: guest?.partitionTable === 'gpt' ? TEXT.guide.hyperv2 : TEXT.guide.hypervMbrUefi,
+    }[kind]],
+    qcow2: () => [TEXT.guide.qcow2(name, stem) + (kind === 'uefi' ? TEXT.guide.qcow2Uefi : '')],
+    raw: () => [],
+  }[format]();
+  return lines.filter(Boolean).map((line) => {
+    const p = document.createElement('p');
+    p.textContent = line;
+    return p;
+  });
 }
 
 function runCancellable(message, output) {
@@ -350,6 +456,7 @@ async function forceCancel(id, output) {
   startWorker();
   if (output.kind === 'handle') await output.handle.remove().catch(() => {});
   if (output.kind === 'opfs') {
+    await output.copyTo?.remove().catch(() => {});
     const dir = await navigator.storage.getDirectory();
     // The terminated worker's sync handle lock is released a moment later.
     for (let i = 0; i < 20; i++) {
@@ -394,10 +501,46 @@ function setBusy(value) {
   updateButtons();
 }
 
+// ---- verifying -------------------------------------------------------------------------------------------
+
+/** Reads the saved output back and compares its guest contents with the source's, as qemu-img compare does. */
+async function verify() {
+  if (busy || !written) return;
+  hideError();
+  show($('verdict'), () => TEXT.verifying);
+  setBusy(true);
+  const {source, others, reread, name} = written;
+  try {
+    const output = await reread().catch((e) => {
+      throw {kind: 'io', message: `Cannot read ${name} back: ${e.name}: ${e.message}`};
+    });
+    const result = await runCancellable({type: MSG.VERIFY, source, others, output, outputName: name}, {});
+    show($('verdict'), () => (result.identical ? TEXT.identical(name)
+      : TEXT.differs(name, result.offset ?? 0)) + (result.sizesDiffer ? TEXT.sizesDiffer : ''));
+  } catch (error) {
+    show($('verdict'), error.kind === 'cancelled' ? () => TEXT.cancelled : null);
+    if (error.kind !== 'cancelled') showError(error);
+    if (error.kind === 'internal') startWorker();
+  } finally {
+    setBusy(false);
+  }
+}
+
+function clearOutcome() {
+  for (const id of ['result', 'guidance', 'verdict']) show($(id), null);
+  $('result').title = '';
+  $('verify').hidden = true;
+  written = null;
+}
+
+// ---- errors ----------------------------------------------------------------------------------------------
+
+/** The summary in the page's language; the core's own message (English) below it as the detail. */
 function showError(error) {
   const e = diskError(error);
   $('error').hidden = false;
-  $('error-kind').textContent = TEXT.errorKind(e.kind);
+  show($('error-kind'), () => TEXT.errorKind(e.kind));
+  show($('error-summary'), () => TEXT.errorKinds[e.kind] ?? '');
   let text = e.message;
   if (e.file) text = `${e.file}: ${text}`;
   if (e.offset != null && !/offset 0x/.test(text)) text += ` (at offset 0x${e.offset.toString(16)})`;
@@ -408,16 +551,45 @@ function hideError() {
   $('error').hidden = true;
 }
 
+// ---- installed and offline (hosted pages only) -------------------------------------------------------------
+
+/**
+ * Served over http(s), the page links its manifest (installable, opens disk images from the desktop) and
+ * registers the service worker that keeps it for offline use. A saved page (file://) has neither file beside it,
+ * so nothing is attempted there.
+ */
+function becomeInstallable() {
+  if (!/^https?:$/.test(location.protocol)) return;
+  const link = (rel, href) => document.head.append(Object.assign(document.createElement('link'), {rel, href}));
+  link('manifest', 'manifest.webmanifest');
+  // Named, so the browser does not ask for a /favicon.ico that is not there.
+  link('icon', 'icon.svg');
+  // An unregistered worker only costs the offline copy; the page itself works the same.
+  navigator.serviceWorker?.register('sw.js').catch(() => {});
+  // "Open with" on the installed app hands the files over here.
+  window.launchQueue?.setConsumer(async ({files: handles}) => {
+    pickFiles(await Promise.all(handles.map((handle) => handle.getFile())), false);
+  });
+}
+
 // ---- wiring ----------------------------------------------------------------------------------------------
 
+setLanguage(initialLanguage(), false);
+for (const button of document.querySelectorAll('[data-lang]')) {
+  button.addEventListener('click', () => setLanguage(button.dataset.lang, true));
+}
 startWorker();
 workerReady.catch(showError);
 storageNote();
+becomeInstallable();
 $('file').addEventListener('change', (e) => pickFiles([...e.target.files], false));
 $('backing-file').addEventListener('change', (e) => pickFiles([...e.target.files], true));
 for (const [format, target] of Object.entries(TARGETS)) {
-  $(target.button).addEventListener('click', () => convert(format, {file: image.file}));
+  if (!target.button) continue;
+  const choose = () => (format === 'vmdk' ? esxiFormat() : format);
+  $(target.button).addEventListener('click', () => convert(choose(), {file: image.file}));
 }
+$('verify').addEventListener('click', verify);
 $('empty-vmdk').addEventListener('click', () => convert('vmdk', {blankSize: 64 * 1024}));
 $('cancel').addEventListener('click', () => current?.cancel());
 document.addEventListener('dragover', (e) => {

@@ -5,9 +5,11 @@
 //   {type: 'init', module: WebAssembly.Module, pool: MessagePort[]}  one port per encoder worker (may be none)
 //   {type: 'inspect', id, file: File, others: File[]}
 //   {type: 'convert', id, input: File | null, blankSize: number, others: File[], target: Target, output: Output}
-//       Target = {format: 'vmdk'|'vhdx'|'raw', options: string, seed: string, epoch: string, outputName: string}
+//       Target = {format: 'vmdk'|'ova'|'vhdx'|'qcow2'|'raw', options: string, seed: string, epoch: string,
+//                 outputName: string}
 //       (seed and epoch are decimal strings: they are u64 and would lose bits as numbers)
 //       Output = {kind: 'handle', handle: FileSystemFileHandle} | {kind: 'opfs', name} | {kind: 'memory', limit}
+//   {type: 'verify', id, source: File, others: File[], output: Blob, outputName}   compare output with source
 //   {type: 'cancel', id}
 // coordinator → page
 //   {type: 'ready'}
@@ -15,6 +17,7 @@
 //   {type: 'progress', id, done, total} guest bytes
 //   {type: 'done', id, bytes, output: {kind: 'handle'} | {kind: 'opfs', name} | {kind: 'memory', blob: Blob},
 //    memory: {coordinator, encoders: []}}  high-water wasm memory in bytes; an encoder that did nothing has 0
+//   {type: 'verified', id, identical, offset: number|null, sizesDiffer}   offset: first differing sector
 //   {type: 'cancelled', id}             the partial output is already gone
 //   {type: 'error', id, error: DiskError}
 // page → encoder worker
@@ -32,7 +35,8 @@
 
 const MSG = Object.freeze({
   INIT: 'init', READY: 'ready', INSPECT: 'inspect', INFO: 'info', CONVERT: 'convert', CANCEL: 'cancel',
-  PROGRESS: 'progress', DONE: 'done', CANCELLED: 'cancelled', ERROR: 'error',
+  PROGRESS: 'progress', DONE: 'done', CANCELLED: 'cancelled', ERROR: 'error', VERIFY: 'verify',
+  VERIFIED: 'verified',
 });
 
 const POOL = Object.freeze({SETUP: 'setup', ENCODE: 'encode', ENCODED: 'encoded'});

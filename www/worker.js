@@ -9,7 +9,7 @@ const STEP_BYTES = 4 << 20;
 const PROGRESS_INTERVAL_MS = 100;
 // Deflate is the one expensive encoding; for the others, moving units to another worker and back costs more
 // than encoding them here.
-const POOLED_FORMATS = new Set(['vmdk']);
+const POOLED_FORMATS = new Set(['vmdk', 'ova']);
 // Guest bytes per batch sent to an encoder, and batches in flight per encoder: enough to keep every encoder
 // busy while this worker reads, little enough to keep memory flat.
 const BATCH_BYTES = 1 << 20;
@@ -49,6 +49,9 @@ self.onmessage = (event) => {
     case MSG.CONVERT:
       convert(msg);
       break;
+    case MSG.VERIFY:
+      verify(msg);
+      break;
     case MSG.CANCEL:
       cancelled.add(msg.id);
       break;
@@ -71,6 +74,7 @@ async function convert(msg) {
     job = msg.input
       ? new wasm_bindgen.Job(msg.input, msg.others, target.format, target.options, seed, epoch, target.outputName)
       : wasm_bindgen.Job.blank(msg.blankSize, target.format, target.options, seed, epoch, target.outputName);
+    if (output.readBack) job.setReadBack(output.readBack);
     const total = job.total;
     self.postMessage({type: MSG.PROGRESS, id, done: 0, total});
     let last = performance.now();
@@ -103,6 +107,23 @@ async function convert(msg) {
     // After a panic the instance is unusable and free() would trap too; the page restarts the workers.
     try { job?.free(); } catch { /* see above */ }
     cancelled.delete(id);
+  }
+}
+
+/** Compares the source with the written output in one call; progress messages are posted from inside it. */
+function verify(msg) {
+  const {id} = msg;
+  let last = 0;
+  const progress = (done, total) => {
+    if (performance.now() - last < PROGRESS_INTERVAL_MS && done < total) return;
+    last = performance.now();
+    self.postMessage({type: MSG.PROGRESS, id, done, total});
+  };
+  try {
+    const result = wasm_bindgen.compare(msg.source, msg.others, msg.output, msg.outputName, progress);
+    self.postMessage({type: MSG.VERIFIED, id, ...result});
+  } catch (e) {
+    self.postMessage({type: MSG.ERROR, id, error: diskError(e)});
   }
 }
 
@@ -163,7 +184,10 @@ function settleBatch(msg) {
   else pending.resolve(msg.units);
 }
 
-/** An output taking the core's chunks: write([{offset, data}]), close(length) → result, discard(). */
+/**
+ * An output taking the core's chunks: write([{offset, data}]), close(length) → result, discard(), and where
+ * the bytes written so far can be read back synchronously (OPFS only), readBack(offset, length) → Uint8Array.
+ */
 async function openOutput(spec) {
   const open = {
     handle: () => openHandle(spec.handle),
@@ -175,6 +199,7 @@ async function openOutput(spec) {
     write: (chunks) => output.write(chunks).catch(storageError('Cannot write the output')),
     close: (length) => output.close(length).catch(storageError('Cannot finish the output')),
     discard: () => output.discard(),
+    readBack: output.readBack,
   };
 }
 
@@ -225,6 +250,11 @@ async function openOpfs(name) {
     async discard() {
       try { access.close(); } catch { /* already closed */ }
       await dir.removeEntry(name).catch(() => {});
+    },
+    readBack(offset, length) {
+      const bytes = new Uint8Array(length);
+      access.read(bytes, {at: offset});
+      return bytes;
     },
   };
 }

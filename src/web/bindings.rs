@@ -1,18 +1,20 @@
 //! What the page's workers call: [`inspect`] a picked image, run a conversion [`Job`] step by step (encoding
-//! in-process, or handing units to a pool of [`Encoder`]s in other workers), and errors as plain objects.
+//! in-process, or handing units to a pool of [`Encoder`]s in other workers), [`compare`] the written output
+//! with its source, and errors as plain objects.
 
 use super::blob::{BlobReader, PickedFiles};
 use super::sink::ChunkSink;
+use crate::compare::Comparison;
 use crate::convert::{Converter, UnitEncoder};
 use crate::error::{Error, Result};
 use crate::extent::{ExtentKind, Extents};
 use crate::image::{Blank, FormatSpecific, Image};
 use crate::options::OptionList;
 use crate::target::{self, Target};
-use js_sys::{Array, Object, Reflect, Uint8Array};
+use js_sys::{Array, Function, Object, Reflect, Uint8Array};
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
-use web_sys::File;
+use web_sys::{Blob, File};
 
 /// Runs when a worker instantiates the module: panics become readable, both in the console and for the worker,
 /// which finds the message in `globalThis.diskbridgePanic` after the call traps.
@@ -61,19 +63,35 @@ fn target(format: &str, options: &str, seed: u64, epoch: u64, output_name: &str)
         seed,
         epoch,
         output_name: output_name.to_string(),
-        // qemu-img's -c only means something for qcow2 output, which the page does not offer.
+        // qemu-img's -c: the page's qcow2 is uncompressed, as OpenStack's own conversions write it (compressed
+        // clusters would cost every later read).
         compressed: false,
     })
 }
 
 fn open(input: &File, resolver: &PickedFiles) -> Result<Box<dyn Image>> {
-    let name = input.name();
-    let reader = BlobReader::new(input.clone().into()).map_err(|e| e.in_file(name.clone()))?;
-    crate::image::open(&name, Box::new(reader), None, resolver)
+    open_blob(&input.name(), input.clone().into(), resolver)
+}
+
+fn open_blob(name: &str, blob: Blob, resolver: &PickedFiles) -> Result<Box<dyn Image>> {
+    let reader = BlobReader::new(blob).map_err(|e| e.in_file(name))?;
+    crate::image::open(name, Box::new(reader), None, resolver)
+}
+
+/// What the guest boots with: `{partitionTable: 'gpt'|'mbr'|'none', boot: ['bios'|'uefi'...], problems}`.
+fn guest(image: &mut dyn Image) -> Result<JsValue> {
+    let guest = crate::guest::inspect(image)?;
+    let strings = |items: Vec<&str>| items.into_iter().map(JsValue::from).collect::<Array>();
+    let obj = Object::new();
+    set(&obj, "partitionTable", guest.table.name());
+    set(&obj, "boot", strings(guest.boot.iter().map(|b| b.name()).collect()));
+    set(&obj, "problems", strings(guest.problems.iter().map(String::as_str).collect()));
+    Ok(obj.into())
 }
 
 /// Looks at a picked image: `{name, format, virtualSize, fileSize, clusterSize, compression, allocatedBytes,
-/// backingFile, backingFormat, needsBacking, dirty, warnings}`.
+/// backingFile, backingFormat, needsBacking, dirty, warnings, guest}`, `guest` as the partition table and boot
+/// methods found in the guest's first sectors.
 ///
 /// `others` are the other picked files, searched for backing files by name. When a backing file is not among
 /// them, the result lists it in `needsBacking` (the page asks for it) and holds only what is known without it:
@@ -99,7 +117,9 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
             set(&obj, "format", format.name());
             set(&obj, "backingFile", missing[0].as_str());
             set(&obj, "needsBacking", missing.into_iter().map(JsValue::from).collect::<Array>());
-            for key in ["virtualSize", "clusterSize", "compression", "allocatedBytes", "backingFormat", "dirty"] {
+            for key in
+                ["virtualSize", "clusterSize", "compression", "allocatedBytes", "backingFormat", "dirty", "guest"]
+            {
                 set(&obj, key, JsValue::NULL);
             }
             set(&obj, "warnings", Array::new());
@@ -113,6 +133,7 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
             allocated += extent.length;
         }
     }
+    set(&obj, "guest", guest(image.as_mut())?);
     let info = image.info();
     set(&obj, "format", info.format.name());
     set(&obj, "virtualSize", info.virtual_size as f64);
@@ -191,6 +212,14 @@ impl Job {
 
     fn conv(&mut self) -> Result<&mut Converter> {
         self.conv.as_mut().ok_or_else(|| Error::argument("The conversion has already finished"))
+    }
+
+    /// Lets the writer read back the output written so far: `reader(offset, length) → Uint8Array`, synchronous
+    /// (an OVA hashes its finished disk member). Call before the first step; chunks not yet drained are laid
+    /// over what it reads.
+    #[wasm_bindgen(js_name = setReadBack)]
+    pub fn set_read_back(&self, reader: Function) {
+        self.sink.set_reader(reader);
     }
 
     /// The guest disk's size in bytes (what an [`Encoder`] for this job is built with).
@@ -324,6 +353,40 @@ impl Encoder {
     }
 }
 
+/// Compares the guest contents of `source` (backing files among `others`) with a written `output` named
+/// `output_name`, as `qemu-img compare` does: `{identical, offset, sizesDiffer}`, `offset` the first differing
+/// 512-byte sector or `null`. `progress(done, total)` is called after every compared MiB.
+///
+/// # Errors
+/// The core's error reading either image.
+#[wasm_bindgen]
+pub fn compare(
+    source: File,
+    others: Array,
+    output: Blob,
+    output_name: &str,
+    progress: &Function,
+) -> Result<JsValue, JsValue> {
+    let resolver = PickedFiles::new(files(&others));
+    let mut a = open(&source, &resolver)?;
+    let mut b = open_blob(output_name, output, &resolver)?;
+    let mut report = |done: u64, total: u64| {
+        // The page's progress callback only posts a message; nothing it throws matters to the comparison.
+        let _ = progress.call2(&JsValue::NULL, &(done as f64).into(), &(total as f64).into());
+    };
+    let result = crate::compare::compare(a.as_mut(), b.as_mut(), false, &mut report)?;
+    let (identical, offset, sizes_differ) = match result {
+        Comparison::Identical { sizes_differ } => (true, None, sizes_differ),
+        Comparison::Mismatch { offset, sizes_differ } => (false, Some(offset as f64), sizes_differ),
+        Comparison::SizeMismatch => (false, None, true),
+    };
+    let obj = Object::new();
+    set(&obj, "identical", identical);
+    set(&obj, "offset", nullable(offset));
+    set(&obj, "sizesDiffer", sizes_differ);
+    Ok(obj.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +439,23 @@ mod tests {
         assert_eq!(get(&info, "allocatedBytes").as_f64(), Some((3 << 20) as f64));
         assert!(get(&info, "backingFile").is_null());
         assert_eq!(Array::from(&get(&info, "needsBacking")).length(), 0);
+        let guest = get(&info, "guest");
+        assert_eq!(get(&guest, "partitionTable").as_string().as_deref(), Some("none"));
+        assert_eq!(Array::from(&get(&guest, "boot")).length(), 0);
+    }
+
+    #[wasm_bindgen_test]
+    fn compare_finds_the_first_differing_sector() {
+        let disk = raw_disk();
+        let progress = Function::new_no_args("");
+        let same = compare(file(&disk, "a.img"), Array::new(), file(&disk, "b.img").into(), "b.img", &progress);
+        assert_eq!(get(&same.unwrap(), "identical").as_bool(), Some(true));
+        let mut changed = disk.clone();
+        changed[(2 << 20) + 700] ^= 1;
+        let diff = compare(file(&disk, "a.img"), Array::new(), file(&changed, "b.img").into(), "b.img", &progress);
+        let diff = diff.unwrap();
+        assert_eq!(get(&diff, "identical").as_bool(), Some(false));
+        assert_eq!(get(&diff, "offset").as_f64(), Some(((2 << 20) + 512) as f64));
     }
 
     #[wasm_bindgen_test]

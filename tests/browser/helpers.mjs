@@ -2,8 +2,8 @@
 // static server for dist/, and Debian's Chromium driven by playwright-core (browser downloads fail here).
 import {execFileSync} from 'node:child_process';
 import {randomBytes} from 'node:crypto';
-import {closeSync, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync}
-  from 'node:fs';
+import {closeSync, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync,
+  writeSync} from 'node:fs';
 import {createServer} from 'node:http';
 import {tmpdir} from 'node:os';
 import {basename, join, resolve} from 'node:path';
@@ -67,7 +67,7 @@ export function makeFixture(dir, name = 'guest', sizeMiB = 24) {
   return {raw, qcow2, compressed};
 }
 
-/** Serves `dir` on 127.0.0.1 and logs every request path. */
+/** Serves `dir` on 127.0.0.1 and logs every request path; `close()` stops it (the network gone). */
 export async function serve(t, dir = DIST) {
   const requests = [];
   const server = createServer((req, res) => {
@@ -77,13 +77,22 @@ export async function serve(t, dir = DIST) {
       res.writeHead(404).end();
       return;
     }
-    const type = path.endsWith('.html') ? 'text/html; charset=utf-8' : 'application/octet-stream';
+    const type = {html: 'text/html; charset=utf-8', js: 'text/javascript', webmanifest: 'application/manifest+json',
+      svg: 'image/svg+xml', png: 'image/png'}[path.split('.').pop()] ?? 'application/octet-stream';
     res.writeHead(200, {'content-type': type});
     createReadStream(path).pipe(res);
   });
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  t.after(() => new Promise((ok) => server.close(ok)));
-  return {url: `http://127.0.0.1:${server.address().port}/index.html`, requests};
+  let closed = null;
+  const close = () => {
+    closed ??= new Promise((ok) => {
+      server.close(ok);
+      server.closeAllConnections();
+    });
+    return closed;
+  };
+  t.after(close);
+  return {url: `http://127.0.0.1:${server.address().port}/index.html`, requests, close};
 }
 
 export async function launch(t) {
@@ -97,19 +106,22 @@ export async function launch(t) {
 }
 
 /** The page's address in each mode the tests cover: served over http, and opened as a saved file. */
-export async function pageUrl(t, mode) {
-  if (mode === 'file') return {url: pathToFileURL(join(DIST, 'index.html')).href, requests: null};
-  return serve(t);
+export async function pageUrl(t, mode, root = DIST) {
+  if (mode === 'file') return {url: pathToFileURL(join(root, 'index.html')).href, requests: null};
+  return serve(t, root);
 }
 
 /**
  * Opens the page with `query` (e.g. `?seed=42`). `picker`: 'hidden' removes showSaveFilePicker (the page then
  * takes its OPFS or in-memory path), 'opfs' replaces it with a function returning an OPFS file handle (the
- * picker's code path without a native dialog).
+ * picker's code path without a native dialog). `esxi`: the ESXi button's package, 'vmdk' (what most tests
+ * compare with the CLI) or 'ova' (the page's default where it can write one). `locale`: the browser's language.
+ * `root`: the directory served (or opened) instead of dist/. `close()` stops the server.
  */
-export async function openPage(t, browser, mode, {query = '', picker = 'hidden'} = {}) {
-  const {url, requests: served} = await pageUrl(t, mode);
-  const context = await browser.newContext({acceptDownloads: true});
+export async function openPage(t, browser, mode,
+  {query = '', picker = 'hidden', esxi = 'vmdk', locale = 'en-US', root = DIST} = {}) {
+  const {url, requests: served, close} = await pageUrl(t, mode, root);
+  const context = await browser.newContext({acceptDownloads: true, locale});
   t.after(() => context.close());
   if (picker === 'hidden') await context.addInitScript(() => { delete window.showSaveFilePicker; });
   if (picker === 'opfs') {
@@ -121,10 +133,14 @@ export async function openPage(t, browser, mode, {query = '', picker = 'hidden'}
   const requests = [];
   context.on('request', (r) => requests.push(r.url()));
   const errors = [];
+  const consoleErrors = [];
   const page = await context.newPage();
   page.on('pageerror', (e) => errors.push(e));
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   await page.goto(url + query);
-  return {page, requests, served, errors, url: url + query};
+  // The OVA choice is turned off (and VMDK chosen) once the page finds it has no OPFS.
+  await page.locator(`input[name=esxi-package][value=${esxi}]`).check();
+  return {page, requests, served, errors, consoleErrors, url: url + query, close};
 }
 
 /** Picks `paths` in the page's file input and waits for the image's info. */
@@ -158,6 +174,18 @@ export function opfsNames(page) {
     for await (const name of (await navigator.storage.getDirectory()).keys()) names.push(name);
     return names;
   });
+}
+
+/** Copies the OPFS file `name` out of the page into `path`. */
+export async function saveOpfsFile(page, name, path) {
+  const base64 = await page.evaluate(async (n) => {
+    const file = await (await (await navigator.storage.getDirectory()).getFileHandle(n)).getFile();
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  }, name);
+  writeFileSync(path, Buffer.from(base64, 'base64'));
 }
 
 export function sameBytes(a, b) {

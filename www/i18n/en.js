@@ -1,0 +1,107 @@
+// Every sentence the page shows in English. ja.js has the same keys (tests/browser/i18n.test.mjs fails when one
+// is missing); index.html names the `page` keys in data-text attributes, app.js uses the rest.
+'use strict';
+
+const TEXT_EN = {
+  page: {
+    title: 'diskbridge — convert disk images for VMware ESXi, Hyper-V and OpenStack in your browser',
+    intro: 'Convert a disk image (qcow2, raw, VMDK, VHDX, VHD or OVA) to an OVA or VMDK for VMware ESXi, a VHDX ' +
+      'for Hyper-V or a qcow2 for OpenStack, right here. Nothing is uploaded: the file is read and written on this ' +
+      'computer.',
+    language: 'Language',
+    pickHeading: '1. Pick the disk image',
+    pickLabel: 'Disk image (pick its backing file too, if it has one)',
+    dropHint: 'or drop the files anywhere on this page',
+    backingLabel: 'Backing file',
+    targetHeading: '2. Convert and save',
+    esxiPackage: 'For VMware ESXi, write',
+    ova: 'OVA (recommended)',
+    vmdkOnly: 'VMDK only',
+    toVmdk: 'VMDK for VMware ESXi',
+    toVhdx: 'VHDX for Hyper-V',
+    toQcow2: 'qcow2 for OpenStack',
+    advanced: 'Advanced options',
+    optionsHelp: 'Options as qemu-img convert -o takes them, comma-separated.',
+    vmdkOptions: 'VMDK options',
+    vhdxOptions: 'VHDX options',
+    vhdxPlaceholder: 'for example block_size=32M',
+    qcow2Options: 'qcow2 options',
+    qcow2Placeholder: 'for example cluster_size=2M',
+    toRaw: 'Raw disk image (.img)',
+    emptyHeading: 'Or: an empty disk',
+    emptyText: 'A tiny VMDK with nothing in it, as vmdk-convert makes it (for an extra data disk or to test an ' +
+      'import).',
+    emptyVmdk: 'Empty 64 KiB VMDK',
+    progressHeading: 'Progress',
+    cancel: 'Cancel',
+    verify: 'Verify the saved file',
+  },
+  bytes: (n) => `${n.toLocaleString('en')} bytes`,
+  unknownWithoutBacking: 'known once the backing file is picked',
+  none: 'none',
+  rows: {
+    format: 'Format', virtualSize: 'Virtual size', fileSize: 'File size', clusterSize: 'Cluster size',
+    compression: 'Compression', allocated: 'Allocated data', backing: 'Backing file', warning: 'Warning',
+    table: 'Partition table', boot: 'Boots with',
+  },
+  tables: {gpt: 'GPT', mbr: 'MBR', none: 'none found'},
+  boot: {
+    bios: 'BIOS', uefi: 'UEFI', hybrid: 'BIOS or UEFI (a hybrid image: it boots either way)',
+    none: 'no boot loader found (a data disk?)',
+  },
+  needsBacking: (names) => `This image is an overlay: its data continues in "${names.join('", "')}". Pick that ` +
+    'file too (it is matched by its name).',
+  notePicker: 'You choose where to save. The file is created as soon as you choose it, and choosing an existing ' +
+    'file empties it at once; if the conversion fails or is cancelled, it is removed.',
+  noteOpfs: 'This browser has no save dialog: the output is written to the browser\'s own storage first, then ' +
+    'offered as a download.',
+  noteMemory: (limit) => 'This browser cannot write files directly here, so the output is assembled in memory ' +
+    `and then offered as a download — at most ${limit}. For larger images use Chromium (or Edge) over https, ` +
+    'or the diskbridge command-line tool.',
+  noOva: 'An OVA needs the browser\'s own storage, which a page opened from a file does not have: choose "VMDK ' +
+    'only", or open the page over http(s).',
+  badUrlNumber: (key) => `The URL's ${key}= must be a whole number below 2^64`,
+  starting: 'Starting…',
+  cancelling: 'Cancelling…',
+  cancelled: 'Cancelled. No file was left behind.',
+  progress: (done, total, mbps) => `${done} of ${total} — ${mbps} MB/s`,
+  eta: (left) => `, about ${left} left`,
+  seconds: (s) => `${s} s`,
+  minutes: (m, s) => `${m} min ${s} s`,
+  hours: (h, m) => `${h} h ${m} min`,
+  saved: (name, size, seconds, mbps) => `Saved ${name} (${size}) in ${seconds} s${mbps ? `, ${mbps} MB/s` : ''}.`,
+  verifying: 'Reading the saved file back and comparing it with the source…',
+  identical: (name) => `Verified: ${name} holds exactly the source's disk contents (identical).`,
+  differs: (name, offset) => `${name} differs from the source: the first difference is in the sector at byte ` +
+    `${offset}.`,
+  sizesDiffer: ' The virtual sizes differ; the longer disk ends in zeros.',
+  errorKind: (kind) => `Error (${kind}):`,
+  errorKinds: {
+    io: 'Reading or writing a file failed.', 'invalid-format': 'This is not a disk image diskbridge can read.',
+    corrupt: 'The image is damaged.', unsupported: 'This image uses a feature diskbridge does not support.',
+    'limit-exceeded': 'The image is too large here.', 'invalid-argument': 'A setting is not valid.',
+    internal: 'Something went wrong inside diskbridge.', cancelled: 'Cancelled.',
+  },
+  fileTypes: {vmdk: 'VMDK disk image', vhdx: 'VHDX disk image', qcow2: 'qcow2 disk image', ova: 'OVA package',
+    raw: 'Raw disk image'},
+  guide: {
+    ova: (name) => `To import it: in the vSphere Client (or the ESXi Host Client), choose Deploy OVF Template ` +
+      `(Create / Register VM → Deploy a virtual machine from an OVF or OVA file) and pick ${name}.`,
+    vmdk: (name, stem) => `A streamOptimized VMDK cannot be attached as it is (ESXi reports "Unsupported or ` +
+      `invalid disk type 7"): upload it to a datastore, then import it on the host with ` +
+      `vmkfstools -i ${name} -d thin ${stem}-esxi.vmdk and attach ${stem}-esxi.vmdk to the VM.`,
+    esxiFirmware: (firmware) => `Set the VM's firmware to ${firmware}.`,
+    hyperv1: 'In Hyper-V, create a Generation 1 virtual machine with this disk (the image boots with BIOS).',
+    hyperv2: 'In Hyper-V, create a Generation 2 virtual machine with this disk (the image boots with UEFI and ' +
+      'GPT). For Linux guests, set Secure Boot\'s template to "Microsoft UEFI Certificate Authority" or turn it off.',
+    hypervEither: 'In Hyper-V this image works as Generation 1 or Generation 2 (it boots with BIOS and with UEFI). ' +
+      'Generation 2 is the modern choice; for Linux guests set Secure Boot\'s template to "Microsoft UEFI ' +
+      'Certificate Authority" or turn it off.',
+    hypervMbrUefi: 'This image boots only with UEFI but has an MBR partition table: Hyper-V\'s Generation 2 needs ' +
+      'GPT and Generation 1 has no UEFI, so it will not boot in Hyper-V as it is.',
+    hypervData: 'No boot loader was found: attach this disk to a VM of either generation as a data disk.',
+    qcow2: (name, stem) => `To upload it: openstack image create --disk-format qcow2 --container-format bare ` +
+      `--file ${name} ${stem}`,
+    qcow2Uefi: ' This image boots only with UEFI: add --property hw_firmware_type=uefi.',
+  },
+};
