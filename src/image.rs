@@ -200,6 +200,16 @@ impl FileResolver for NoFiles {
     }
 }
 
+/// The opened parent of a differencing disk.
+pub struct Parent {
+    /// The name as the child gives it (forward slashes).
+    pub name: String,
+    /// The name the resolver found it by (a path in the CLI).
+    pub resolved: String,
+    /// The parent image.
+    pub image: Box<dyn Image>,
+}
+
 /// State carried while opening an image and, recursively, its backing chain.
 pub struct OpenContext<'a> {
     resolver: &'a dyn FileResolver,
@@ -242,12 +252,6 @@ impl<'a> OpenContext<'a> {
         Ok((resolved, image))
     }
 
-    /// The resolver, for a format that must look into a referenced file before opening it as an image (a VHD
-    /// checks its parent's unique id) or that needs the resolved name.
-    pub fn resolver(&self) -> &'a dyn FileResolver {
-        self.resolver
-    }
-
     /// Opens a file named inside `referrer` that is part of the same image, such as an extent of a multi-file
     /// VMDK. Unlike a backing file it is not a link of the chain, so it counts neither towards the depth nor
     /// as a loop when two extents name the same file. Returns the resolved name and the file.
@@ -256,6 +260,44 @@ impl<'a> OpenContext<'a> {
     /// Whatever the resolver gives, naming `referrer`.
     pub fn open_part(&self, name: &str, referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
         self.resolver.open(name, referrer).map_err(|e| e.in_file(referrer.to_string()))
+    }
+
+    /// Opens a differencing disk's parent: `candidates` are tried in order (repeats skipped), and the first one
+    /// the resolver finds is checked by `verify` (against what the child recorded about its parent) and opened
+    /// as `format`. `kind` names the child's format in the error when none is found; `unnamed` is the error
+    /// when the child names no candidate at all.
+    pub fn open_parent(
+        &mut self,
+        candidates: Vec<String>,
+        referrer: &str,
+        format: Format,
+        kind: &str,
+        unnamed: &str,
+        verify: &mut dyn FnMut(&dyn ReadAt, &str) -> Result<()>,
+    ) -> Result<Parent> {
+        let mut tried: Vec<String> = Vec::new();
+        for candidate in candidates.into_iter().filter(|c| !c.is_empty()) {
+            if tried.contains(&candidate) {
+                continue;
+            }
+            match self.resolver.open(&candidate, referrer) {
+                Ok((resolved, file)) => {
+                    verify(&*file, &resolved)?;
+                    let image = self.open_file(&resolved, file, Some(format))?;
+                    return Ok(Parent { name: candidate, resolved, image });
+                }
+                // Not found: the next candidate may point elsewhere.
+                Err(e) if e.kind() == crate::error::ErrorKind::Io => tried.push(candidate),
+                Err(e) => return Err(e),
+            }
+        }
+        if tried.is_empty() {
+            return Err(Error::corrupt(unnamed));
+        }
+        Err(Error::new(
+            crate::error::ErrorKind::Io,
+            format!("Cannot open the parent of this differencing {kind}; tried '{}'", tried.join("', '")),
+        ))
     }
 
     /// Opens `file` (named `name`) in the format given, or the probed one.

@@ -17,9 +17,9 @@ use super::guid::Guid;
 use super::header::{self, Header, RegionEntry, RegionTable};
 use super::log;
 use super::metadata::{Metadata, ParentLocator};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::extent::{Extent, ExtentKind};
-use crate::image::{Format, Image, ImageInfo, OpenContext, parent_extent, read_parent, sector_run};
+use crate::image::{Format, Image, ImageInfo, OpenContext, Parent, parent_extent, read_parent, sector_run};
 use crate::io::{ReadAt, zeroed_buffer};
 
 /// BAT entries read at once.
@@ -262,15 +262,6 @@ fn bit_set(bitmap: &[u8], index: u64) -> bool {
     bitmap[(index / 8) as usize] & (1 << (index % 8)) != 0
 }
 
-/// The opened parent of a differencing disk.
-struct Parent {
-    /// The path as the locator gives it (forward slashes).
-    name: String,
-    /// The name the resolver found it by (a path in the CLI).
-    resolved: String,
-    image: Box<dyn Image>,
-}
-
 /// Opens a differencing disk's parent: the locator's `relative_path`, then the base names of it,
 /// `absolute_win32_path` and `volume_path` beside the child — absolute Windows paths resolve nowhere else, and
 /// the page matches picked files by base name anyway.
@@ -296,37 +287,18 @@ fn open_parent(locator: &ParentLocator, name: &str, ctx: &mut OpenContext<'_>) -
         .into_iter()
         .filter_map(|key| locator.get(key))
         .map(|path| normalise(path).rsplit('/').next().unwrap_or_default().to_string());
-    let candidates: Vec<String> =
-        locator.get("relative_path").map(normalise).into_iter().chain(base_names).filter(|c| !c.is_empty()).collect();
-    let mut tried: Vec<String> = Vec::new();
-    for candidate in candidates {
-        if tried.contains(&candidate) {
-            continue;
+    let candidates: Vec<String> = locator.get("relative_path").map(normalise).into_iter().chain(base_names).collect();
+    let unnamed = "Differencing VHDX's parent locator names no path to find the parent by";
+    ctx.open_parent(candidates, name, Format::Vhdx, "VHDX", unnamed, &mut |file, resolved| {
+        let found = current_header(file).map_err(|e| e.in_file(resolved.to_string()))?.data_write_guid;
+        if linkages.contains(&Some(found)) {
+            return Ok(());
         }
-        match ctx.resolver().open(&candidate, name) {
-            Ok((resolved, file)) => {
-                let found = current_header(&*file).map_err(|e| e.in_file(resolved.clone()))?.data_write_guid;
-                if !linkages.contains(&Some(found)) {
-                    return Err(Error::corrupt(format!(
-                        "Parent '{resolved}' has DataWriteGuid {found}, but this differencing VHDX was made from \
-                         {linkage} (parent_linkage): the parent changed since"
-                    )));
-                }
-                let image = ctx.open_file(&resolved, file, Some(Format::Vhdx))?;
-                return Ok(Parent { name: candidate, resolved, image });
-            }
-            // Not found: the next path may point elsewhere.
-            Err(e) if e.kind() == ErrorKind::Io => tried.push(candidate),
-            Err(e) => return Err(e),
-        }
-    }
-    if tried.is_empty() {
-        return Err(Error::corrupt("Differencing VHDX's parent locator names no path to find the parent by"));
-    }
-    Err(Error::new(
-        ErrorKind::Io,
-        format!("Cannot open the parent of this differencing VHDX; tried '{}'", tried.join("', '")),
-    ))
+        Err(Error::corrupt(format!(
+            "Parent '{resolved}' has DataWriteGuid {found}, but this differencing VHDX was made from {linkage} \
+             (parent_linkage): the parent changed since"
+        )))
+    })
 }
 
 /// The header with the larger sequence number among the valid ones.

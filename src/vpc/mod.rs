@@ -17,9 +17,9 @@
 
 mod header;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::extent::{Extent, ExtentKind};
-use crate::image::{Format, Image, ImageInfo, OpenContext, parent_extent, read_parent};
+use crate::image::{Format, Image, ImageInfo, OpenContext, Parent, parent_extent, read_parent};
 use crate::io::{ReadAt, zeroed_buffer};
 use byteorder::{BigEndian, ByteOrder};
 use header::{
@@ -279,15 +279,6 @@ fn sector_run(bitmap: &[u8], from: u64, limit: u64) -> (bool, u64) {
     crate::image::sector_run(bitmap, sector_present, SECTOR, from, limit)
 }
 
-/// The opened parent of a differencing disk.
-struct Parent {
-    /// The name as the child gives it: a locator's path with forward slashes, or the recorded parent name.
-    name: String,
-    /// The name the resolver found it by (a path in the CLI).
-    resolved: String,
-    image: Box<dyn Image>,
-}
-
 /// Opens the parent of a differencing disk: each locator's path in turn (relative first), then the recorded
 /// parent name, then the base names of all of them beside the child — an absolute Windows path resolves
 /// nowhere else, and the page matches picked files by base name anyway.
@@ -311,30 +302,14 @@ fn open_parent(file: &dyn ReadAt, name: &str, header: &DynamicHeader, ctx: &mut 
     candidates.push(header.parent_name.replace('\\', "/"));
     let base_names: Vec<String> = candidates.iter().filter_map(|c| c.rsplit('/').next()).map(str::to_string).collect();
     candidates.extend(base_names);
-    candidates.retain(|c| !c.is_empty());
-    let mut tried: Vec<String> = Vec::new();
-    for candidate in candidates {
-        if tried.contains(&candidate) {
-            continue;
-        }
-        match ctx.resolver().open(&candidate, name) {
-            Ok((resolved, parent_file)) => {
-                check_parent_id(&*parent_file, &resolved, header)?;
-                let image = ctx.open_file(&resolved, parent_file, Some(Format::Vpc))?;
-                return Ok(Parent { name: candidate, resolved, image });
-            }
-            // Not found: the next locator may point elsewhere.
-            Err(e) if e.kind() == ErrorKind::Io => tried.push(candidate),
-            Err(e) => return Err(e),
-        }
-    }
-    if tried.is_empty() {
-        return Err(Error::corrupt("Differencing VHD names no parent it can be found by"));
-    }
-    Err(Error::new(
-        ErrorKind::Io,
-        format!("Cannot open the parent of this differencing VHD; tried '{}'", tried.join("', '")),
-    ))
+    ctx.open_parent(
+        candidates,
+        name,
+        Format::Vpc,
+        "VHD",
+        "Differencing VHD names no parent it can be found by",
+        &mut |file, resolved| check_parent_id(file, resolved, header),
+    )
 }
 
 /// Refuses a parent whose unique id is not the one the child recorded: it was replaced or changed since the
@@ -400,6 +375,7 @@ impl Image for Vpc {
 mod tests {
     use super::header::tests::{footer_bytes, header_bytes};
     use super::*;
+    use crate::error::ErrorKind;
     use crate::extent::Extents;
     use crate::image::FileResolver;
 
