@@ -2,7 +2,7 @@
 // Loaded as a classic script into every context (the page and each blob-URL worker), so it defines globals.
 //
 // page → coordinator
-//   {type: 'init', module: WebAssembly.Module, pool: MessagePort[]}  one port per encoder worker (may be none)
+//   {type: 'init', module: WebAssembly.Module, pool: MessagePort[]}  one port per encoder worker (at least one)
 //   {type: 'inspect', id, file: File, others: File[]}
 //   {type: 'convert', id, input: File | null, blankSize: number, others: File[], target: Target, output: Output}
 //       Target = {format: 'vmdk'|'ova'|'vhdx'|'qcow2'|'raw', options: string, seed: string, epoch: string,
@@ -23,9 +23,9 @@
 // page → encoder worker
 //   {type: 'init', module, port: MessagePort}  the port's other end is the coordinator's
 // coordinator ↔ encoder worker, over that port
-//   → {type: 'setup', job, target: Target, virtualSize}
-//   → {type: 'encode', job, batch, units: [{index, data: Uint8Array}]}          data transferred
-//   ← {type: 'encoded', job, batch, units: [{index, data: Uint8Array | null}], memory}
+//   → {type: 'setup', job, input: File, others: File[], target: Target}   the encoder opens the input itself
+//   → {type: 'encode', job, batch, indices: Float64Array}          units to read and encode, transferred
+//   ← {type: 'encoded', job, batch, units: [{index, data: Uint8Array | null}], memory}   data transferred
 //       null: the unit needs nothing; memory: the encoder's wasm memory in bytes
 //   ← {type: 'error', job, batch, error: DiskError}
 // DiskError = {kind, message, offset: number|null, file: string|null}, kind as the core names it

@@ -3,17 +3,13 @@
 // Runs after the wasm-bindgen glue (global `wasm_bindgen`) and protocol.js in the same blob.
 'use strict';
 
-// Guest bytes per step: small enough that progress and cancel answer within a fraction of a second even at
-// deflate speed, large enough that the per-step overhead does not show.
-const STEP_BYTES = 4 << 20;
-const PROGRESS_INTERVAL_MS = 100;
-// Deflate is the one expensive encoding; for the others, moving units to another worker and back costs more
-// than encoding them here.
-const POOLED_FORMATS = new Set(['vmdk', 'ova']);
-// Guest bytes per batch sent to an encoder, and batches in flight per encoder: enough to keep every encoder
-// busy while this worker reads, little enough to keep memory flat.
-const BATCH_BYTES = 1 << 20;
+// Guest bytes per batch handed to an encoder, and batches in flight per encoder: enough to keep every encoder
+// busy while this worker writes, little enough to keep memory flat and to answer a cancel within a fraction of
+// a second even at deflate speed. A batch names its units; the encoder reads them from its own opening of the
+// input, so only indices go out and only encoded units come back.
+const BATCH_BYTES = 2 << 20;
 const BATCHES_PER_ENCODER = 3;
+const PROGRESS_INTERVAL_MS = 100;
 
 let pool = [];
 let poolJob = 0;
@@ -58,11 +54,6 @@ self.onmessage = (event) => {
   }
 };
 
-/** Lets queued messages (a cancel) in: awaiting a resolved promise would not. */
-function yieldToEvents() {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
-
 async function convert(msg) {
   const {id, target} = msg;
   let job = null;
@@ -86,11 +77,7 @@ async function convert(msg) {
     const checkCancel = () => {
       if (cancelled.has(id)) throw {kind: 'cancelled', message: 'Cancelled'};
     };
-    if (pool.length && POOLED_FORMATS.has(target.format)) {
-      await encodeInPool(job, output, target, checkCancel, progress);
-    } else {
-      await encodeHere(job, output, checkCancel, progress);
-    }
+    await encodeInPool(job, msg, output, checkCancel, progress);
     self.postMessage({type: MSG.PROGRESS, id, done: total, total});
     const length = job.finish();
     await output.write(job.takeChunks());
@@ -127,31 +114,27 @@ function verify(msg) {
   }
 }
 
-async function encodeHere(job, output, checkCancel, progress) {
-  for (let finished = false; !finished;) {
-    await yieldToEvents();
-    checkCancel();
-    finished = job.step(STEP_BYTES);
-    await output.write(job.takeChunks());
-    progress();
-  }
-}
-
 /**
- * Reads units here, has the pool encode them in batches (round robin, a bounded number in flight), and writes
- * the results in order. Waiting for a batch lets a cancel message in.
+ * Hands the units that hold data to the pool in batches of indices (round robin, a bounded number in flight)
+ * and writes the encoded results in order. Waiting for a batch lets a cancel message in.
  */
-async function encodeInPool(job, output, target, checkCancel, progress) {
+async function encodeInPool(job, msg, output, checkCancel, progress) {
+  if (!pool.length) throw {kind: 'internal', message: 'No encoder workers', offset: null, file: null};
   const jobId = ++poolJob;
-  for (const port of pool) port.postMessage({type: POOL.SETUP, job: jobId, target, virtualSize: job.virtualSize});
+  // A blank disk has no unit that holds data, and no input for the encoders to open.
+  if (msg.input) {
+    for (const port of pool) {
+      port.postMessage({type: POOL.SETUP, job: jobId, input: msg.input, others: msg.others, target: msg.target});
+    }
+  }
   const waiting = [];
   let sent = 0;
   try {
     for (let exhausted = false; !exhausted || waiting.length;) {
       checkCancel();
       while (!exhausted && waiting.length < pool.length * BATCHES_PER_ENCODER) {
-        const units = job.nextUnits(BATCH_BYTES);
-        if (units.length === 0) {
+        const indices = job.nextIndices(BATCH_BYTES);
+        if (indices.length === 0) {
           exhausted = true;
           break;
         }
@@ -160,8 +143,7 @@ async function encodeInPool(job, output, target, checkCancel, progress) {
         // Handled here so a failed batch that is not awaited yet is not reported as unhandled.
         answer.catch(() => {});
         waiting.push(answer);
-        pool[batch % pool.length].postMessage({type: POOL.ENCODE, job: jobId, batch, units},
-          units.map((u) => u.data.buffer));
+        pool[batch % pool.length].postMessage({type: POOL.ENCODE, job: jobId, batch, indices}, [indices.buffer]);
       }
       if (!waiting.length) break;
       const units = await waiting.shift();
@@ -195,10 +177,30 @@ async function openOutput(spec) {
     memory: () => openMemory(spec.limit),
   };
   const output = await open[spec.kind]().catch(storageError('Cannot create the output'));
+  // One write may still be running when write() returns, so the browser writes while the coordinator hands out
+  // and takes back the next batch; the next write (or close) waits for it, which keeps the order and bounds the
+  // bytes held. Writes to OPFS are synchronous and done by the time write() returns, as readBack needs.
+  let running = null;
+  const settle = async () => {
+    const previous = running;
+    running = null;
+    await previous;
+  };
   return {
-    write: (chunks) => output.write(chunks).catch(storageError('Cannot write the output')),
-    close: (length) => output.close(length).catch(storageError('Cannot finish the output')),
-    discard: () => output.discard(),
+    async write(chunks) {
+      await settle();
+      running = output.write(chunks).catch(storageError('Cannot write the output'));
+      // Awaited by the next write or close; until then a failure must not count as unhandled.
+      running.catch(() => {});
+    },
+    async close(length) {
+      await settle();
+      return output.close(length).catch(storageError('Cannot finish the output'));
+    },
+    async discard() {
+      await settle().catch(() => {});
+      await output.discard();
+    },
     readBack: output.readBack,
   };
 }

@@ -1,14 +1,15 @@
-//! What the page's workers call: [`inspect`] a picked image, run a conversion [`Job`] step by step (encoding
-//! in-process, or handing units to a pool of [`Encoder`]s in other workers), [`compare`] the written output
-//! with its source, and errors as plain objects.
+//! What the page's workers call: [`inspect`] a picked image, run a conversion — a [`Job`] in the coordinator
+//! worker, an [`Encoder`] reading and encoding units in each pool worker — [`compare`] the written output with
+//! its source, and errors as plain objects.
 
 use super::blob::{BlobReader, PickedFiles};
 use super::sink::ChunkSink;
 use crate::compare::Comparison;
-use crate::convert::{Converter, UnitEncoder};
+use crate::convert::{Converter, UnitEncoder, read_unit};
 use crate::error::{Error, Result};
 use crate::extent::{ExtentKind, Extents};
 use crate::image::{Blank, FormatSpecific, Image};
+use crate::io::MemorySink;
 use crate::options::OptionList;
 use crate::target::{self, Target};
 use js_sys::{Array, Function, Object, Reflect, Uint8Array};
@@ -152,17 +153,16 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
     Ok(obj.into())
 }
 
-/// A conversion in a worker: reads the input, encodes, and queues output chunks for the worker to write.
+/// A conversion's coordinator: walks the input's map, hands out the indices of the units that hold data, takes
+/// them back encoded, and queues output chunks for the worker to write.
 ///
-/// Either call [`Job::step`] until it returns `true` (encoding here), or take units with [`Job::next_units`],
-/// encode them with [`Encoder`]s elsewhere and give them back with [`Job::write_unit`] in ascending order. Drain
-/// [`Job::take_chunks`] after every call, then [`Job::finish`] and drain once more.
+/// Take indices with [`Job::next_indices`], have [`Encoder`]s (one per pool worker) read and encode them, give
+/// the results back with [`Job::write_unit`] in ascending order and drain [`Job::take_chunks`]; at the end call
+/// [`Job::finish`] and drain once more.
 #[wasm_bindgen]
 pub struct Job {
     conv: Option<Converter>,
-    encoder: Arc<dyn UnitEncoder>,
     sink: ChunkSink,
-    virtual_size: u64,
 }
 
 #[wasm_bindgen]
@@ -203,11 +203,9 @@ impl Job {
     }
 
     fn start(image: Box<dyn Image>, target: &Target) -> Result<Job> {
-        let virtual_size = image.virtual_size();
         let sink = ChunkSink::default();
-        let writer = target::writer(target, virtual_size, Box::new(sink.clone()))?;
-        let conv = Converter::new(image, writer)?;
-        Ok(Job { encoder: conv.encoder(), conv: Some(conv), sink, virtual_size })
+        let writer = target::writer(target, image.virtual_size(), Box::new(sink.clone()))?;
+        Ok(Job { conv: Some(Converter::new(image, writer)?), sink })
     }
 
     fn conv(&mut self) -> Result<&mut Converter> {
@@ -215,17 +213,11 @@ impl Job {
     }
 
     /// Lets the writer read back the output written so far: `reader(offset, length) → Uint8Array`, synchronous
-    /// (an OVA hashes its finished disk member). Call before the first step; chunks not yet drained are laid
+    /// (an OVA hashes its finished disk member). Call before the first unit; chunks not yet drained are laid
     /// over what it reads.
     #[wasm_bindgen(js_name = setReadBack)]
     pub fn set_read_back(&self, reader: Function) {
         self.sink.set_reader(reader);
-    }
-
-    /// The guest disk's size in bytes (what an [`Encoder`] for this job is built with).
-    #[wasm_bindgen(getter, js_name = virtualSize)]
-    pub fn virtual_size(&self) -> f64 {
-        self.virtual_size as f64
     }
 
     /// Guest bytes the conversion reads in all.
@@ -240,49 +232,24 @@ impl Job {
         self.conv.as_ref().map_or(0, |c| c.done()) as f64
     }
 
-    /// Reads, encodes and writes units until about `budget` guest bytes are done or as much output is queued.
-    /// Returns `true` once no unit is left (then call [`Job::finish`]).
+    /// The next units that hold data, about `budget` guest bytes of them: their indices, for [`Encoder`]s to
+    /// read and encode. Empty once no unit is left.
     ///
     /// # Errors
-    /// The core's error; the job cannot go on after one.
-    pub fn step(&mut self, budget: f64) -> Result<bool, JsValue> {
-        let encoder = Arc::clone(&self.encoder);
-        let sink = self.sink.clone();
+    /// The core's error reading the source's map.
+    #[wasm_bindgen(js_name = nextIndices)]
+    pub fn next_indices(&mut self, budget: f64) -> Result<Vec<f64>, JsValue> {
         let conv = self.conv()?;
-        let start = conv.done();
-        while ((conv.done() - start) as f64) < budget && (sink.queued() as f64) < budget {
-            let Some((index, data)) = conv.next_unit()? else {
-                return Ok(true);
-            };
-            let encoded = encoder.encode(index, data)?;
-            conv.write_unit(index, encoded)?;
+        let mut indices = Vec::new();
+        while ((indices.len() as u64 * conv.unit_size()) as f64) < budget {
+            let Some(index) = conv.next_index()? else { break };
+            indices.push(index as f64);
         }
-        Ok(false)
-    }
-
-    /// Reads units until about `budget` guest bytes: an array of `{index, data}` (data a `Uint8Array`),
-    /// empty once no unit is left.
-    ///
-    /// # Errors
-    /// The core's error reading the source.
-    #[wasm_bindgen(js_name = nextUnits)]
-    pub fn next_units(&mut self, budget: f64) -> Result<Array, JsValue> {
-        let conv = self.conv()?;
-        let units = Array::new();
-        let mut bytes = 0usize;
-        while (bytes as f64) < budget {
-            let Some((index, data)) = conv.next_unit()? else { break };
-            bytes += data.len();
-            let unit = Object::new();
-            set(&unit, "index", index as f64);
-            set(&unit, "data", Uint8Array::from(&data[..]));
-            units.push(&unit);
-        }
-        Ok(units)
+        Ok(indices)
     }
 
     /// Gives the writer unit `index` as an [`Encoder`] encoded it (`undefined` for a unit that needs nothing).
-    /// Units must come back in the order [`Job::next_units`] gave them.
+    /// Units must come back in the order [`Job::next_indices`] gave them.
     ///
     /// # Errors
     /// The core's error, including a unit out of order.
@@ -319,37 +286,46 @@ impl Job {
     }
 }
 
-/// A writer's unit encoder, rebuilt in a pool worker from the same target as the [`Job`] it serves.
+/// A pool worker's share of a [`Job`]: its own opening of the same input, from which it reads the units the
+/// coordinator names and encodes them — so reading and decompressing the input run on every core, as the CLI's
+/// threads do, and only indices and encoded units cross between workers.
 #[wasm_bindgen]
 pub struct Encoder {
-    inner: Arc<dyn UnitEncoder>,
+    source: Box<dyn Image>,
+    encoder: Arc<dyn UnitEncoder>,
+    unit: u64,
 }
 
 #[wasm_bindgen]
 impl Encoder {
-    /// The encoder a [`Job`] with these arguments uses, for a disk of `virtual_size` bytes.
+    /// The encoder a [`Job`] with these arguments uses, over its own opening of `input`.
     ///
     /// # Errors
-    /// The core's error for a bad option.
+    /// The core's error for a bad option or an unreadable image.
     #[wasm_bindgen(constructor)]
     pub fn new(
+        input: File,
+        others: Array,
         format: &str,
         options: &str,
         seed: u64,
         epoch: u64,
         output_name: &str,
-        virtual_size: f64,
     ) -> Result<Encoder, JsValue> {
         let target = target(format, options, seed, epoch, output_name)?;
-        Ok(Encoder { inner: target::encoder(&target, virtual_size as u64)? })
+        let source = open(&input, &PickedFiles::new(files(&others)))?;
+        let writer = target::writer(&target, source.virtual_size(), Box::new(MemorySink::default()))?;
+        Ok(Encoder { encoder: writer.encoder(), unit: writer.unit_size(), source })
     }
 
-    /// Encodes unit `index`: the bytes to store, or `undefined` when the unit needs nothing.
+    /// Reads unit `index` and encodes it: the bytes to store, or `undefined` when the unit needs nothing.
     ///
     /// # Errors
-    /// The core's error.
-    pub fn encode(&self, index: f64, data: Vec<u8>) -> Result<Option<Vec<u8>>, JsValue> {
-        Ok(self.inner.encode(index as u64, data)?)
+    /// The core's error reading the source or encoding.
+    pub fn encode(&mut self, index: f64) -> Result<Option<Vec<u8>>, JsValue> {
+        let index = index as u64;
+        let data = read_unit(self.source.as_mut(), self.unit, index)?;
+        Ok(self.encoder.encode(index, data)?)
     }
 }
 
@@ -459,39 +435,30 @@ mod tests {
     }
 
     #[wasm_bindgen_test]
-    fn a_job_stepped_here_and_one_encoded_elsewhere_write_the_same_bytes() {
+    fn units_encoded_by_encoders_over_their_own_opening_make_the_image() {
         let disk = raw_disk();
-        let mut job = Job::new(file(&disk, "disk.img"), Array::new(), "raw", "", 1, 2, "disk.raw").unwrap();
+        let input = file(&disk, "disk.img");
+        let mut job = Job::new(input.clone(), Array::new(), "raw", "", 1, 2, "disk.raw").unwrap();
         assert_eq!(job.total(), (3 << 20) as f64);
-        let mut stepped = Vec::new();
-        while !job.step((1 << 20) as f64).unwrap() {
-            apply(&mut stepped, &job.take_chunks());
-        }
-        let len = job.finish().unwrap();
-        apply(&mut stepped, &job.take_chunks());
-        stepped.resize(len as usize, 0);
-        assert_eq!(stepped, disk);
-        assert!(job.finish().is_err());
-
-        let mut job = Job::new(file(&disk, "disk.img"), Array::new(), "raw", "", 1, 2, "disk.raw").unwrap();
-        let encoder = Encoder::new("raw", "", 1, 2, "disk.raw", job.virtual_size()).unwrap();
-        let mut pooled = Vec::new();
-        loop {
-            let units = job.next_units((1 << 20) as f64).unwrap();
-            if units.length() == 0 {
+        let mut encoders: Vec<Encoder> =
+            (0..2).map(|_| Encoder::new(input.clone(), Array::new(), "raw", "", 1, 2, "disk.raw").unwrap()).collect();
+        let mut out = Vec::new();
+        for turn in 0.. {
+            let indices = job.next_indices((1 << 20) as f64).unwrap();
+            if indices.is_empty() {
                 break;
             }
-            for unit in units.iter() {
-                let index = get(&unit, "index").as_f64().unwrap();
-                let data = Uint8Array::new(&get(&unit, "data")).to_vec();
-                job.write_unit(index, encoder.encode(index, data).unwrap()).unwrap();
+            for index in indices {
+                job.write_unit(index, encoders[turn % 2].encode(index).unwrap()).unwrap();
             }
-            apply(&mut pooled, &job.take_chunks());
+            apply(&mut out, &job.take_chunks());
         }
+        assert_eq!(job.done(), job.total());
         let len = job.finish().unwrap();
-        apply(&mut pooled, &job.take_chunks());
-        pooled.resize(len as usize, 0);
-        assert_eq!(pooled, stepped);
+        apply(&mut out, &job.take_chunks());
+        out.resize(len as usize, 0);
+        assert!(out == disk);
+        assert!(job.finish().is_err());
     }
 
     #[wasm_bindgen_test]

@@ -5,8 +5,7 @@
 // Usage: node tests/browser/bench.mjs INPUT QEMU_VMDK_SECONDS QEMU_VHDX_SECONDS
 import {createReadStream, mkdtempSync, rmSync, statSync} from 'node:fs';
 import {createServer} from 'node:http';
-import {tmpdir} from 'node:os';
-import {join, resolve} from 'node:path';
+import {dirname, join, resolve} from 'node:path';
 import {chromium} from 'playwright-core';
 
 const [input, qemuVmdk, qemuVhdx] = process.argv.slice(2);
@@ -16,8 +15,9 @@ const server = createServer((req, res) => {
   createReadStream(join(dist, 'index.html')).pipe(res);
 });
 await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-// A real profile on disk: an off-the-record context keeps OPFS in memory with a small quota.
-const profile = mkdtempSync(join(tmpdir(), 'diskbridge-bench-'));
+// A real profile (an off-the-record context keeps OPFS in memory with a small quota), beside the input, so the
+// page's output lands on the same file system as qemu-img's.
+const profile = mkdtempSync(join(dirname(resolve(input)), 'chromium-profile-'));
 const launchContext = () => chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
