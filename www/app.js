@@ -301,6 +301,7 @@ async function storageNote() {
     // A saved page has no OPFS, so no OVA: offer the VMDK and say why.
     document.querySelector('input[name=esxi-package][value=ova]').disabled = true;
     document.querySelector('input[name=esxi-package][value=vmdk]').checked = true;
+    nameEsxiButton();
     note.after(Object.assign(document.createElement('p'), {className: 'note', id: 'ova-note'}));
     show($('ova-note'), () => TEXT.noOva);
   }
@@ -405,6 +406,12 @@ async function convert(format, source) {
 /** The ESXi button writes an OVA unless "VMDK only" is chosen. */
 function esxiFormat() {
   return document.querySelector('input[name=esxi-package]:checked').value;
+}
+
+/** The ESXi button is named for what it writes. */
+function nameEsxiButton() {
+  $('to-vmdk').dataset.text = esxiFormat() === 'ova' ? 'toOva' : 'toVmdk';
+  $('to-vmdk').textContent = TEXT.page[$('to-vmdk').dataset.text];
 }
 
 /** What to do with the result on its hypervisor, as paragraphs; commands in <code> to copy. */
@@ -575,6 +582,10 @@ function becomeInstallable() {
 // ---- wiring ----------------------------------------------------------------------------------------------
 
 setLanguage(initialLanguage(), false);
+nameEsxiButton();
+for (const radio of document.querySelectorAll('input[name=esxi-package]')) {
+  radio.addEventListener('change', nameEsxiButton);
+}
 for (const button of document.querySelectorAll('[data-lang]')) {
   button.addEventListener('click', () => setLanguage(button.dataset.lang, true));
 }

@@ -32,8 +32,9 @@ test('both languages have the same keys, and every key the page uses exists', ()
   }
 });
 
-test('the buttons\' names contain VMDK, VHDX and 64 KiB in both languages', () => {
+test('the buttons\' names contain OVA, VMDK, VHDX and 64 KiB in both languages', () => {
   for (const table of Object.values(TABLES)) {
+    assert.match(table.page.toOva, /OVA/);
     assert.match(table.page.toVmdk, /VMDK/);
     assert.match(table.page.toVhdx, /VHDX/);
     assert.match(table.page.emptyVmdk, /64 KiB VMDK/);

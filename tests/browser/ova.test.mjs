@@ -27,7 +27,7 @@ test('an OVA from the page: the CLI\'s bytes, manifest digests right, the disk q
     const query = `?seed=${h.SEED}&epoch=${h.EPOCH}`;
     const {page, errors} = await h.openPage(t, browser, 'http', {query, esxi: 'ova'});
     await h.pick(page, [qcow2]);
-    const out = await h.clickAndDownload(page, 'VMDK for VMware ESXi', dir);
+    const out = await h.clickAndDownload(page, 'OVA for VMware ESXi', dir);
     assert.equal(out.name, 'guest.ova');
     assert.match(await page.locator('#guidance').innerText(), /Deploy OVF Template/);
     // Verify reads the disk inside the downloaded OVA back in place.
@@ -54,7 +54,7 @@ test('an OVA from the page: the CLI\'s bytes, manifest digests right, the disk q
     // With the save picker the OVA is staged in OPFS, copied to the picked file, and the staging file removed.
     const picked = await h.openPage(t, browser, 'http', {query, esxi: 'ova', picker: 'opfs'});
     await h.pick(picked.page, [qcow2]);
-    await picked.page.getByRole('button', {name: 'VMDK for VMware ESXi'}).click();
+    await picked.page.getByRole('button', {name: 'OVA for VMware ESXi'}).click();
     await picked.page.locator('#result').filter({hasText: 'Saved guest.ova'}).waitFor({timeout: 120_000});
     assert.deepEqual(await h.opfsNames(picked.page), ['guest.ova']);
     const copy = h.join(dir, 'picked.ova');
@@ -69,4 +69,5 @@ test('file://: no OPFS, so the OVA choice is off with a note, and the ESXi butto
   await page.locator('#ova-note').waitFor();
   assert.equal(await page.getByRole('radio', {name: 'OVA (recommended)'}).isDisabled(), true);
   assert.equal(await page.getByRole('radio', {name: 'VMDK only'}).isChecked(), true);
+  assert.equal(await page.getByRole('button', {name: 'VMDK for VMware ESXi'}).isVisible(), true);
 });

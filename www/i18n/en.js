@@ -18,6 +18,7 @@ const TEXT_EN = {
     ova: 'OVA (recommended)',
     vmdkOnly: 'VMDK only',
     toVmdk: 'VMDK for VMware ESXi',
+    toOva: 'OVA for VMware ESXi',
     toVhdx: 'VHDX for Hyper-V',
     toQcow2: 'qcow2 for OpenStack',
     advanced: 'Advanced options',

@@ -18,6 +18,7 @@ const TEXT_JA = {
     ova: 'OVA（推奨）',
     vmdkOnly: 'VMDK のみ',
     toVmdk: 'VMware ESXi 用 VMDK',
+    toOva: 'VMware ESXi 用 OVA',
     toVhdx: 'Hyper-V 用 VHDX',
     toQcow2: 'OpenStack 用 qcow2',
     advanced: '詳細オプション',
