@@ -22,6 +22,13 @@ pub trait ReadAt {
         self.len() == 0
     }
 
+    /// What the file system stores from `offset` on, for sparse files: `Some((true, end))` when data is stored
+    /// up to `end`, `Some((false, end))` for a hole (reading zeros) up to `end`. `None` where that is not known —
+    /// the default, which readers take as all data.
+    fn allocation_at(&self, _offset: u64) -> Option<(bool, u64)> {
+        None
+    }
+
     /// Fills `buf` from `offset`.
     ///
     /// # Errors
@@ -70,6 +77,9 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         (**self).read_at(offset, buf)
     }
+    fn allocation_at(&self, offset: u64) -> Option<(bool, u64)> {
+        (**self).allocation_at(offset)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for std::rc::Rc<T> {
@@ -79,6 +89,9 @@ impl<T: ReadAt + ?Sized> ReadAt for std::rc::Rc<T> {
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         (**self).read_at(offset, buf)
+    }
+    fn allocation_at(&self, offset: u64) -> Option<(bool, u64)> {
+        (**self).allocation_at(offset)
     }
 }
 

@@ -50,6 +50,27 @@ impl ReadAt for InputFile {
             }
         }
     }
+
+    #[cfg(target_os = "linux")]
+    fn allocation_at(&self, offset: u64) -> Option<(bool, u64)> {
+        use std::os::fd::AsRawFd;
+        if offset >= self.len {
+            return None;
+        }
+        let seek = |whence| {
+            // SAFETY: lseek on a descriptor this file owns only moves its position, which pread never uses.
+            let at = unsafe { libc::lseek(self.file.as_raw_fd(), offset as libc::off_t, whence) };
+            if at < 0 { Err(std::io::Error::last_os_error()) } else { Ok((at as u64).min(self.len)) }
+        };
+        match seek(libc::SEEK_DATA) {
+            Ok(data) if data > offset => Some((false, data)),
+            Ok(_) => seek(libc::SEEK_HOLE).ok().filter(|&hole| hole > offset).map(|hole| (true, hole)),
+            // No data after `offset`: a hole to the end.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Some((false, self.len)),
+            // A file system without SEEK_DATA: taken as all data.
+            Err(_) => None,
+        }
+    }
 }
 
 /// An output file, written with positioned writes; holes are left where nothing is written.

@@ -1,5 +1,6 @@
-//! Raw images: the guest bytes as they are. Reading maps the whole file as data (zero detection happens in the
-//! writers' encoders); writing leaves holes wherever a unit is all zeros, as `qemu-img convert -O raw` does.
+//! Raw images: the guest bytes as they are. Reading maps the file's holes as zeros where the file system tells
+//! them apart (a sparse file), and everything else as data (zero detection happens in the writers' encoders);
+//! writing leaves holes wherever a unit is all zeros, as `qemu-img convert -O raw` does.
 
 use crate::convert::{ImageWriter, SkipZeros, UnitEncoder};
 use crate::error::Result;
@@ -28,7 +29,14 @@ impl Image for RawImage {
     }
 
     fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        Ok(Extent { offset, length: self.info.virtual_size - offset, kind: ExtentKind::Data })
+        let size = self.info.virtual_size;
+        let (kind, end) = match self.file.allocation_at(offset) {
+            Some((true, end)) => (ExtentKind::Data, end),
+            Some((false, end)) => (ExtentKind::Zero, end),
+            // Past the file's end (its tail rounded up to a sector) or not known.
+            None => (ExtentKind::Data, size),
+        };
+        Ok(Extent { offset, length: end.min(size) - offset, kind })
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {

@@ -57,6 +57,29 @@ fn info_json_uses_qemu_img_keys_and_values() {
 }
 
 #[test]
+fn a_sparse_raw_input_is_read_only_where_the_file_system_stores_data() {
+    // 1 TiB apparent, 2 MiB stored: reading the holes would take minutes, and `info` would call it all data.
+    let dir = tmp();
+    let raw = dir.path().join("sparse.raw");
+    let size = 1u64 << 40;
+    sparse_raw(&raw, size, &[(1 << 20, 1 << 20), (size - (1 << 20), 1 << 20)]);
+    let info = diskbridge_run(&["info", "--output=json", s(&raw)]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let script = "import json,sys; j=json.loads(sys.argv[1]); print(j['allocated-bytes'], j['zero-bytes'])";
+    let counts = ok("python3", &["-c", script, std::str::from_utf8(&info.stdout).unwrap()]);
+    assert_eq!(counts.trim(), format!("{} {}", 2 << 20, size - (2 << 20)));
+
+    let img = dir.path().join("out.qcow2");
+    let out = diskbridge_run(&["convert", "-f", "raw", "-O", "qcow2", s(&raw), s(&img)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let map = qemu_img(&["map", "--output=json", s(&img)]);
+    let script = "import json,sys; print([(e['start'], e['length']) for e in json.loads(sys.argv[1]) if e['data']])";
+    let data = ok("python3", &["-c", script, &map]);
+    assert_eq!(data.trim(), format!("[({}, {}), ({}, {})]", 1 << 20, 1 << 20, size - (1 << 20), 1 << 20));
+    assert_same_guest(&raw, &img);
+}
+
+#[test]
 fn errors_are_one_line_naming_the_file_and_exit_1() {
     let dir = tmp();
     let bad = dir.path().join("bad.qcow2");
@@ -107,10 +130,10 @@ fn a_failed_conversion_leaves_no_output_behind() {
 fn ctrl_c_stops_removes_the_partial_output_and_exits_130() {
     let dir = tmp();
     let raw = dir.path().join("big.raw");
-    // Enough non-zero data that the conversion is still running when the signal arrives.
+    // Enough data to deflate that the conversion is still running when the signal arrives.
     sparse_raw(&raw, 3 << 30, &[(0, 64 << 20), (1 << 30, 64 << 20), (2 << 30, 64 << 20)]);
-    let out_path = dir.path().join("out.raw");
-    let child = Command::new(diskbridge()).args(["convert", "-O", "raw", s(&raw), s(&out_path)]).spawn().unwrap();
+    let out_path = dir.path().join("out.vmdk");
+    let child = Command::new(diskbridge()).args(["convert", "-O", "vmdk", s(&raw), s(&out_path)]).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(150));
     ok("kill", &["-INT", &child.id().to_string()]);
     let status = child.wait_with_output().unwrap().status;
