@@ -1,19 +1,23 @@
 // Assembles dist/index.html from index.html, www/ and the wasm-bindgen output: everything inlined, workers
 // started from blob: URLs, and a Content-Security-Policy that allows exactly these inline parts and no network.
 // Beside it go the files only a hosted page uses (service worker, manifest, icons); index.html alone still works.
-// Usage: node scripts/inline-site.mjs <wasm-bindgen out dir> <output html>
+// Usage: node scripts/inline-site.mjs <wasm-bindgen out dir> <its +simd128 twin> <output html>
 import {createHash} from 'node:crypto';
 import {copyFileSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs';
 import {dirname, join} from 'node:path';
 import {crc32, deflateSync} from 'node:zlib';
 
-const [bindgenDir, outFile] = process.argv.slice(2);
+const [bindgenDir, simdDir, outFile] = process.argv.slice(2);
 const read = (path) => readFileSync(path, 'utf8');
 
-// Workers get the glue, the message shapes and their own code as one classic script each.
+// Both builds go in, as the page picks by what the browser supports; build-site has checked that their glue is
+// the same. Workers get the glue, the message shapes and their own code as one classic script each.
 const workerSource = (file) => [read(`${bindgenDir}/diskbridge.js`), read('www/protocol.js'), read(file)].join('\n');
 const build = {
-  wasm: readFileSync(`${bindgenDir}/diskbridge_bg.wasm`).toString('base64'),
+  wasm: {
+    simd: readFileSync(`${simdDir}/diskbridge_bg.wasm`).toString('base64'),
+    plain: readFileSync(`${bindgenDir}/diskbridge_bg.wasm`).toString('base64'),
+  },
   worker: workerSource('www/worker.js'),
   encoder: workerSource('www/encoder.js'),
 };

@@ -1,6 +1,7 @@
 // The page: picking, info, choosing the target and where to save, progress, cancel and errors. All the work
 // happens in the coordinator worker (worker.js); this file only talks to it through protocol.js's messages.
-// The build defines DISKBRIDGE = {wasm: base64 string, worker, encoder: sources of the workers' blobs}.
+// The build defines DISKBRIDGE = {wasm: {simd, plain}: the core built with and without wasm SIMD, base64,
+// worker, encoder: sources of the workers' blobs}.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -72,7 +73,15 @@ const TARGETS = {
 
 // ---- the coordinator worker ----------------------------------------------------------------------------
 
-const wasmModule = WebAssembly.compile(Uint8Array.from(atob(DISKBRIDGE.wasm), (c) => c.charCodeAt(0)));
+// A function doing i8x16.splat then i8x16.popcnt (wasm-feature-detect's probe): it validates only where the
+// browser has wasm SIMD as finally specified (popcnt came last, so pre-release implementations fail it), which
+// the SIMD build needs. Browsers without it (Safari before 16.4, for one) compile the plain build instead.
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0,
+  65, 0, 253, 15, 253, 98, 11]);
+// Which build runs, for the tests and for telling why a conversion is slow.
+window.diskbridgeSimd = WebAssembly.validate(SIMD_PROBE);
+const wasmBase64 = window.diskbridgeSimd ? DISKBRIDGE.wasm.simd : DISKBRIDGE.wasm.plain;
+const wasmModule = WebAssembly.compile(Uint8Array.from(atob(wasmBase64), (c) => c.charCodeAt(0)));
 const workerUrl = URL.createObjectURL(new Blob([DISKBRIDGE.worker], {type: 'text/javascript'}));
 const encoderUrl = URL.createObjectURL(new Blob([DISKBRIDGE.encoder], {type: 'text/javascript'}));
 // One encoder per core: the coordinator mostly waits on them, so it does not need a core of its own.

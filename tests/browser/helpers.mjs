@@ -116,10 +116,11 @@ export async function pageUrl(t, mode, root = DIST) {
  * takes its OPFS or in-memory path), 'opfs' replaces it with a function returning an OPFS file handle (the
  * picker's code path without a native dialog). `esxi`: the ESXi button's package, 'vmdk' (what most tests
  * compare with the CLI) or 'ova' (the page's default where it can write one). `locale`: the browser's language.
- * `root`: the directory served (or opened) instead of dist/. `close()` stops the server.
+ * `root`: the directory served (or opened) instead of dist/. `init`: code (a function or its source) run before
+ * the page's own scripts, to stand in for a browser that lacks something. `close()` stops the server.
  */
 export async function openPage(t, browser, mode,
-  {query = '', picker = 'hidden', esxi = 'vmdk', locale = 'en-US', root = DIST} = {}) {
+  {query = '', picker = 'hidden', esxi = 'vmdk', locale = 'en-US', root = DIST, init = null} = {}) {
   const {url, requests: served, close} = await pageUrl(t, mode, root);
   const context = await browser.newContext({acceptDownloads: true, locale});
   t.after(() => context.close());
@@ -130,6 +131,7 @@ export async function openPage(t, browser, mode,
         (await navigator.storage.getDirectory()).getFileHandle(suggestedName, {create: true});
     });
   }
+  if (init) await context.addInitScript(init);
   const requests = [];
   context.on('request', (r) => requests.push(r.url()));
   const errors = [];
