@@ -11,8 +11,10 @@ use web_sys::{Blob, File, FileReaderSync};
 /// A `Blob` (a picked `File`) read in slices; only usable in a dedicated worker, where `FileReaderSync` exists.
 ///
 /// Each `FileReaderSync` call costs far more than its bytes (BROWSER.md: 1 MiB slices read at a quarter of the
-/// speed of 16 MiB ones), and writers ask for one small unit at a time. So once reads turn sequential, one
-/// [`READ_AHEAD`]-byte slice is read and served from memory; scattered reads (metadata) stay exact.
+/// speed of 16 MiB ones), and readers ask for one small piece at a time. So while reads move forward in small
+/// steps — sequential, overlapping (qcow2's compressed clusters share their last sector with the next one) or
+/// skipping a little (a pool worker reads every other batch) — one [`READ_AHEAD`]-byte slice is read and served
+/// from memory; reads elsewhere (metadata) stay exact.
 #[derive(Debug)]
 pub struct BlobReader {
     blob: Blob,
@@ -21,12 +23,25 @@ pub struct BlobReader {
     window: RefCell<Window>,
 }
 
-/// The slice read last, and where the read before this one ended.
+/// The slice read last, and where the read before this one started and ended.
 #[derive(Debug, Default)]
 struct Window {
     start: u64,
     bytes: Vec<u8>,
+    last_start: u64,
     last_end: u64,
+}
+
+impl Window {
+    fn holds(&self, offset: u64) -> bool {
+        offset >= self.start && offset < self.start + self.bytes.len() as u64
+    }
+
+    /// Whether a read at `offset` goes on from the previous one: not before its start, and not further past its
+    /// end than a window's length (reading the gap too costs less than another call).
+    fn follows(&self, offset: u64) -> bool {
+        offset >= self.last_start && offset - self.last_end.min(offset) <= READ_AHEAD as u64
+    }
 }
 
 /// Bytes read at once when reads are sequential.
@@ -71,15 +86,14 @@ impl ReadAt for BlobReader {
         }
         let n = buf.len().min((self.len - offset) as usize);
         let mut window = self.window.borrow_mut();
-        let in_window = offset >= window.start && offset < window.start + window.bytes.len() as u64;
-        if !in_window && n < READ_AHEAD && offset == window.last_end {
+        if !window.holds(offset) && n < READ_AHEAD && window.follows(offset) {
             let ahead = READ_AHEAD.min((self.len - offset) as usize);
             window.bytes.resize(ahead, 0);
             let got = self.read_slice(offset, &mut window.bytes)?;
             window.bytes.truncate(got);
             window.start = offset;
         }
-        let got = if offset >= window.start && offset < window.start + window.bytes.len() as u64 {
+        let got = if window.holds(offset) {
             let from = (offset - window.start) as usize;
             let got = n.min(window.bytes.len() - from);
             buf[..got].copy_from_slice(&window.bytes[from..from + got]);
@@ -87,6 +101,7 @@ impl ReadAt for BlobReader {
         } else {
             self.read_slice(offset, &mut buf[..n])?
         };
+        window.last_start = offset;
         window.last_end = offset + got as u64;
         Ok(got)
     }
@@ -181,6 +196,33 @@ mod tests {
             let mut buf = vec![0u8; size];
             reader.read_exact_at(offset as u64, &mut buf).unwrap();
             assert!(buf == data[offset..offset + size], "read of {size} at {offset}");
+        }
+    }
+
+    #[wasm_bindgen_test]
+    fn reads_moving_forward_in_small_steps_share_one_call() {
+        let data: Vec<u8> = (0..20 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let blob: Blob = file(&data, "c.qcow2").into();
+        // Counts the reader's FileReaderSync calls: each reads one slice.
+        let counter = js_sys::Function::new_with_args(
+            "blob",
+            "let n = 0; const slice = blob.slice.bind(blob); blob.slice = (...a) => (n++, slice(...a)); return () => n;",
+        );
+        let counter: js_sys::Function = counter.call1(&wasm_bindgen::JsValue::NULL, &blob).unwrap().into();
+        let calls = || counter.call0(&wasm_bindgen::JsValue::NULL).unwrap().as_f64().unwrap() as u32;
+        let reader = BlobReader::new(blob).unwrap();
+        let mut buf = vec![0u8; 20_000];
+        // Overlapping like compressed clusters, then skipping like a pool worker's share: one window.
+        for offset in (0..3 << 20).step_by(19_500).chain(((3 << 20)..(6 << 20) - 20_000).step_by(60_000)) {
+            reader.read_exact_at(offset as u64, &mut buf).unwrap();
+            assert!(buf == data[offset..offset + 20_000], "read at {offset}");
+        }
+        assert_eq!(calls(), 1);
+        // A jump past the window is an exact read, reading on from there fills a new window, going back is exact.
+        for (offset, expected) in [(18 << 20, 2), ((18 << 20) + 100, 3), ((18 << 20) + 50_000, 3), (1 << 20, 4)] {
+            reader.read_exact_at(offset as u64, &mut buf).unwrap();
+            assert!(buf == data[offset..offset + 20_000], "read at {offset}");
+            assert_eq!(calls(), expected, "after the read at {offset}");
         }
     }
 
