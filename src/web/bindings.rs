@@ -258,6 +258,12 @@ impl Job {
         Ok(self.conv()?.write_unit(index as u64, encoded)?)
     }
 
+    /// Output bytes queued since [`Job::take_chunks`] was last called.
+    #[wasm_bindgen(getter)]
+    pub fn queued(&self) -> f64 {
+        self.sink.queued() as f64
+    }
+
     /// The output queued since the last call: an array of `{offset, data}`, to be written in order (later
     /// chunks may overwrite earlier ones).
     #[wasm_bindgen(js_name = takeChunks)]

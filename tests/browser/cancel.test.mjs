@@ -13,10 +13,10 @@ function bigFixture(dir) {
 }
 
 const RAW = 'Raw disk image (.img)';
-// VMDK is encoded by the pool of encoder workers; raw in the coordinator itself.
+// Raw output is written as fast as it is read; VMDK waits on the encoders' deflate.
 const PATHS = [
   {mode: 'http', picker: 'opfs', button: RAW, what: 'the picked file'},
-  {mode: 'http', picker: 'opfs', button: 'VMDK for VMware ESXi', what: 'the picked file, with the encoder pool'},
+  {mode: 'http', picker: 'opfs', button: 'VMDK for VMware ESXi', what: 'the picked file, while deflating'},
   {mode: 'http', picker: 'hidden', button: RAW, what: 'the OPFS file'},
   {mode: 'file', picker: 'hidden', button: RAW, what: 'the in-memory output'},
 ];
