@@ -24,9 +24,7 @@ function setup(msg) {
   job = msg.job;
   setupError = null;
   try {
-    const {format, options, seed, epoch, outputName} = msg.target;
-    encoder = new wasm_bindgen.Encoder(msg.input, msg.others, format, options, BigInt(seed), BigInt(epoch),
-      outputName);
+    encoder = new wasm_bindgen.Encoder(msg.input, msg.others, msg.target);
   } catch (e) {
     setupError = diskError(e);
   }

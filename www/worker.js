@@ -63,11 +63,9 @@ async function convert(msg) {
   let output = null;
   try {
     output = await openOutput(msg.output);
-    const seed = BigInt(target.seed);
-    const epoch = BigInt(target.epoch);
     job = msg.input
-      ? new wasm_bindgen.Job(msg.input, msg.others, target.format, target.options, seed, epoch, target.outputName)
-      : wasm_bindgen.Job.blank(msg.blankSize, target.format, target.options, seed, epoch, target.outputName);
+      ? new wasm_bindgen.Job(msg.input, msg.others, target)
+      : wasm_bindgen.Job.blank(msg.blankSize, target);
     if (output.readBack) job.setReadBack(output.readBack);
     const total = job.total;
     self.postMessage({type: MSG.PROGRESS, id, done: 0, total});

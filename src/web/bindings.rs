@@ -57,13 +57,24 @@ fn files(list: &Array) -> Vec<File> {
     list.iter().filter_map(|v| v.dyn_into::<File>().ok()).collect()
 }
 
-fn target(format: &str, options: &str, seed: u64, epoch: u64, output_name: &str) -> Result<Target> {
+/// The protocol's `Target`, `{format, options, seed, epoch, outputName}`, seed and epoch as decimal strings (they
+/// are u64 and would lose bits as JS numbers).
+fn target(spec: &JsValue) -> Result<Target> {
+    let text = |key: &str| {
+        Reflect::get(spec, &key.into())
+            .ok()
+            .and_then(|value| value.as_string())
+            .ok_or_else(|| Error::argument(format!("The target has no '{key}'")))
+    };
+    let number = |key: &str| {
+        text(key)?.parse::<u64>().map_err(|_| Error::argument(format!("The target's '{key}' is not a whole number")))
+    };
     Ok(Target {
-        format: crate::image::Format::from_name(format)?,
-        options: OptionList::parse(options)?,
-        seed,
-        epoch,
-        output_name: output_name.to_string(),
+        format: crate::image::Format::from_name(&text("format")?)?,
+        options: OptionList::parse(&text("options")?)?,
+        seed: number("seed")?,
+        epoch: number("epoch")?,
+        output_name: text("outputName")?,
         // qemu-img's -c: the page's qcow2 is uncompressed, as OpenStack's own conversions write it (compressed
         // clusters would cost every later read).
         compressed: false,
@@ -167,39 +178,22 @@ pub struct Job {
 
 #[wasm_bindgen]
 impl Job {
-    /// Converts `input` (backing files found among `others`) to `format` with the `-o` list `options`.
+    /// Converts `input` (backing files found among `others`) to the protocol's `Target` `spec`.
     ///
     /// # Errors
     /// The core's error: a bad option, an unreadable image, a backing file that was not picked.
     #[wasm_bindgen(constructor)]
-    pub fn new(
-        input: File,
-        others: Array,
-        format: &str,
-        options: &str,
-        seed: u64,
-        epoch: u64,
-        output_name: &str,
-    ) -> Result<Job, JsValue> {
-        let target = target(format, options, seed, epoch, output_name)?;
-        let image = open(&input, &PickedFiles::new(files(&others)))?;
-        Ok(Job::start(image, &target)?)
+    pub fn new(input: File, others: Array, spec: JsValue) -> Result<Job, JsValue> {
+        let target = target(&spec)?;
+        Ok(Job::start(open(&input, &PickedFiles::new(files(&others)))?, &target)?)
     }
 
-    /// An empty disk of `size` bytes in `format` — the `create` command.
+    /// An empty disk of `size` bytes written to `spec` — the `create` command.
     ///
     /// # Errors
     /// The core's error for a bad option or size.
-    pub fn blank(
-        size: f64,
-        format: &str,
-        options: &str,
-        seed: u64,
-        epoch: u64,
-        output_name: &str,
-    ) -> Result<Job, JsValue> {
-        let target = target(format, options, seed, epoch, output_name)?;
-        Ok(Job::start(Box::new(Blank::new(size as u64)), &target)?)
+    pub fn blank(size: f64, spec: JsValue) -> Result<Job, JsValue> {
+        Ok(Job::start(Box::new(Blank::new(size as u64)), &target(&spec)?)?)
     }
 
     fn start(image: Box<dyn Image>, target: &Target) -> Result<Job> {
@@ -309,16 +303,8 @@ impl Encoder {
     /// # Errors
     /// The core's error for a bad option or an unreadable image.
     #[wasm_bindgen(constructor)]
-    pub fn new(
-        input: File,
-        others: Array,
-        format: &str,
-        options: &str,
-        seed: u64,
-        epoch: u64,
-        output_name: &str,
-    ) -> Result<Encoder, JsValue> {
-        let target = target(format, options, seed, epoch, output_name)?;
+    pub fn new(input: File, others: Array, spec: JsValue) -> Result<Encoder, JsValue> {
+        let target = target(&spec)?;
         let source = open(&input, &PickedFiles::new(files(&others)))?;
         let writer = target::writer(&target, source.virtual_size(), Box::new(MemorySink::default()))?;
         Ok(Encoder { encoder: writer.encoder(), unit: writer.unit_size(), source })
@@ -396,6 +382,21 @@ mod tests {
         }
     }
 
+    /// The protocol's Target, with the largest seed a u64 holds (more than a JS number keeps exactly).
+    fn spec(format: &str, options: &str, output_name: &str) -> JsValue {
+        let spec = Object::new();
+        for (key, value) in [
+            ("format", format),
+            ("options", options),
+            ("seed", "18446744073709551615"),
+            ("epoch", "2"),
+            ("outputName", output_name),
+        ] {
+            set(&spec, key, value);
+        }
+        spec.into()
+    }
+
     fn raw_disk() -> Vec<u8> {
         let mut data = vec![0u8; 3 << 20];
         data[5] = 1;
@@ -444,10 +445,10 @@ mod tests {
     fn units_encoded_by_encoders_over_their_own_opening_make_the_image() {
         let disk = raw_disk();
         let input = file(&disk, "disk.img");
-        let mut job = Job::new(input.clone(), Array::new(), "raw", "", 1, 2, "disk.raw").unwrap();
+        let mut job = Job::new(input.clone(), Array::new(), spec("raw", "", "disk.raw")).unwrap();
         assert_eq!(job.total(), (3 << 20) as f64);
         let mut encoders: Vec<Encoder> =
-            (0..2).map(|_| Encoder::new(input.clone(), Array::new(), "raw", "", 1, 2, "disk.raw").unwrap()).collect();
+            (0..2).map(|_| Encoder::new(input.clone(), Array::new(), spec("raw", "", "disk.raw")).unwrap()).collect();
         let mut out = Vec::new();
         for turn in 0.. {
             let indices = job.next_indices((1 << 20) as f64).unwrap();
@@ -468,10 +469,16 @@ mod tests {
     }
 
     #[wasm_bindgen_test]
-    fn bad_options_and_unknown_formats_are_invalid_arguments() {
-        let bad = Job::blank(65536.0, "raw", "bogus=1", 1, 2, "x.img").err().unwrap();
-        assert_eq!(get(&bad, "kind").as_string().as_deref(), Some("invalid-argument"));
-        let unknown = Job::blank(65536.0, "qed", "", 1, 2, "x.qed").err().unwrap();
-        assert_eq!(get(&unknown, "kind").as_string().as_deref(), Some("invalid-argument"));
+    fn bad_options_formats_and_numbers_are_invalid_arguments() {
+        let kind = |spec: JsValue| {
+            let error = Job::blank(65536.0, spec).err().unwrap();
+            get(&error, "kind").as_string().unwrap()
+        };
+        assert_eq!(kind(spec("raw", "bogus=1", "x.img")), "invalid-argument");
+        assert_eq!(kind(spec("qed", "", "x.qed")), "invalid-argument");
+        let big_seed = spec("raw", "", "x.img");
+        set(big_seed.unchecked_ref(), "seed", "18446744073709551616");
+        assert_eq!(kind(big_seed), "invalid-argument");
+        assert!(Job::blank(65536.0, spec("raw", "", "x.img")).is_ok());
     }
 }
