@@ -51,6 +51,9 @@ fn assert_refused(input: &Path, keywords: &[&str]) {
     assert!(took < Duration::from_secs(10), "{name}: took {took:?}");
     assert!(!err.contains("panicked") && err.lines().count() == 1, "{name}: {err}");
     assert!(err.starts_with("diskbridge: "), "{name}: {err}");
+    // The broken file is the input (or a file it refers to), never the output being written.
+    let out_name = out_path.file_name().unwrap().to_string_lossy();
+    assert!(!err.contains(&*out_name), "{name}: the error names the output: {err}");
     let lower = err.to_lowercase();
     assert!(keywords.iter().any(|k| lower.contains(&k.to_lowercase())), "{name}: none of {keywords:?} in: {err}");
     assert!(!out_path.exists(), "{name}: left an output behind");
@@ -181,6 +184,19 @@ fn files_that_are_not_images_or_are_cut_short() {
         let path = d.join(format!("cut{i}.qcow2"));
         std::fs::write(&path, &bytes[..cut]).unwrap();
         assert_refused(&path, &["end of file", "truncated", "short", "beyond", "outside", "header", "L1", "L2"]);
+    }
+    // The block tables of a VHDX and a VHD pointing past the end of a cut file: found while reading, and
+    // reported under the input's name.
+    for format in ["vhdx", "vpc"] {
+        let whole = d.join(format!("whole.{format}"));
+        qemu_img(&["convert", "-f", "qcow2", "-O", format, s(&v), s(&whole)]);
+        let bytes = std::fs::read(&whole).unwrap();
+        let cut = d.join(format!("cut.{format}"));
+        std::fs::write(&cut, &bytes[..bytes.len() * 3 / 4]).unwrap();
+        let out = diskbridge_run(&["convert", "-O", "raw", s(&cut), s(&d.join("cut.raw"))]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{format}: {err}");
+        assert!(err.starts_with(&format!("diskbridge: {}: ", cut.display())), "{format}: {err}");
     }
     let text = d.join("notes.qcow2");
     std::fs::write(&text, b"just some text, not a disk image").unwrap();
