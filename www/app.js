@@ -249,6 +249,9 @@ function updateButtons() {
   for (const target of Object.values(TARGETS)) if (target.button) $(target.button).disabled = !ready;
   $('empty-vmdk').disabled = busy;
   $('verify').disabled = busy;
+  // A pick during a conversion would be ignored while the picker showed it: not offered until it ends.
+  $('file').disabled = busy;
+  $('backing-file').disabled = busy;
 }
 
 // ---- where the output goes -------------------------------------------------------------------------------

@@ -39,11 +39,14 @@ for (const {mode, picker, button, what} of PATHS) {
     // Cancel once real output has been written, not before the first step.
     await page.waitForFunction(() => Number(document.getElementById('bar').value) > 0);
     assert.match(await page.locator('#status').innerText(), /^[\d.]+ [KMG]iB of 512 MiB — [\d.]+ MB\/s/);
+    // No other file can be picked while this one converts.
+    assert.equal(await page.locator('#file').isDisabled(), true);
     const started = Date.now();
     await page.getByRole('button', {name: 'Cancel'}).click();
     await page.getByText('Cancelled. No file was left behind.').waitFor({timeout: 5000});
     assert.ok(Date.now() - started < 2000, `cancel took ${Date.now() - started} ms`);
     assert.equal(await page.locator('#progress').isHidden(), true);
+    assert.equal(await page.locator('#file').isEnabled(), true);
     if (mode === 'http') assert.deepEqual(await h.opfsNames(page), []);
     await page.waitForTimeout(500);
     assert.equal(downloads, 0);

@@ -59,8 +59,8 @@ const TEXT_EN = {
   noteMemory: (limit) => 'This browser cannot write files directly here, so the output is assembled in memory ' +
     `and then offered as a download — at most ${limit}. For larger images use Chromium (or Edge) over https, ` +
     'or the diskbridge command-line tool.',
-  noOva: 'An OVA needs the browser\'s own storage, which a page opened from a file does not have: choose "VMDK ' +
-    'only", or open the page over http(s).',
+  noOva: 'An OVA needs the browser\'s own storage, which a page opened from a file does not have, so the ESXi ' +
+    'button writes the VMDK alone. For an OVA, open the page over http(s).',
   badUrlNumber: (key) => `The URL's ${key}= must be a whole number below 2^64`,
   starting: 'Starting…',
   cancelling: 'Cancelling…',
