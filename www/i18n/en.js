@@ -42,7 +42,7 @@ const TEXT_EN = {
   none: 'none',
   rows: {
     format: 'Format', virtualSize: 'Virtual size', fileSize: 'File size', clusterSize: 'Cluster size',
-    compression: 'Compression', allocated: 'Allocated data', backing: 'Backing file', warning: 'Warning',
+    compression: 'Compression type', allocated: 'Allocated data', backing: 'Backing file', warning: 'Warning',
     table: 'Partition table', boot: 'Boots with',
   },
   tables: {gpt: 'GPT', mbr: 'MBR', none: 'none found'},
@@ -70,7 +70,8 @@ const TEXT_EN = {
   seconds: (s) => `${s} s`,
   minutes: (m, s) => `${m} min ${s} s`,
   hours: (h, m) => `${h} h ${m} min`,
-  saved: (name, size, seconds, mbps) => `Saved ${name} (${size}) in ${seconds} s${mbps ? `, ${mbps} MB/s` : ''}.`,
+  saved: (name, size, seconds, mbps) =>
+    `Saved ${name} (${size}) in ${seconds} s${mbps ? `, reading the disk's data at ${mbps} MB/s` : ''}.`,
   verifying: 'Reading the saved file back and comparing it with the source…',
   identical: (name) => `Verified: ${name} holds exactly the source's disk contents (identical).`,
   differs: (name, offset) => `${name} differs from the source: the first difference is in the sector at byte ` +

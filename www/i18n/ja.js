@@ -42,7 +42,7 @@ const TEXT_JA = {
   none: 'なし',
   rows: {
     format: '形式', virtualSize: '仮想サイズ', fileSize: 'ファイルサイズ', clusterSize: 'クラスターサイズ',
-    compression: '圧縮', allocated: '割り当て済みデータ', backing: 'バッキングファイル', warning: '警告',
+    compression: '圧縮方式', allocated: '割り当て済みデータ', backing: 'バッキングファイル', warning: '警告',
     table: 'パーティションテーブル', boot: '起動方式',
   },
   tables: {gpt: 'GPT', mbr: 'MBR', none: '見つかりません'},
@@ -71,7 +71,7 @@ const TEXT_JA = {
   minutes: (m, s) => `${m} 分 ${s} 秒`,
   hours: (h, m) => `${h} 時間 ${m} 分`,
   saved: (name, size, seconds, mbps) => `${name}（${size}）を ${seconds} 秒で保存しました` +
-    `${mbps ? `（${mbps} MB/s）` : ''}。`,
+    `${mbps ? `（ディスクのデータを ${mbps} MB/s で読み取り）` : ''}。`,
   verifying: '保存したファイルを読み戻して、変換元と比較しています…',
   identical: (name) => `検証しました: ${name} の内容は変換元の仮想ディスクと一致しています（identical）。`,
   differs: (name, offset) => `${name} は変換元と異なります。最初の相違は ${offset} バイト目からのセクターにあります。`,
