@@ -196,6 +196,17 @@ async function pickFiles(list, add) {
   updateButtons();
 }
 
+/**
+ * One file picked in the backing-file field stands in for the one backing file the image still needs, whatever
+ * its name: a download often is not named as the overlay recorded it. (A wrong VHD or VHDX parent is still
+ * refused by its id; qcow2 records none.)
+ */
+function asBacking(list) {
+  const needed = image?.info.needsBacking ?? [];
+  if (list.length !== 1 || needed.length !== 1 || list[0].name === needed[0]) return list;
+  return [new File([list[0]], needed[0], {type: list[0].type, lastModified: list[0].lastModified})];
+}
+
 /** How the guest boots, as one of TEXT.boot's keys: 'bios', 'uefi', 'hybrid' or 'none'. */
 function bootKind(guest) {
   const bios = guest.boot.includes('bios');
@@ -606,7 +617,7 @@ workerReady.catch(showError);
 storageNote();
 becomeInstallable();
 $('file').addEventListener('change', (e) => pickFiles([...e.target.files], false));
-$('backing-file').addEventListener('change', (e) => pickFiles([...e.target.files], true));
+$('backing-file').addEventListener('change', (e) => pickFiles(asBacking([...e.target.files]), true));
 for (const [format, target] of Object.entries(TARGETS)) {
   if (!target.button) continue;
   const choose = () => (format === 'vmdk' ? esxiFormat() : format);

@@ -38,6 +38,15 @@ for (const mode of ['http', 'file']) {
     assert.equal(cli.status, 0, cli.stderr);
     assert.ok(h.sameBytes(out.path, reference), 'the page and the CLI wrote different bytes');
 
+    // A backing file downloaded under another name, picked in the backing-file field, stands in for base.qcow2.
+    const renamed = h.join(dir, 'cli', 'downloaded-base.qcow2');
+    h.run('cp', [base, renamed]);
+    await h.pick(page, [overlay]);
+    await page.getByLabel('Backing file', {exact: true}).setInputFiles(renamed);
+    await page.locator('#backing').waitFor({state: 'hidden'});
+    const again = await h.clickAndDownload(page, 'VHDX for Hyper-V', dir);
+    assert.ok(h.sameBytes(again.path, reference), 'the renamed backing file gave other bytes');
+
     // Both picked at once, in either order: the overlay is the one the other does not back.
     await h.pick(page, [base, overlay]);
     assert.equal(await page.locator('#info-name').innerText(), 'overlay.qcow2');

@@ -51,7 +51,7 @@ const TEXT_EN = {
     none: 'no boot loader found (a data disk?)',
   },
   needsBacking: (names) => `This image is an overlay: its data continues in "${names.join('", "')}". Pick that ` +
-    'file too (it is matched by its name).',
+    'file too: with the image (matched by its name), or here, where a file of any name is used as it.',
   notePicker: 'You choose where to save. The file is created as soon as you choose it, and choosing an existing ' +
     'file empties it at once; if the conversion fails or is cancelled, it is removed.',
   noteOpfs: 'This browser has no save dialog: the output is written to the browser\'s own storage first, then ' +
