@@ -19,7 +19,15 @@ impl RawImage {
     /// Takes the whole file as the guest disk, its size rounded up to 512 bytes (the tail reads as zeros).
     pub fn new(file: Box<dyn ReadAt>) -> Self {
         let size = file.len().div_ceil(512) * 512;
-        RawImage { info: ImageInfo::basic(Format::Raw, size), file }
+        let mut info = ImageInfo::basic(Format::Raw, size);
+        if file.len() % 512 != 0 {
+            // Anything unrecognised is raw, as in qemu-img; a disk is whole sectors, a stray text file is not.
+            info.warnings.push(format!(
+                "Read as a raw disk, but {} bytes is not a whole number of 512-byte sectors: is this a disk image?",
+                file.len()
+            ));
+        }
+        RawImage { info, file }
     }
 }
 
@@ -103,6 +111,8 @@ mod tests {
         data.truncate((3 << 20) - 100);
         let image = Box::new(RawImage::new(Box::new(data.clone())));
         assert_eq!(image.virtual_size(), 3 << 20);
+        assert!(image.info().warnings[0].contains("not a whole number of 512-byte sectors"));
+        assert!(RawImage::new(Box::new(vec![0u8; 4096])).info().warnings.is_empty());
         let out = MemorySink::default();
         let writer = Box::new(RawWriter::new(Box::new(out.clone()), image.virtual_size()));
         let reopen = || Ok(Box::new(RawImage::new(Box::new(data.clone()))) as Box<dyn Image>);
