@@ -155,3 +155,28 @@ fn create_raw_makes_a_sparse_file_of_the_size() {
     assert!(r.status.success(), "{}", stderr(&r));
     assert_eq!(std::fs::metadata(&out).unwrap().len(), 65536);
 }
+
+#[test]
+fn qemu_img_io_tuning_flags_are_accepted_and_ignored() {
+    let dir = tmp();
+    let img = mixed_qcow2(dir.path());
+    let vhdx = dir.path().join("w.vhdx");
+    let args = ["convert", "-O", "vhdx", "-W", "-m", "8", "-S", "4k", "-t", "none", "-T", "none", s(&img), s(&vhdx)];
+    let out = diskbridge_run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_guest(&img, &vhdx);
+    let help = String::from_utf8(diskbridge_run(&["--help"]).stdout).unwrap();
+    assert!(help.contains("ignores qemu-img's I/O tuning options -m N, -W,"), "{help}");
+}
+
+#[test]
+fn quiet_silences_progress_in_either_order() {
+    let dir = tmp();
+    let img = mixed_qcow2(dir.path());
+    let raw = dir.path().join("out.raw");
+    for flags in [["-q", "-p"], ["-p", "-q"]] {
+        let out = diskbridge_run(&["convert", flags[0], flags[1], "-O", "raw", s(&img), s(&raw)]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{flags:?}");
+    }
+}
