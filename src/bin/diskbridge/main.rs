@@ -221,15 +221,14 @@ fn write_image(
     let failed = |e: Error| Failure::Error(Some(output.to_string()), e);
     let mut staged = Vec::new();
     let writer = if output == "-" {
-        let stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-        target::writer(target, size, Box::new(diskbridge::io::StreamSink::new(stdout))).map_err(failed)?
+        target::writer(target, size, output::stream(std::io::stdout().lock())).map_err(failed)?
     } else if target.format == Format::Ovf {
         // Three files side by side, named as inside an OVA; all appear together when complete.
         let names = diskbridge::ova::Names::for_output(&target.output_name);
         let mut stage = |name: &str| -> Result<Box<dyn diskbridge::io::Sink>, Failure> {
-            let (s, file) = output::Staged::create(&Path::new(output).with_file_name(name)).map_err(failed)?;
-            staged.push(s);
-            Ok(Box::new(file))
+            let (s, sink) = output::open(&Path::new(output).with_file_name(name)).map_err(failed)?;
+            staged.extend(s);
+            Ok(sink)
         };
         let layout = diskbridge::ova::Layout::Ovf {
             descriptor: stage(&names.descriptor)?,
@@ -238,9 +237,9 @@ fn write_image(
         };
         Box::new(diskbridge::ova::PackageWriter::new(target, size, layout).map_err(failed)?)
     } else {
-        let (s, file) = output::Staged::create(Path::new(output)).map_err(failed)?;
-        staged.push(s);
-        target::writer(target, size, Box::new(file)).map_err(failed)?
+        let (s, sink) = output::open(Path::new(output)).map_err(failed)?;
+        staged.extend(s);
+        target::writer(target, size, sink).map_err(failed)?
     };
     let opts = RunOptions { threads, progress: progress.then_some(&mut show as _), cancel: Some(&CANCEL), reopen };
     run(source, writer, opts).map_err(failed)?;
