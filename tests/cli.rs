@@ -155,3 +155,92 @@ fn create_raw_makes_a_sparse_file_of_the_size() {
     assert!(r.status.success(), "{}", stderr(&r));
     assert_eq!(std::fs::metadata(&out).unwrap().len(), 65536);
 }
+
+#[test]
+fn qemu_img_io_tuning_flags_are_accepted_and_ignored() {
+    let dir = tmp();
+    let img = mixed_qcow2(dir.path());
+    let vhdx = dir.path().join("w.vhdx");
+    let args = ["convert", "-O", "vhdx", "-W", "-m", "8", "-S", "4k", "-t", "none", "-T", "none", s(&img), s(&vhdx)];
+    let out = diskbridge_run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_guest(&img, &vhdx);
+    let help = String::from_utf8(diskbridge_run(&["--help"]).stdout).unwrap();
+    assert!(help.contains("ignores qemu-img's I/O tuning options -m N, -W,"), "{help}");
+}
+
+#[test]
+fn quiet_silences_progress_in_either_order() {
+    let dir = tmp();
+    let img = mixed_qcow2(dir.path());
+    let raw = dir.path().join("out.raw");
+    for flags in [["-q", "-p"], ["-p", "-q"]] {
+        let out = diskbridge_run(&["convert", flags[0], flags[1], "-O", "raw", s(&img), s(&raw)]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{flags:?}");
+    }
+}
+
+#[test]
+fn a_fifo_output_is_written_as_a_stream_and_stays_a_fifo() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tmp();
+    let img = mixed_qcow2(dir.path());
+    let file = dir.path().join("file.raw");
+    let out = diskbridge_run(&["convert", "-O", "raw", s(&img), s(&file)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fifo = dir.path().join("out.fifo");
+    ok("mkfifo", &[s(&fifo)]);
+    // A reader with a deadline, so a conversion that never opens the pipe fails the test instead of hanging it.
+    let piped = dir.path().join("piped.raw");
+    let mut reader = Command::new("timeout")
+        .args(["60", "cat", s(&fifo)])
+        .stdout(std::fs::File::create(&piped).unwrap())
+        .spawn()
+        .unwrap();
+    let out = diskbridge_run(&["convert", "-O", "raw", s(&img), s(&fifo)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(reader.wait().unwrap().success());
+    assert!(std::fs::read(&piped).unwrap() == std::fs::read(&file).unwrap(), "the pipe carried other bytes");
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+#[test]
+fn a_symlink_output_is_written_through_and_stays_a_link() {
+    let dir = tmp();
+    let img = mixed_qcow2(dir.path());
+    let (real, link) = (dir.path().join("real.vmdk"), dir.path().join("link.vmdk"));
+    // A dangling link: its target is created; a second run replaces the target, never the link.
+    std::os::unix::fs::symlink("real.vmdk", &link).unwrap();
+    for _ in 0..2 {
+        let out = diskbridge_run(&["convert", "-O", "vmdk", s(&img), s(&link)]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_same_guest(&img, &real);
+    }
+}
+
+#[test]
+fn a_full_device_is_an_error_and_stays_a_device() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tmp();
+    let img = mixed_qcow2(dir.path());
+    let out = diskbridge_run(&["convert", "-O", "vmdk", s(&img), "/dev/full"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("diskbridge: /dev/full: ") && err.contains("No space left on device"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(std::fs::metadata("/dev/full").unwrap().file_type().is_char_device());
+}
+
+#[test]
+fn a_missing_output_directory_is_named_as_given() {
+    let dir = tmp();
+    let img = mixed_qcow2(dir.path());
+    let output = dir.path().join("nodir/out.vmdk");
+    let out = diskbridge_run(&["convert", "-O", "vmdk", s(&img), s(&output)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with(&format!("diskbridge: {}: Cannot create: No such file", output.display())), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -22,7 +22,7 @@ const USAGE: &str = "\
 usage: diskbridge COMMAND [OPTIONS]
 
   info [-f FMT] [--output=human|json] [--backing-chain] FILE
-  convert [-p] [-q] [-c] [-f FMT] [-O FMT] [-o OPTIONS] [-m THREADS] INPUT OUTPUT
+  convert [-p] [-q] [-c] [-f FMT] [-O FMT] [-o OPTIONS] INPUT OUTPUT
   create [-q] [-f FMT] [-o OPTIONS] OUTPUT [SIZE]
   compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2   (exit 0 identical, 1 different, 2 error)
   check [-q] [-f FMT] [--output=human|json] FILE             (exit 0 clean, 2 corrupt, 3 leaks, 1 cannot check)
@@ -30,7 +30,8 @@ usage: diskbridge COMMAND [OPTIONS]
 Formats: read qcow2, raw, vmdk (any hosted kind), vhdx, vpc, ova; write raw, qcow2, vmdk (streamOptimized for
 ESXi), vhdx (dynamic), ova/ovf. -c compresses qcow2 clusters (-o compression_type=zlib|zstd).
 OUTPUT '-' writes to standard output. DISKBRIDGE_SEED=N makes random fields reproducible;
-SOURCE_DATE_EPOCH=SECS fixes timestamps; DISKBRIDGE_THREADS=N limits encoder threads.
+SOURCE_DATE_EPOCH=SECS fixes timestamps; DISKBRIDGE_THREADS=N limits encoder threads. convert accepts and
+ignores qemu-img's I/O tuning options -m N, -W, -S N, -t CACHE and -T CACHE.
 See README.md for every option.
 ";
 
@@ -220,15 +221,14 @@ fn write_image(
     let failed = |e: Error| Failure::Error(Some(output.to_string()), e);
     let mut staged = Vec::new();
     let writer = if output == "-" {
-        let stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-        target::writer(target, size, Box::new(diskbridge::io::StreamSink::new(stdout))).map_err(failed)?
+        target::writer(target, size, output::stream(std::io::stdout().lock())).map_err(failed)?
     } else if target.format == Format::Ovf {
         // Three files side by side, named as inside an OVA; all appear together when complete.
         let names = diskbridge::ova::Names::for_output(&target.output_name);
         let mut stage = |name: &str| -> Result<Box<dyn diskbridge::io::Sink>, Failure> {
-            let (s, file) = output::Staged::create(&Path::new(output).with_file_name(name)).map_err(failed)?;
-            staged.push(s);
-            Ok(Box::new(file))
+            let (s, sink) = output::open(&Path::new(output).with_file_name(name)).map_err(failed)?;
+            staged.extend(s);
+            Ok(sink)
         };
         let layout = diskbridge::ova::Layout::Ovf {
             descriptor: stage(&names.descriptor)?,
@@ -237,9 +237,9 @@ fn write_image(
         };
         Box::new(diskbridge::ova::PackageWriter::new(target, size, layout).map_err(failed)?)
     } else {
-        let (s, file) = output::Staged::create(Path::new(output)).map_err(failed)?;
-        staged.push(s);
-        target::writer(target, size, Box::new(file)).map_err(failed)?
+        let (s, sink) = output::open(Path::new(output)).map_err(failed)?;
+        staged.extend(s);
+        target::writer(target, size, sink).map_err(failed)?
     };
     let opts = RunOptions { threads, progress: progress.then_some(&mut show as _), cancel: Some(&CANCEL), reopen };
     run(source, writer, opts).map_err(failed)?;
@@ -253,18 +253,19 @@ fn write_image(
 }
 
 fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
-    let parsed = args::parse(argv, "fOomSWtTlrF", &["target-is-zero"])?;
-    let (mut in_format, mut out_format, mut options, mut progress) = (None, Format::Raw, OptionList::default(), false);
-    let mut compressed = false;
+    // Which flags take a value follows qemu-img: `-W` takes none, so `-W in out` keeps both positionals.
+    let parsed = args::parse(argv, "fOomStTlrF", &["target-is-zero"])?;
+    let (mut in_format, mut out_format, mut options) = (None, Format::Raw, OptionList::default());
+    let (mut progress, mut quiet, mut compressed) = (false, false, false);
     for a in &parsed {
         match a {
             Arg::Short('f', Some(f)) => in_format = Some(format_arg(f)?),
             Arg::Short('O', Some(f)) => out_format = format_arg(f)?,
             Arg::Short('o', Some(o)) => options.extend(o).map_err(|e| Failure::Usage(e.message().into()))?,
             Arg::Short('p', None) => progress = true,
-            Arg::Short('q', None) => progress = false,
+            Arg::Short('q', None) => quiet = true,
             // Accepted for qemu-img compatibility; they tune qemu's own I/O and mean nothing here.
-            Arg::Short('m' | 'S' | 't' | 'T' | 'W', _) => {}
+            Arg::Short('m' | 'S' | 't' | 'T', Some(_)) | Arg::Short('W', None) => {}
             Arg::Short('c', None) => compressed = true,
             Arg::Positional(_) => {}
             other => return Err(Failure::Usage(format!("convert: unsupported option {other:?}"))),
@@ -295,7 +296,8 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
         let target = target_for(out_format, options.clone(), &output, compressed)?;
         // Each encoder thread opens the input itself, so decompressing it runs on every core too.
         let reopen = || diskbridge::native::open_image_disk(Path::new(input), in_format, disk);
-        write_image(source, Some(&reopen), &target, &output, progress)?;
+        // As in qemu-img, -q silences progress whatever the order of -p and -q.
+        write_image(source, Some(&reopen), &target, &output, progress && !quiet)?;
     }
     Ok(())
 }
