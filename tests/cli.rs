@@ -80,6 +80,19 @@ fn a_sparse_raw_input_is_read_only_where_the_file_system_stores_data() {
 }
 
 #[test]
+fn without_o_the_output_is_raw_with_a_warning_when_its_name_says_otherwise() {
+    let dir = tmp();
+    let img = mixed_qcow2(dir.path());
+    let named = dir.path().join("disk.vmdk");
+    let out = diskbridge_run(&["convert", s(&img), s(&named)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning: ") && stderr(&out).contains("-O vmdk"), "{}", stderr(&out));
+    assert!(qemu_img(&["info", "--output=json", s(&named)]).contains("\"format\": \"raw\""));
+    let out = diskbridge_run(&["convert", s(&img), s(&dir.path().join("disk.img"))]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+#[test]
 fn errors_are_one_line_naming_the_file_and_exit_1() {
     let dir = tmp();
     let bad = dir.path().join("bad.qcow2");

@@ -255,12 +255,12 @@ fn write_image(
 fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     // Which flags take a value follows qemu-img: `-W` takes none, so `-W in out` keeps both positionals.
     let parsed = args::parse(argv, "fOomStTlrF", &["target-is-zero"])?;
-    let (mut in_format, mut out_format, mut options) = (None, Format::Raw, OptionList::default());
+    let (mut in_format, mut out_format, mut options) = (None, None, OptionList::default());
     let (mut progress, mut quiet, mut compressed) = (false, false, false);
     for a in &parsed {
         match a {
             Arg::Short('f', Some(f)) => in_format = Some(format_arg(f)?),
-            Arg::Short('O', Some(f)) => out_format = format_arg(f)?,
+            Arg::Short('O', Some(f)) => out_format = Some(format_arg(f)?),
             Arg::Short('o', Some(o)) => options.extend(o).map_err(|e| Failure::Usage(e.message().into()))?,
             Arg::Short('p', None) => progress = true,
             Arg::Short('q', None) => quiet = true,
@@ -277,6 +277,16 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     if output != "-" && output::same_file(Path::new(input), Path::new(output)) {
         return Err(Failure::Error(Some(output.into()), Error::argument("Refusing to overwrite the input image")));
     }
+    // Without -O the output is raw, as in qemu-img; a name like disk.vmdk says that was not meant.
+    let out_format = out_format.unwrap_or_else(|| {
+        let named = Path::new(output).extension().and_then(|e| Format::from_name(&e.to_string_lossy()).ok());
+        if let Some(named) = named.filter(|&f| f != Format::Raw) {
+            warn(&format!(
+                "{output} is written as raw, qemu-img's default without -O; add -O {named} for a {named} image"
+            ));
+        }
+        Format::Raw
+    });
     let chosen_disk = options.take_u64("disk").map_err(|e| Failure::Usage(e.message().into()))?;
     let disks = match probe(input, in_format)? {
         Format::Ova => match chosen_disk {
