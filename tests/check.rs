@@ -356,3 +356,33 @@ fn structural_check_finds_planted_damage_in_vmdk_vhdx_and_vhd() {
         assert!(String::from_utf8_lossy(&out.stderr).starts_with("ERROR "), "{bad}");
     }
 }
+
+/// A truncated VMDK or VHDX: each grain or block past the cut is one error, named once, and the count is
+/// the number of them — not one per grain of a table or per block of a run that happened to include it.
+#[test]
+fn truncated_vmdk_and_vhdx_report_each_lost_grain_or_block_once() {
+    let dir = tmp();
+    let d = dir.path();
+    let src = d.join("x.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", s(&src), "1G"]);
+    for cmd in ["write -P 5 0 4M", "write -P 7 100M 4M", "write -P 9 600M 4M"] {
+        ok("qemu-io", &["-f", "qcow2", "-c", cmd, s(&src)]);
+    }
+    // (format, where to cut, grains or blocks with data: 12 MiB in 64 KiB grains or 1 MiB blocks)
+    for (fmt, cut, allocated) in [("vmdk", 100_000, 192), ("vhdx", 5_000_000, 12)] {
+        let whole = d.join(format!("d.{fmt}"));
+        assert!(diskbridge_run(&["convert", "-O", fmt, s(&src), s(&whole)]).status.success());
+        let cut_path = d.join(format!("cut.{fmt}"));
+        std::fs::write(&cut_path, &std::fs::read(&whole).unwrap()[..cut]).unwrap();
+        let out = diskbridge_run(&["check", s(&cut_path)]);
+        assert_eq!(code(&out), 2, "{fmt}");
+        let errors: Vec<_> = String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect();
+        let distinct: std::collections::BTreeSet<_> = errors.iter().collect();
+        assert_eq!(distinct.len(), errors.len(), "{fmt}: {errors:#?}");
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(report.contains(&format!("\n{} errors were found", errors.len())), "{fmt}: {report}");
+        // What is not lost is still read: the readable and the lost make up what was written.
+        let readable: usize = report.lines().find_map(|l| l.split_once('/')).map_or(0, |(n, _)| n.parse().unwrap());
+        assert_eq!(readable + errors.len(), allocated, "{fmt}: {report}");
+    }
+}
