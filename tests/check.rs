@@ -386,3 +386,46 @@ fn truncated_vmdk_and_vhdx_report_each_lost_grain_or_block_once() {
         assert_eq!(readable + errors.len(), allocated, "{fmt}: {report}");
     }
 }
+
+/// Spawns `diskbridge args` with stdout (and stderr unless `keep_stderr`) a pipe nobody reads any more, as
+/// in `diskbridge check … 2>&1 | head` once head has had its lines.
+fn run_into_closed_pipe(args: &[&str], keep_stderr: bool) -> Output {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: pipe() just opened both descriptors, and nothing else owns them.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read_end);
+    let mut command = std::process::Command::new(diskbridge());
+    command.args(args).stdout(write_end.try_clone().unwrap());
+    if !keep_stderr {
+        command.stderr(write_end);
+    }
+    command.output().unwrap()
+}
+
+/// Output to a reader that went away is dropped, never a panic: the command ends with its own status.
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let dir = tmp();
+    let d = dir.path();
+    let raw = d.join("src.raw");
+    sparse_raw(&raw, 4 << 20, &[(0, 300_000), (2 << 20, 100_000)]);
+    let vmdk = d.join("d.vmdk");
+    assert!(diskbridge_run(&["convert", "-O", "vmdk", s(&raw), s(&vmdk)]).status.success());
+    let cut = d.join("cut.vmdk");
+    std::fs::write(&cut, &std::fs::read(&vmdk).unwrap()[..20_000]).unwrap();
+    for (args, status) in [
+        (&["check", s(&cut)][..], 2),
+        (&["check", s(&vmdk)], 0),
+        (&["info", s(&vmdk)], 0),
+        (&["compare", s(&raw), s(&vmdk)], 0),
+        (&["--help"], 0),
+    ] {
+        let out = run_into_closed_pipe(args, true);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(code(&out), status, "{args:?}: {err}");
+        assert_eq!(code(&run_into_closed_pipe(args, false)), status, "{args:?} with stderr closed too");
+    }
+}

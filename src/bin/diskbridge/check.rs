@@ -47,7 +47,7 @@ fn check(argv: &[String]) -> Result<u8, Failure> {
         Some(f) => f,
         None => diskbridge::image::probe_file(&file).map_err(failed)?,
     };
-    let mut problem = |p: &str| eprintln!("{p}");
+    let mut problem = |p: &str| crate::tell(p);
     let result = match format {
         Format::Vmdk | Format::Vhdx | Format::Vpc => check_structure(path, format, &mut problem).map_err(failed)?,
         _ => diskbridge::check::check(&file, format, &mut problem).map_err(failed)?,
