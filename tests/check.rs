@@ -380,6 +380,10 @@ fn truncated_vmdk_and_vhdx_report_each_lost_grain_or_block_once() {
     for (fmt, cut, allocated) in [("vmdk", 100_000, 192), ("vhdx", 5_000_000, 12)] {
         let whole = d.join(format!("d.{fmt}"));
         assert!(diskbridge_run(&["convert", "-O", fmt, s(&src), s(&whole)]).status.success());
+        // Every streamOptimized grain is compressed; VHDX compresses nothing.
+        let clean = String::from_utf8_lossy(&diskbridge_run(&["check", s(&whole)]).stdout).into_owned();
+        let compressed = if fmt == "vmdk" { "100.00%" } else { "0.00%" };
+        assert!(clean.contains(&format!("fragmented, {compressed} compressed clusters")), "{fmt}: {clean}");
         let cut_path = d.join(format!("cut.{fmt}"));
         std::fs::write(&cut_path, &std::fs::read(&whole).unwrap()[..cut]).unwrap();
         let out = diskbridge_run(&["check", s(&cut_path)]);
