@@ -68,17 +68,25 @@ pub fn check_structure(image: &mut dyn Image, unit: u64, problem: &mut dyn FnMut
     let size = image.virtual_size();
     let mut report = Report { total_clusters: size.div_ceil(unit), ..Report::default() };
     let mut buf = zeroed_buffer(CHUNK, "a check buffer")?;
+    // Where the metadata that failed the map at the previous unit is: a damaged table fails every unit it
+    // covers, and is one problem however many that is.
+    let mut failed_at = None;
     let mut pos = 0;
     while pos < size {
         let extent = match image.extent_at(pos) {
             Ok(e) => e,
             Err(e) => {
-                count(&mut report, e, problem)?;
+                let at = e.offset().map(|offset| (e.file().map(str::to_string), offset));
+                if at.is_none() || at != failed_at {
+                    count(&mut report, e, problem)?;
+                }
+                failed_at = at;
                 // The damaged table covers an unknown range: go on with the next unit.
                 pos = (pos / unit + 1) * unit;
                 continue;
             }
         };
+        failed_at = None;
         if extent.kind == ExtentKind::Data {
             report.allocated_clusters += extent.end().div_ceil(unit) - extent.offset / unit;
             let mut at = extent.offset;
@@ -113,7 +121,7 @@ mod tests {
     use super::*;
     use crate::extent::Extent;
 
-    /// A disk whose second MiB cannot be read.
+    /// A disk whose first MiB has a damaged table and whose second MiB cannot be read.
     struct Damaged;
     impl Image for Damaged {
         fn info(&self) -> &crate::image::ImageInfo {
@@ -123,6 +131,9 @@ mod tests {
             3 << 20
         }
         fn extent_at(&mut self, offset: u64) -> Result<Extent> {
+            if offset < 1 << 20 {
+                return Err(Error::corrupt("Grain table 0 lies beyond the end of the file").at(7));
+            }
             Ok(Extent { offset, length: (3 << 20) - offset, kind: ExtentKind::Data })
         }
         fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -138,10 +149,16 @@ mod tests {
     }
 
     #[test]
-    fn each_unreadable_block_is_one_corruption() {
+    fn each_damaged_table_or_unreadable_block_is_one_corruption() {
         let mut seen = Vec::new();
         let r = check_structure(&mut Damaged, 65536, &mut |p| seen.push(p.to_string())).unwrap();
-        assert_eq!((r.corruptions, r.total_clusters, r.allocated_clusters, r.exit_code()), (1, 48, 48, 2));
-        assert_eq!(seen, ["ERROR Grain marker names the wrong LBA (at offset 0x9)"]);
+        assert_eq!((r.corruptions, r.total_clusters, r.allocated_clusters, r.exit_code()), (2, 48, 32, 2));
+        assert_eq!(
+            seen,
+            [
+                "ERROR Grain table 0 lies beyond the end of the file (at offset 0x7)",
+                "ERROR Grain marker names the wrong LBA (at offset 0x9)"
+            ]
+        );
     }
 }

@@ -374,7 +374,8 @@ impl Vhdx {
         let mut next = first + 1;
         while next < last_block
             && next - first < EXTENT_BLOCKS
-            && std::mem::discriminant(&self.mapping(next)?) == std::mem::discriminant(&mapping)
+            // A bad entry ends the run: it is reported when the walk asks for its own block, and only then.
+            && self.mapping(next).is_ok_and(|m| std::mem::discriminant(&m) == std::mem::discriminant(&mapping))
         {
             next += 1;
         }

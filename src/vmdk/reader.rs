@@ -405,8 +405,8 @@ struct Cache {
     owner: Option<usize>,
     /// The grain directory entries from `gd_window.0` on.
     gd_window: (u64, Vec<u32>),
-    /// The grain table last loaded: its index and entries.
-    gt: Option<(u64, Vec<u32>)>,
+    /// The grain table last loaded: its index, byte offset in the file and entries.
+    gt: Option<(u64, u64, Vec<u32>)>,
     /// The grain last inflated: its index and bytes.
     inflated: Option<(u64, Vec<u8>)>,
     compressed: Vec<u8>,
@@ -519,9 +519,10 @@ impl Sparse {
         Ok(c.gd_window.1[(t - c.gd_window.0) as usize])
     }
 
-    /// Loads grain table `t` unless it is the one at hand; false when the directory says it is absent.
+    /// Loads grain table `t` unless it is the one at hand; false when the directory says it is absent. Its
+    /// entries are checked one by one as they are used, so that one bad entry spoils its grain, not the table.
     fn load_gt(&self, c: &mut Cache, t: u64) -> Result<bool> {
-        if c.gt.as_ref().is_some_and(|(i, _)| *i == t) {
+        if c.gt.as_ref().is_some_and(|(i, ..)| *i == t) {
             return Ok(true);
         }
         let gde = u64::from(self.gde(c, t)?);
@@ -537,33 +538,10 @@ impl Sparse {
         }
         let mut raw = zeroed_buffer(self.gtes * 4, "a grain table")?;
         self.file.read_exact_at(at, &mut raw)?;
-        let mut entries = c.gt.take().map(|(_, e)| e).unwrap_or_default();
+        let mut entries = c.gt.take().map(|(.., e)| e).unwrap_or_default();
         entries.resize(self.gtes as usize, 0);
         LittleEndian::read_u32_into(&raw, &mut entries);
-        // Entries past the last grain mean nothing; the rest must point inside the file.
-        let first = t * self.gtes;
-        for (j, &e) in entries.iter().enumerate().take((self.grains - first).min(self.gtes) as usize) {
-            let g = first + j as u64;
-            let fits = match u64::from(e) {
-                0 => true,
-                1 if self.header.has_zeroed_grains() => true,
-                1 => {
-                    return Err(Error::corrupt(format!(
-                        "Grain {g} is marked zeroed (entry 1) but the header has no zeroed-grain flag"
-                    ))
-                    .at(at + j as u64 * 4));
-                }
-                sector => {
-                    let need = if self.header.compressed() { 1 } else { self.grain_len(g) };
-                    sector < self.file_len / SECTOR && self.file_len - sector * SECTOR >= need
-                }
-            };
-            if !fits {
-                return Err(Error::corrupt(format!("Grain {g} at sector {e} lies beyond the end of the file"))
-                    .at(at + j as u64 * 4));
-            }
-        }
-        c.gt = Some((t, entries));
+        c.gt = Some((t, at, entries));
         Ok(true)
     }
 
@@ -573,11 +551,28 @@ impl Sparse {
         if !self.load_gt(c, t)? {
             return Ok(Grain::Absent);
         }
-        let (_, entries) = c.gt.as_ref().expect("loaded");
-        Ok(match entries[(g % self.gtes) as usize] {
+        let (_, table_at, entries) = c.gt.as_ref().expect("loaded");
+        let j = g % self.gtes;
+        let entry_at = table_at + j * 4;
+        Ok(match entries[j as usize] {
             0 => Grain::Absent,
             GTE_ZEROED if self.header.has_zeroed_grains() => Grain::Zeroed,
-            sector => Grain::Stored(u64::from(sector)),
+            GTE_ZEROED => {
+                return Err(Error::corrupt(format!(
+                    "Grain {g} is marked zeroed (entry 1) but the header has no zeroed-grain flag"
+                ))
+                .at(entry_at));
+            }
+            e => {
+                let sector = u64::from(e);
+                let need = if self.header.compressed() { 1 } else { self.grain_len(g) };
+                if sector >= self.file_len / SECTOR || self.file_len - sector * SECTOR < need {
+                    return Err(
+                        Error::corrupt(format!("Grain {g} at sector {e} lies beyond the end of the file")).at(entry_at)
+                    );
+                }
+                Grain::Stored(sector)
+            }
         })
     }
 
@@ -590,10 +585,11 @@ impl Sparse {
         let empty_gde = if self.load_gt(c, t)? {
             let kind = self.grain(c, g)?.kind();
             let mut end = g + 1;
-            while end < self.grains.min(table_end) && self.grain(c, end)?.kind() == kind {
+            // A bad entry ends the run: it is reported when the walk asks for its own grain, and only then.
+            while end < self.grains.min(table_end) && self.grain(c, end).is_ok_and(|next| next.kind() == kind) {
                 end += 1;
             }
-            let empty = end == table_end && c.gt.as_ref().is_some_and(|(_, e)| e.iter().all(|&e| e == 0));
+            let empty = end == table_end && c.gt.as_ref().is_some_and(|(.., e)| e.iter().all(|&e| e == 0));
             if !empty {
                 return Ok(((end * self.grain_bytes).min(self.capacity) - offset, kind));
             }

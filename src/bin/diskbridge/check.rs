@@ -6,7 +6,7 @@ use crate::args::{self, Arg};
 use crate::json::Json;
 use crate::{Failure, format_arg, output_is_json, positionals, report};
 use diskbridge::check::Report;
-use diskbridge::image::Format;
+use diskbridge::image::{Format, FormatSpecific};
 use diskbridge::native::InputFile;
 use diskbridge::{Error, ErrorKind};
 use std::path::Path;
@@ -47,7 +47,7 @@ fn check(argv: &[String]) -> Result<u8, Failure> {
         Some(f) => f,
         None => diskbridge::image::probe_file(&file).map_err(failed)?,
     };
-    let mut problem = |p: &str| eprintln!("{p}");
+    let mut problem = |p: &str| crate::tell(p);
     let result = match format {
         Format::Vmdk | Format::Vhdx | Format::Vpc => check_structure(path, format, &mut problem).map_err(failed)?,
         _ => diskbridge::check::check(&file, format, &mut problem).map_err(failed)?,
@@ -66,7 +66,14 @@ fn check_structure(path: &str, format: Format, problem: &mut dyn FnMut(&str)) ->
     match diskbridge::native::open_image(Path::new(path), Some(format)) {
         Ok(mut image) => {
             let unit = image.info().cluster_size.unwrap_or(1 << 16);
-            diskbridge::check::check_structure(image.as_mut(), unit, problem)
+            // The map does not tell compressed grains apart, but streamOptimized compresses every one.
+            let compressed = matches!(&image.info().specific,
+                Some(FormatSpecific::Vmdk { create_type, .. }) if create_type == "streamOptimized");
+            let mut report = diskbridge::check::check_structure(image.as_mut(), unit, problem)?;
+            if compressed {
+                report.compressed_clusters = report.allocated_clusters;
+            }
+            Ok(report)
         }
         Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::InvalidFormat | ErrorKind::LimitExceeded) => {
             problem(&format!("ERROR {e}"));

@@ -85,26 +85,54 @@ fn main() -> ExitCode {
 fn report(failure: Failure) -> u8 {
     match failure {
         Failure::Usage(msg) => {
-            eprintln!("diskbridge: {msg}\n{USAGE}");
+            tell(&format!("diskbridge: {msg}\n{USAGE}"));
             2
         }
         Failure::Error(fallback_file, e) => {
             match e.file().map(str::to_string).or(fallback_file) {
-                Some(file) => eprintln!("diskbridge: {file}: {e}"),
-                None => eprintln!("diskbridge: {e}"),
+                Some(file) => tell(&format!("diskbridge: {file}: {e}")),
+                None => tell(&format!("diskbridge: {e}")),
             }
             if e.kind() == ErrorKind::Cancelled { 130 } else { 1 }
         }
     }
 }
 
-/// Prints a report line on stdout. A reader that went away (`| head`) is not an error for a report.
+/// Prints a report line on stdout.
 fn say(text: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{text}");
+    emit(std::io::stdout().lock(), format_args!("{text}\n"));
+}
+
+/// Prints a message line on stderr.
+fn tell(text: &str) {
+    emit(std::io::stderr().lock(), format_args!("{text}\n"));
+}
+
+/// Every line the commands print goes through here (println! would panic). A reader that went away
+/// (`| head`) is not an error: what it would have read is dropped and the command ends with its own status,
+/// as qemu-img does (it ignores SIGPIPE and its printf failures).
+fn emit(mut stream: impl Write, text: std::fmt::Arguments<'_>) {
+    let _ = stream.write_fmt(text).and_then(|()| stream.flush());
+}
+
+/// qemu-img's `-p` line on stderr, rewritten in place whenever the hundredths shown change.
+#[derive(Default)]
+struct Progress {
+    shown: Option<u64>,
+}
+
+impl Progress {
+    fn show(&mut self, done: u64, total: u64) {
+        let hundredths = (done * 10000).checked_div(total).unwrap_or(10000);
+        if self.shown != Some(hundredths) {
+            self.shown = Some(hundredths);
+            emit(std::io::stderr().lock(), format_args!("    ({:.2}/100%)\r", hundredths as f64 / 100.0));
+        }
+    }
 }
 
 fn warn(message: &str) {
-    eprintln!("diskbridge: warning: {message}");
+    tell(&format!("diskbridge: warning: {message}"));
 }
 
 fn format_arg(value: &str) -> Result<Format, Failure> {
@@ -209,15 +237,8 @@ fn write_image(
         Err(_) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
     let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed));
-    let mut last_shown = u64::MAX;
-    let mut show = |done: u64, total: u64| {
-        let hundredths = (done * 10000).checked_div(total).unwrap_or(10000);
-        if hundredths != last_shown {
-            last_shown = hundredths;
-            eprint!("    ({:.2}/100%)\r", hundredths as f64 / 100.0);
-            let _ = std::io::stderr().flush();
-        }
-    };
+    let mut shown = Progress::default();
+    let mut show = |done: u64, total: u64| shown.show(done, total);
     let failed = |e: Error| Failure::Error(Some(output.to_string()), e);
     let mut staged = Vec::new();
     let writer = if output == "-" {
@@ -247,7 +268,7 @@ fn write_image(
         s.commit().map_err(failed)?;
     }
     if progress {
-        eprintln!();
+        tell("");
     }
     Ok(())
 }
@@ -340,7 +361,7 @@ fn numbered_output(output: &str, index: usize) -> String {
 fn cmd_compare(argv: &[String]) -> ExitCode {
     use diskbridge::compare::{Comparison, compare};
     let fail = |message: String| {
-        eprintln!("diskbridge: {message}");
+        tell(&format!("diskbridge: {message}"));
         ExitCode::from(2)
     };
     let parsed = match args::parse(argv, "fF", &[]) {
@@ -375,14 +396,15 @@ fn cmd_compare(argv: &[String]) -> ExitCode {
         (Ok(a), Ok(b)) => (a, b),
         (Err(m), _) | (_, Err(m)) => return fail(m),
     };
+    let mut shown = Progress::default();
     let mut show = |done: u64, total: u64| {
         if progress {
-            eprint!("    ({:.2}/100%)\r", (done * 10000).checked_div(total).unwrap_or(10000) as f64 / 100.0);
+            shown.show(done, total);
         }
     };
     let result = compare(a.as_mut(), b.as_mut(), strict, &mut show);
     if progress {
-        eprintln!();
+        tell("");
     }
     let say = |line: &str| {
         if !quiet {
