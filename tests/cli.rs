@@ -191,6 +191,9 @@ fn quiet_silences_progress_in_either_order() {
         let out = diskbridge_run(&["convert", flags[0], flags[1], "-O", "raw", s(&img), s(&raw)]);
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(stderr(&out), "", "{flags:?}");
+        let out = diskbridge_run(&["compare", flags[0], flags[1], s(&img), s(&raw)]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "compare {flags:?}: {}", stderr(&out));
     }
 }
 

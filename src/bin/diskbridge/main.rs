@@ -396,6 +396,8 @@ fn cmd_compare(argv: &[String]) -> ExitCode {
         (Ok(a), Ok(b)) => (a, b),
         (Err(m), _) | (_, Err(m)) => return fail(m),
     };
+    // As in convert, -q silences progress whatever the order of -p and -q.
+    let progress = progress && !quiet;
     let mut shown = Progress::default();
     let mut show = |done: u64, total: u64| {
         if progress {
