@@ -217,12 +217,16 @@ pub struct OpenContext<'a> {
     chain: Vec<String>,
     /// Which disk of an OVA to open (0-based).
     ova_disk: usize,
+    /// Whether a backing file or parent that cannot be found is left out rather than failing the open.
+    missing_allowed: bool,
+    /// Why each left-out backing file or parent could not be opened.
+    missing: Vec<Error>,
 }
 
 impl<'a> OpenContext<'a> {
     /// A context for opening one top-level image.
     pub fn new(resolver: &'a dyn FileResolver) -> Self {
-        OpenContext { resolver, chain: Vec::new(), ova_disk: 0 }
+        OpenContext { resolver, chain: Vec::new(), ova_disk: 0, missing_allowed: false, missing: Vec::new() }
     }
 
     /// Opens disk `index` (0-based) when the image turns out to be an OVA.
@@ -231,16 +235,39 @@ impl<'a> OpenContext<'a> {
         self
     }
 
-    /// Opens a backing file named `name` inside `referrer`, in the format given or probed.
+    /// For looking at an image alone (`info`, as qemu-img shows an overlay without its backing file): a backing
+    /// file or parent that cannot be found is left out, and [`OpenContext::into_missing`] says why. Reads then see
+    /// zeros where the missing file would have supplied data.
+    pub fn allowing_missing_backing(mut self) -> Self {
+        self.missing_allowed = true;
+        self
+    }
+
+    /// Why each backing file or parent left out could not be opened.
+    pub fn into_missing(self) -> Vec<Error> {
+        self.missing
+    }
+
+    /// A reader's attempt at opening its backing file or parent: `None` when it could not be found and the
+    /// context allows that (the error is kept for [`OpenContext::into_missing`]).
+    ///
+    /// # Errors
+    /// The attempt's error otherwise, and always when the file was found but is broken.
+    pub fn unless_missing<T>(&mut self, opened: Result<T>) -> Result<Option<T>> {
+        match opened {
+            Err(e) if self.missing_allowed && e.kind() == crate::error::ErrorKind::Io => {
+                self.missing.push(e);
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
+    }
+
+    /// Opens a backing file named `name` inside `referrer`, in the format given or probed, and returns the name
+    /// the resolver gave the file (for `full-backing-filename`) with the image.
     ///
     /// # Errors
     /// `LimitExceeded` past [`MAX_CHAIN_DEPTH`], `Corrupt` on a loop, and whatever opening the file gives.
-    pub fn open_backing(&mut self, name: &str, referrer: &str, format: Option<Format>) -> Result<Box<dyn Image>> {
-        self.open_backing_resolved(name, referrer, format).map(|(_, image)| image)
-    }
-
-    /// Like [`open_backing`](Self::open_backing), and also returns the name the resolver gave the file (for
-    /// `full-backing-filename`).
     pub fn open_backing_resolved(
         &mut self,
         name: &str,

@@ -156,6 +156,19 @@ pub fn open_image_disk(
     crate::image::open_disk(&name, Box::new(file), format, &DirResolver, ova_disk)
 }
 
+/// Opens the image at `path` to look at it alone, as `qemu-img info` does: a backing file that cannot be found is
+/// left out. Returns why each one left out could not be opened.
+pub fn open_image_alone(
+    path: &Path,
+    format: Option<crate::image::Format>,
+) -> Result<(Box<dyn crate::image::Image>, Vec<Error>)> {
+    let name = path.to_string_lossy().into_owned();
+    let file = InputFile::open(path).map_err(|e| e.in_file(name.clone()))?;
+    let mut ctx = crate::image::OpenContext::new(&DirResolver).allowing_missing_backing();
+    let image = ctx.open_file(&name, Box::new(file), format)?;
+    Ok((image, ctx.into_missing()))
+}
+
 /// How many disks the OVA at `path` holds.
 pub fn ova_disk_count(path: &Path) -> Result<usize> {
     let file = InputFile::open(path).map_err(|e| e.in_file(path.to_string_lossy().into_owned()))?;

@@ -93,6 +93,30 @@ fn without_o_the_output_is_raw_with_a_warning_when_its_name_says_otherwise() {
 }
 
 #[test]
+fn info_shows_an_overlay_whose_backing_file_is_missing_as_qemu_img_does() {
+    let dir = tmp();
+    let img = mixed_qcow2(dir.path());
+    let lone = dir.path().join("lone");
+    std::fs::create_dir(&lone).unwrap();
+    let overlay = lone.join("overlay.qcow2");
+    qemu_img(&["create", "-f", "qcow2", "-b", s(&img), "-F", "qcow2", s(&overlay)]);
+    std::fs::rename(&img, dir.path().join("moved.qcow2")).unwrap();
+    let out = diskbridge_run(&["info", "--output=json", s(&overlay)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning: ") && stderr(&out).contains("mixed.qcow2"), "{}", stderr(&out));
+    let pick = |json: &str| {
+        let script = "import json,sys; j=json.loads(sys.argv[1]); \
+                      print(json.dumps([j.get(k) for k in ['virtual-size','cluster-size','format','backing-filename']]))";
+        ok("python3", &["-c", script, json])
+    };
+    let theirs = qemu_img(&["info", "--output=json", s(&overlay)]);
+    assert_eq!(pick(std::str::from_utf8(&out.stdout).unwrap()), pick(&theirs));
+    // Only looking is lenient: reading the guest needs the backing file.
+    let out = diskbridge_run(&["convert", "-O", "raw", s(&overlay), s(&dir.path().join("x.raw"))]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
 fn errors_are_one_line_naming_the_file_and_exit_1() {
     let dir = tmp();
     let bad = dir.path().join("bad.qcow2");

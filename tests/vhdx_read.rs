@@ -439,7 +439,13 @@ fn missing_parent_is_an_error_naming_it() {
     let err = open_image(&child, None).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Io, "{err}");
     assert!(err.message().contains("'base/parent.vhdx', 'parent.vhdx'"), "{err}");
+    // `info` shows the child alone, as qemu-img info would, saying what is missing; converting it fails.
     let run = diskbridge_run(&["info", child.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: ") && stderr.contains("base/parent.vhdx"), "{stderr}");
+    let out = dir.path().join("out.raw");
+    let run = diskbridge_run(&["convert", "-O", "raw", child.to_str().unwrap(), out.to_str().unwrap()]);
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("base/parent.vhdx"));
 }

@@ -76,8 +76,8 @@ impl Qcow2 {
             Some(backing) => {
                 // An unknown name ("host_device", …) is probed, as when no format is recorded.
                 let format = header.backing_format.as_deref().and_then(|f| Format::from_name(f).ok());
-                let (resolved, image) = ctx.open_backing_resolved(backing, name, format)?;
-                (Some(resolved), Some(image))
+                let opened = ctx.open_backing_resolved(backing, name, format);
+                ctx.unless_missing(opened)?.map_or((None, None), |(resolved, image)| (Some(resolved), Some(image)))
             }
             None => (None, None),
         };

@@ -131,10 +131,12 @@ impl Vhdx {
                 // `Metadata::parse` checked the item lies inside the region.
                 let item = &region_bytes[at as usize..][..len as usize];
                 let locator = ParentLocator::parse(item).map_err(|e| e.at(meta.file_offset + at as u64))?;
-                let parent = open_parent(&locator, name, ctx)?;
-                info.backing_filename = Some(parent.name);
-                info.full_backing_filename = Some(parent.resolved);
-                Some(parent.image)
+                let opened = open_parent(&locator, name, ctx);
+                ctx.unless_missing(opened)?.map(|parent| {
+                    info.backing_filename = Some(parent.name);
+                    info.full_backing_filename = Some(parent.resolved);
+                    parent.image
+                })
             }
             None => None,
         };
@@ -209,7 +211,8 @@ impl Vhdx {
         let index = self.geometry.index(block);
         let entry = self.bat_entry(index)?;
         let at = self.bat.file_offset + index * 8;
-        let has_parent = self.parent.is_some();
+        // A differencing disk's, whether or not its parent was found (`info` looks at a child alone).
+        let has_parent = self.metadata.has_parent;
         Ok(match entry.state().map_err(|e| e.at(at))? {
             BatState::FullyPresent => {
                 self.check_stored(&format!("Block {block}"), entry.offset(), self.geometry.block_size, index)?;

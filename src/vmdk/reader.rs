@@ -121,22 +121,24 @@ impl VmdkImage {
             info.specific =
                 Some(FormatSpecific::Vmdk { cid: d.cid, parent_cid: d.parent_cid, create_type: d.create_type.clone() });
             if let Some(hint) = &d.parent_hint {
-                let (resolved, file) = open_parent_file(ctx, hint, name)?;
-                // qemu creates VMDK deltas over VMDK parents only.
-                let image = ctx.open_file(&resolved, file, Some(Format::Vmdk))?;
-                if let Some(FormatSpecific::Vmdk { cid, .. }) = image.info().specific {
-                    if d.parent_cid != NO_PARENT && cid != d.parent_cid {
-                        info.warnings.push(format!(
-                            "The parent's CID {cid:08x} is not the parentCID {:08x} recorded here: the parent \
-                             changed after this delta was made",
-                            d.parent_cid
-                        ));
-                    }
-                }
                 info.backing_filename = Some(hint.clone());
                 info.backing_format = Some(Format::Vmdk.name().to_string());
-                info.full_backing_filename = Some(resolved);
-                parent = Some(image);
+                let opened = open_parent_file(ctx, hint, name);
+                if let Some((resolved, file)) = ctx.unless_missing(opened)? {
+                    // qemu creates VMDK deltas over VMDK parents only.
+                    let image = ctx.open_file(&resolved, file, Some(Format::Vmdk))?;
+                    if let Some(FormatSpecific::Vmdk { cid, .. }) = image.info().specific {
+                        if d.parent_cid != NO_PARENT && cid != d.parent_cid {
+                            info.warnings.push(format!(
+                                "The parent's CID {cid:08x} is not the parentCID {:08x} recorded here: the parent \
+                                 changed after this delta was made",
+                                d.parent_cid
+                            ));
+                        }
+                    }
+                    info.full_backing_filename = Some(resolved);
+                    parent = Some(image);
+                }
             }
         }
         Ok(VmdkImage { info, file_len, parts, cache: Cache::new(), last: None, parent })

@@ -102,10 +102,12 @@ impl Vpc {
                 let mut blocks = Blocks::load(&*file, &header, virtual_size).map_err(|e| e.at(footer.data_offset))?;
                 info.cluster_size = Some(blocks.block_size);
                 if footer.disk_type == DiskType::Differencing {
-                    let parent = open_parent(&*file, name, &header, ctx)?;
-                    info.backing_filename = Some(parent.name);
-                    info.full_backing_filename = Some(parent.resolved);
-                    blocks.parent = Some(parent.image);
+                    let opened = open_parent(&*file, name, &header, ctx);
+                    if let Some(parent) = ctx.unless_missing(opened)? {
+                        info.backing_filename = Some(parent.name);
+                        info.full_backing_filename = Some(parent.resolved);
+                        blocks.parent = Some(parent.image);
+                    }
                 }
                 Some(blocks)
             }

@@ -8,7 +8,7 @@ use crate::compare::Comparison;
 use crate::convert::{Converter, UnitEncoder, read_unit};
 use crate::error::{Error, Result};
 use crate::extent::{ExtentKind, Extents};
-use crate::image::{Blank, FormatSpecific, Image};
+use crate::image::{Blank, FormatSpecific, Image, OpenContext};
 use crate::io::MemorySink;
 use crate::options::OptionList;
 use crate::target::{self, Target};
@@ -106,46 +106,38 @@ fn guest(image: &mut dyn Image) -> Result<JsValue> {
 /// methods found in the guest's first sectors.
 ///
 /// `others` are the other picked files, searched for backing files by name. When a backing file is not among
-/// them, the result lists it in `needsBacking` (the page asks for it) and holds only what is known without it:
-/// the name, file size, probed format and backing file; the other fields are `null`. `clusterSize`,
-/// `compression` and `backingFile` are also `null` where the format has none.
+/// them, the result lists it in `needsBacking` (the page asks for it) and holds what the image's own headers say;
+/// `allocatedBytes` and `guest`, which need the whole chain, are `null`. `clusterSize`, `compression` and
+/// `backingFile` are also `null` where the format has none.
 ///
 /// # Errors
 /// The core's error as `{kind, message, offset, file}`.
 #[wasm_bindgen]
 pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
     let resolver = PickedFiles::new(files(&others));
+    let name = input.name();
+    let reader = BlobReader::new(input.clone().into()).map_err(|e| e.in_file(name.clone()))?;
+    // An overlay is looked at alone when its backing file was not picked, as `info` does in the CLI.
+    let mut image = OpenContext::new(&resolver).allowing_missing_backing().open_file(&name, Box::new(reader), None)?;
+    let missing = resolver.missing();
     let obj = Object::new();
-    set(&obj, "name", input.name());
+    set(&obj, "name", name);
     set(&obj, "fileSize", input.size());
-    let mut image = match open(&input, &resolver) {
-        Ok(image) => image,
-        Err(e) => {
-            let missing = resolver.missing();
-            if missing.is_empty() {
-                return Err(e.into());
+    // The guest's map and partition table continue in the missing file: unknown until it is picked.
+    if missing.is_empty() {
+        let mut allocated = 0;
+        for extent in Extents::all(image.as_mut()) {
+            let extent = extent?;
+            if extent.kind == ExtentKind::Data {
+                allocated += extent.length;
             }
-            let format = crate::image::probe_file(&BlobReader::new(input.clone().into())?)?;
-            set(&obj, "format", format.name());
-            set(&obj, "backingFile", missing[0].as_str());
-            set(&obj, "needsBacking", missing.into_iter().map(JsValue::from).collect::<Array>());
-            for key in
-                ["virtualSize", "clusterSize", "compression", "allocatedBytes", "backingFormat", "dirty", "guest"]
-            {
-                set(&obj, key, JsValue::NULL);
-            }
-            set(&obj, "warnings", Array::new());
-            return Ok(obj.into());
         }
-    };
-    let mut allocated = 0;
-    for extent in Extents::all(image.as_mut()) {
-        let extent = extent?;
-        if extent.kind == ExtentKind::Data {
-            allocated += extent.length;
-        }
+        set(&obj, "allocatedBytes", allocated as f64);
+        set(&obj, "guest", guest(image.as_mut())?);
+    } else {
+        set(&obj, "allocatedBytes", JsValue::NULL);
+        set(&obj, "guest", JsValue::NULL);
     }
-    set(&obj, "guest", guest(image.as_mut())?);
     let info = image.info();
     set(&obj, "format", info.format.name());
     set(&obj, "virtualSize", info.virtual_size as f64);
@@ -155,10 +147,9 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
         FormatSpecific::Vmdk { .. } => None,
     });
     set(&obj, "compression", nullable(compression));
-    set(&obj, "allocatedBytes", allocated as f64);
-    set(&obj, "backingFile", nullable(info.backing_filename.clone()));
+    set(&obj, "backingFile", nullable(info.backing_filename.clone().or_else(|| missing.first().cloned())));
     set(&obj, "backingFormat", nullable(info.backing_format.clone()));
-    set(&obj, "needsBacking", Array::new());
+    set(&obj, "needsBacking", missing.into_iter().map(JsValue::from).collect::<Array>());
     set(&obj, "dirty", info.dirty);
     set(&obj, "warnings", info.warnings.iter().map(|w| JsValue::from(w.as_str())).collect::<Array>());
     Ok(obj.into())

@@ -24,6 +24,9 @@ for (const mode of ['http', 'file']) {
     await h.pick(page, [overlay]);
     await page.getByText('"base.qcow2"').waitFor();
     assert.equal(await page.getByRole('button', {name: 'VHDX for Hyper-V'}).isDisabled(), true);
+    // The overlay's own header is shown already; what needs the whole chain waits for the backing file.
+    const alone = await page.locator('#info-list').innerText();
+    assert.match(alone, /Virtual size\s+24\.0 MiB\s[^]*Allocated data\s+known once the backing file is picked/);
 
     await page.getByLabel('Backing file', {exact: true}).setInputFiles(base);
     await page.locator('#backing').waitFor({state: 'hidden'});

@@ -19,15 +19,16 @@ pub struct Report {
     zero: u64,
 }
 
-/// Reports on `image` (named `filename`) and, if `chain`, on each backing image below it.
-pub fn collect(filename: &str, image: &mut dyn Image, chain: bool) -> Result<Vec<Report>> {
+/// Reports on `image` (named `filename`) and, if `chain`, on each backing image below it. Without the `whole`
+/// chain (a backing file is missing) the guest's partition table is not looked for: it may lie in the missing file.
+pub fn collect(filename: &str, image: &mut dyn Image, chain: bool, whole: bool) -> Result<Vec<Report>> {
     let mut reports = Vec::new();
     let mut name = filename.to_string();
     let mut current = Some(image);
     while let Some(img) = current {
         let (allocated, zero) = tally(img)?;
         // The guest's partition table describes the whole chain's view, so it is read on the top image only.
-        let guest = if reports.is_empty() { Some(guest::inspect(img)?) } else { None };
+        let guest = if reports.is_empty() && whole { Some(guest::inspect(img)?) } else { None };
         let info = img.info().clone();
         let next_name = info.full_backing_filename.clone();
         reports.push(Report {

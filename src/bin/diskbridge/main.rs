@@ -150,10 +150,14 @@ fn open_input(path: &str, format: Option<Format>) -> Result<Box<dyn Image>, Fail
 fn open_input_disk(path: &str, format: Option<Format>, disk: usize) -> Result<Box<dyn Image>, Failure> {
     let image = diskbridge::native::open_image_disk(Path::new(path), format, disk)
         .map_err(|e| Failure::Error(Some(path.into()), e))?;
+    warn_about(path, image.as_ref());
+    Ok(image)
+}
+
+fn warn_about(path: &str, image: &dyn Image) {
     for w in &image.info().warnings {
         warn(&format!("{path}: {w}"));
     }
-    Ok(image)
 }
 
 /// `--output=human|json`, as qemu-img takes it: whether JSON was asked for.
@@ -180,8 +184,15 @@ fn cmd_info(argv: &[String]) -> Result<(), Failure> {
     let [path] = positionals(&parsed)[..] else {
         return Err(Failure::Usage("info needs exactly one FILE".into()));
     };
-    let mut image = open_input(path, format)?;
-    let reports = info::collect(path, image.as_mut(), chain).map_err(|e| Failure::Error(Some(path.into()), e))?;
+    // As qemu-img info, an overlay is shown even when its backing file is not there.
+    let (mut image, missing) = diskbridge::native::open_image_alone(Path::new(path), format)
+        .map_err(|e| Failure::Error(Some(path.into()), e))?;
+    warn_about(path, image.as_ref());
+    for e in &missing {
+        warn(&format!("{}: {}; shown without it", e.file().unwrap_or(path), e.message()));
+    }
+    let reports = info::collect(path, image.as_mut(), chain, missing.is_empty())
+        .map_err(|e| Failure::Error(Some(path.into()), e))?;
     let text = if json { info::json(&reports, chain) } else { info::human(&reports) };
     say(text.trim_end());
     Ok(())
