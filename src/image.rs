@@ -350,7 +350,39 @@ impl<'a> OpenContext<'a> {
             Format::Ovf => Err(Error::unsupported("An OVF descriptor is not a disk: convert the disk it names")),
         };
         self.chain.pop();
-        image.map_err(|e| e.in_file(name.to_string()))
+        match image {
+            Ok(image) => Ok(Box::new(Named { image, name: name.to_string() })),
+            Err(e) => Err(e.in_file(name.to_string())),
+        }
+    }
+}
+
+/// An opened image whose errors found later, while mapping or reading it, name its file as those found while
+/// opening it do — for every format in one place. A name set deeper (a backing file, a VMDK extent) stays.
+struct Named {
+    image: Box<dyn Image>,
+    name: String,
+}
+
+impl Image for Named {
+    fn info(&self) -> &ImageInfo {
+        self.image.info()
+    }
+
+    fn extent_at(&mut self, offset: u64) -> Result<Extent> {
+        self.image.extent_at(offset).map_err(|e| e.in_file(self.name.clone()))
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.image.read_at(offset, buf).map_err(|e| e.in_file(self.name.clone()))
+    }
+
+    fn backing(&mut self) -> Option<&mut dyn Image> {
+        self.image.backing()
+    }
+
+    fn file_length(&self) -> u64 {
+        self.image.file_length()
     }
 }
 

@@ -39,7 +39,6 @@ const HEAD: u64 = 512;
 
 /// An opened qcow2 image.
 pub struct Qcow2 {
-    name: String,
     file: Box<dyn ReadAt>,
     info: ImageInfo,
     /// Guest bytes the image maps, as stored; the virtual size rounds it up to a sector and the rest reads zeros.
@@ -112,7 +111,6 @@ impl Qcow2 {
             warnings,
         };
         Ok(Qcow2 {
-            name: name.to_string(),
             info,
             mapped_size: header.size,
             cluster_size,
@@ -150,65 +148,6 @@ impl Qcow2 {
         }
         self.last_run = Some((offset, end, kind));
         Ok((kind, end))
-    }
-
-    fn extent(&mut self, offset: u64) -> Result<Extent> {
-        if offset >= self.info.virtual_size {
-            return Err(Error::argument(format!("Extent requested at {offset:#x}, beyond the virtual size")));
-        }
-        let (mut kind, mut end) = self.own_extent(offset)?;
-        if let (ExtentKind::Unallocated, Some(backing)) = (kind, self.backing.as_mut()) {
-            if offset < backing.virtual_size() {
-                let below = backing.extent_at(offset)?;
-                (kind, end) = (below.kind, end.min(below.end()));
-            }
-        }
-        Ok(Extent { offset, length: end - offset, kind })
-    }
-
-    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.info.virtual_size) {
-            return Err(Error::argument(format!(
-                "Read of {} bytes at {offset:#x} is beyond the virtual size",
-                buf.len()
-            )));
-        }
-        let mapped = self.mapped_size.saturating_sub(offset).min(buf.len() as u64) as usize;
-        let (buf, tail) = buf.split_at_mut(mapped);
-        tail.fill(0);
-
-        let mut pending: Option<Run> = None;
-        let mut done = 0;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let (piece, len) = self.map.piece_at(&*self.file, pos)?;
-            let n = len.min((buf.len() - done) as u64) as usize;
-            let source = match piece {
-                Piece::Compressed(run) => {
-                    let at = (pos & (self.cluster_size - 1)) as usize;
-                    let cluster = self.inflate(run)?;
-                    buf[done..done + n].copy_from_slice(&cluster[at..at + n]);
-                    done += n;
-                    continue;
-                }
-                Piece::Data(host) => Source::File(host),
-                Piece::Zero => Source::Zeros,
-                Piece::Unallocated => Source::Backing,
-            };
-            match &mut pending {
-                Some(run) if run.continues(source, done) => run.len += n,
-                _ => {
-                    if let Some(run) = pending.replace(Run { source, start: done, len: n }) {
-                        self.fill(offset, run, buf)?;
-                    }
-                }
-            }
-            done += n;
-        }
-        match pending {
-            Some(run) => self.fill(offset, run, buf),
-            None => Ok(()),
-        }
     }
 
     /// Fills the part of `buf` (guest bytes from `offset`) that `run` covers.
@@ -291,11 +230,62 @@ impl Image for Qcow2 {
     }
 
     fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        self.extent(offset).map_err(|e| e.in_file(self.name.clone()))
+        if offset >= self.info.virtual_size {
+            return Err(Error::argument(format!("Extent requested at {offset:#x}, beyond the virtual size")));
+        }
+        let (mut kind, mut end) = self.own_extent(offset)?;
+        if let (ExtentKind::Unallocated, Some(backing)) = (kind, self.backing.as_mut()) {
+            if offset < backing.virtual_size() {
+                let below = backing.extent_at(offset)?;
+                (kind, end) = (below.kind, end.min(below.end()));
+            }
+        }
+        Ok(Extent { offset, length: end - offset, kind })
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.read(offset, buf).map_err(|e| e.in_file(self.name.clone()))
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.info.virtual_size) {
+            return Err(Error::argument(format!(
+                "Read of {} bytes at {offset:#x} is beyond the virtual size",
+                buf.len()
+            )));
+        }
+        let mapped = self.mapped_size.saturating_sub(offset).min(buf.len() as u64) as usize;
+        let (buf, tail) = buf.split_at_mut(mapped);
+        tail.fill(0);
+
+        let mut pending: Option<Run> = None;
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let (piece, len) = self.map.piece_at(&*self.file, pos)?;
+            let n = len.min((buf.len() - done) as u64) as usize;
+            let source = match piece {
+                Piece::Compressed(run) => {
+                    let at = (pos & (self.cluster_size - 1)) as usize;
+                    let cluster = self.inflate(run)?;
+                    buf[done..done + n].copy_from_slice(&cluster[at..at + n]);
+                    done += n;
+                    continue;
+                }
+                Piece::Data(host) => Source::File(host),
+                Piece::Zero => Source::Zeros,
+                Piece::Unallocated => Source::Backing,
+            };
+            match &mut pending {
+                Some(run) if run.continues(source, done) => run.len += n,
+                _ => {
+                    if let Some(run) = pending.replace(Run { source, start: done, len: n }) {
+                        self.fill(offset, run, buf)?;
+                    }
+                }
+            }
+            done += n;
+        }
+        match pending {
+            Some(run) => self.fill(offset, run, buf),
+            None => Ok(()),
+        }
     }
 
     fn backing(&mut self) -> Option<&mut dyn Image> {

@@ -33,8 +33,6 @@ const BITMAP_BLOCK: u64 = 1 << 20;
 pub struct Vhdx {
     /// The file, seen through the replayed log when there was one.
     file: Box<dyn ReadAt>,
-    /// The file's name, for errors found while reading it.
-    name: String,
     /// The file's own length (a replayed log may have extended the view of it).
     file_length: u64,
     info: ImageInfo,
@@ -142,7 +140,6 @@ impl Vhdx {
         };
         Ok(Vhdx {
             file,
-            name: name.to_string(),
             file_length,
             info,
             header,
@@ -357,8 +354,12 @@ fn reserved_spans(header: &Header, regions: &RegionTable) -> Result<Vec<(u64, u6
     }
 }
 
-impl Vhdx {
-    fn extent(&mut self, offset: u64) -> Result<Extent> {
+impl Image for Vhdx {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+
+    fn extent_at(&mut self, offset: u64) -> Result<Extent> {
         let block_size = self.geometry.block_size;
         let first = offset / block_size;
         let block_start = first * block_size;
@@ -392,7 +393,7 @@ impl Vhdx {
         Ok(Extent { offset, length: end - offset, kind })
     }
 
-    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let block_size = self.geometry.block_size;
         let mut done = 0;
         while done < buf.len() {
@@ -421,20 +422,6 @@ impl Vhdx {
             done += n;
         }
         Ok(())
-    }
-}
-
-impl Image for Vhdx {
-    fn info(&self) -> &ImageInfo {
-        &self.info
-    }
-
-    fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        self.extent(offset).map_err(|e| e.in_file(self.name.clone()))
-    }
-
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.read(offset, buf).map_err(|e| e.in_file(self.name.clone()))
     }
 
     fn backing(&mut self) -> Option<&mut dyn Image> {

@@ -42,8 +42,6 @@ pub fn is_fixed_footer(tail: &[u8]) -> bool {
 /// An opened VHD image.
 pub struct Vpc {
     file: Box<dyn ReadAt>,
-    /// The file's name, for errors found while reading it.
-    name: String,
     info: ImageInfo,
     /// `None` for a fixed disk.
     blocks: Option<Blocks>,
@@ -112,7 +110,7 @@ impl Vpc {
                 Some(blocks)
             }
         };
-        Ok(Vpc { file, name: name.to_string(), info, blocks })
+        Ok(Vpc { file, info, blocks })
     }
 }
 
@@ -334,8 +332,12 @@ fn check_parent_id(parent: &dyn ReadAt, resolved: &str, header: &DynamicHeader) 
     Ok(())
 }
 
-impl Vpc {
-    fn extent(&mut self, offset: u64) -> Result<Extent> {
+impl Image for Vpc {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+
+    fn extent_at(&mut self, offset: u64) -> Result<Extent> {
         let virtual_size = self.info.virtual_size;
         match &mut self.blocks {
             None => Ok(Extent { offset, length: virtual_size - offset, kind: ExtentKind::Data }),
@@ -343,7 +345,7 @@ impl Vpc {
         }
     }
 
-    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let Some(blocks) = &mut self.blocks else {
             // A fixed disk whose size is not a whole number of sectors ends inside its last sector.
             let data = self.file.len() - FOOTER_SIZE as u64;
@@ -360,20 +362,6 @@ impl Vpc {
             done += n;
         }
         Ok(())
-    }
-}
-
-impl Image for Vpc {
-    fn info(&self) -> &ImageInfo {
-        &self.info
-    }
-
-    fn extent_at(&mut self, offset: u64) -> Result<Extent> {
-        self.extent(offset).map_err(|e| e.in_file(self.name.clone()))
-    }
-
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.read(offset, buf).map_err(|e| e.in_file(self.name.clone()))
     }
 
     fn backing(&mut self) -> Option<&mut dyn Image> {
