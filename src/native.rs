@@ -151,8 +151,7 @@ pub fn open_image_disk(
     format: Option<crate::image::Format>,
     ova_disk: usize,
 ) -> Result<Box<dyn crate::image::Image>> {
-    let name = path.to_string_lossy().into_owned();
-    let file = InputFile::open(path).map_err(|e| e.in_file(name.clone()))?;
+    let (name, file) = named_input(path)?;
     crate::image::open_disk(&name, Box::new(file), format, &DirResolver, ova_disk)
 }
 
@@ -162,8 +161,7 @@ pub fn open_image_alone(
     path: &Path,
     format: Option<crate::image::Format>,
 ) -> Result<(Box<dyn crate::image::Image>, Vec<Error>)> {
-    let name = path.to_string_lossy().into_owned();
-    let file = InputFile::open(path).map_err(|e| e.in_file(name.clone()))?;
+    let (name, file) = named_input(path)?;
     let mut ctx = crate::image::OpenContext::new(&DirResolver).allowing_missing_backing();
     let image = ctx.open_file(&name, Box::new(file), format)?;
     Ok((image, ctx.into_missing()))
@@ -171,6 +169,12 @@ pub fn open_image_alone(
 
 /// How many disks the OVA at `path` holds.
 pub fn ova_disk_count(path: &Path) -> Result<usize> {
-    let file = InputFile::open(path).map_err(|e| e.in_file(path.to_string_lossy().into_owned()))?;
-    Ok(crate::ova::Package::read(&file)?.disks.len())
+    Ok(crate::ova::Package::read(&named_input(path)?.1)?.disks.len())
+}
+
+/// The input file at `path` and the name its errors carry.
+fn named_input(path: &Path) -> Result<(String, InputFile)> {
+    let name = path.to_string_lossy().into_owned();
+    let file = InputFile::open(path).map_err(|e| e.in_file(name.clone()))?;
+    Ok((name, file))
 }

@@ -86,8 +86,13 @@ fn open(input: &File, resolver: &PickedFiles) -> Result<Box<dyn Image>> {
 }
 
 fn open_blob(name: &str, blob: Blob, resolver: &PickedFiles) -> Result<Box<dyn Image>> {
+    open_in(OpenContext::new(resolver), name, blob)
+}
+
+/// Opens `blob`, named `name`, through `ctx`, in the probed format.
+fn open_in(mut ctx: OpenContext<'_>, name: &str, blob: Blob) -> Result<Box<dyn Image>> {
     let reader = BlobReader::new(blob).map_err(|e| e.in_file(name))?;
-    crate::image::open(name, Box::new(reader), None, resolver)
+    ctx.open_file(name, Box::new(reader), None)
 }
 
 /// What the guest boots with: `{partitionTable: 'gpt'|'mbr'|'none', boot: ['bios'|'uefi'...], problems}`.
@@ -116,9 +121,8 @@ fn guest(image: &mut dyn Image) -> Result<JsValue> {
 pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
     let resolver = PickedFiles::new(files(&others));
     let name = input.name();
-    let reader = BlobReader::new(input.clone().into()).map_err(|e| e.in_file(name.clone()))?;
     // An overlay is looked at alone when its backing file was not picked, as `info` does in the CLI.
-    let mut image = OpenContext::new(&resolver).allowing_missing_backing().open_file(&name, Box::new(reader), None)?;
+    let mut image = open_in(OpenContext::new(&resolver).allowing_missing_backing(), &name, input.clone().into())?;
     let missing = resolver.missing();
     let obj = Object::new();
     set(&obj, "name", name);
