@@ -431,7 +431,7 @@ pub fn open_disk(
 ///
 /// # Errors
 /// Whatever the parent's map gives.
-pub fn parent_extent(parent: Option<&mut dyn Image>, offset: u64, end: u64) -> Result<Extent> {
+pub fn parent_extent(parent: Option<&mut (dyn Image + '_)>, offset: u64, end: u64) -> Result<Extent> {
     let unallocated = Extent { offset, length: end - offset, kind: ExtentKind::Unallocated };
     match parent {
         Some(parent) if offset < parent.virtual_size() => {
@@ -447,7 +447,7 @@ pub fn parent_extent(parent: Option<&mut dyn Image>, offset: u64, end: u64) -> R
 ///
 /// # Errors
 /// Whatever reading the parent gives.
-pub fn read_parent(parent: Option<&mut dyn Image>, offset: u64, buf: &mut [u8]) -> Result<()> {
+pub fn read_parent(parent: Option<&mut (dyn Image + '_)>, offset: u64, buf: &mut [u8]) -> Result<()> {
     let from_parent = match parent {
         Some(parent) => {
             let n = parent.virtual_size().saturating_sub(offset).min(buf.len() as u64) as usize;

@@ -180,8 +180,14 @@ struct Chain {
 }
 
 fn chain(relative_path: &str) -> Chain {
-    let parent_data = pattern(SIZE as usize, 1);
-    let parent = dynamic(&parent_data, 11);
+    chain_over(relative_path, SIZE)
+}
+
+/// [`chain`] over a parent of `parent_size` bytes: past the parent's end the child reads zeros.
+fn chain_over(relative_path: &str, parent_size: u64) -> Chain {
+    let mut parent_data = pattern(SIZE as usize, 1);
+    let parent = dynamic(&parent_data[..parent_size as usize], 11);
+    parent_data[parent_size as usize..].fill(0);
     let parent_guid = Vhdx::parse(parent.clone()).header.data_write_guid;
     // The child's own data lives in the blocks that store something; the writer allocates exactly those.
     let own = pattern(SIZE as usize, 2);
@@ -335,6 +341,29 @@ fn differencing_disk_reads_through_to_its_parent() {
     assert!(std::fs::read(&out).unwrap() == chain.expected);
     let compare = diskbridge_run(&["compare", child.to_str().unwrap(), out.to_str().unwrap()]);
     assert_eq!(compare.status.code(), Some(0), "{}", String::from_utf8_lossy(&compare.stdout));
+}
+
+#[test]
+fn differencing_disk_larger_than_its_parent_reads_zeros_beyond_the_parent() {
+    let dir = tmp();
+    // The parent ends inside block 1, which is partially present in the child, and before block 2, which the
+    // child leaves to it.
+    let chain = chain_over(".\\base\\parent.vhdx", MIB + MIB / 2);
+    let child = write_chain(dir.path(), &chain);
+    let mut image = open_image(&child, None).unwrap();
+    assert!(read_all(&mut *image).unwrap() == chain.expected);
+    walk(&mut *image).unwrap();
+    let out = dir.path().join("flat.raw");
+    for format in ["raw", "vhdx", "qcow2", "vmdk"] {
+        let run = diskbridge_run(&["convert", "-O", format, child.to_str().unwrap(), out.to_str().unwrap()]);
+        assert!(run.status.success(), "{format}: {}", String::from_utf8_lossy(&run.stderr));
+        let compare = diskbridge_run(&["compare", child.to_str().unwrap(), out.to_str().unwrap()]);
+        assert_eq!(compare.status.code(), Some(0), "{format}: {}", String::from_utf8_lossy(&compare.stdout));
+        let raw = dir.path().join("back.raw");
+        qemu_img(&["convert", "-O", "raw", out.to_str().unwrap(), raw.to_str().unwrap()]);
+        assert!(std::fs::read(&raw).unwrap() == chain.expected, "{format} as qemu-img reads it");
+    }
+    assert_eq!(diskbridge_run(&["check", child.to_str().unwrap()]).status.code(), Some(0));
 }
 
 /// Past 4 GiB a second chunk begins, with its own sector-bitmap block after its payload entries: our reader and

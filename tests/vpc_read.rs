@@ -151,13 +151,23 @@ fn large_sparse_dynamic_vhd_maps_only_its_blocks() {
 
 #[test]
 fn differencing_vhd_reads_through_to_its_parent_beside_it() {
+    differencing_vhd_over_parent_of(4 << 20);
+}
+
+#[test]
+fn differencing_vhd_larger_than_its_parent_reads_zeros_beyond_the_parent() {
+    differencing_vhd_over_parent_of(3 << 20);
+}
+
+/// A 4 MiB differencing VHD over a parent of `parent_size` bytes, full of data, read through the CLI.
+fn differencing_vhd_over_parent_of(parent_size: u64) {
     // qemu-img cannot write differencing VHDs, so one of its dynamic VHDs is turned into one: disk type 4,
     // the parent's unique id, a relative Windows locator (in the header's reserved tail), and a block whose
     // first 8 sectors are left to the parent.
     let dir = tmp();
     let size = 4u64 << 20;
     let (parent_raw, child_raw) = (dir.path().join("parent.raw"), dir.path().join("child.raw"));
-    sparse_raw(&parent_raw, size, &[(0, size as usize)]);
+    sparse_raw(&parent_raw, parent_size, &[(0, parent_size as usize)]);
     sparse_raw(&child_raw, size, &[(1 << 20, 4096)]);
     let parent = dir.path().join("parent.vhd");
     qemu_img(&["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size=on", s(&parent_raw), s(&parent)]);
@@ -201,6 +211,7 @@ fn differencing_vhd_reads_through_to_its_parent_beside_it() {
     let mut want = child_raw[..2 << 20].to_vec();
     want[..4096].copy_from_slice(&parent_raw[..4096]);
     want.extend_from_slice(&parent_raw[2 << 20..]);
+    want.resize(size as usize, 0);
     assert!(out == want, "guest bytes differ from child-over-parent");
 }
 

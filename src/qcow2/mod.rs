@@ -27,7 +27,7 @@ pub use writer::{Qcow2Options, Qcow2Writer};
 
 use crate::error::{Error, Result};
 use crate::extent::{Extent, ExtentKind};
-use crate::image::{Format, FormatSpecific, Image, ImageInfo, OpenContext};
+use crate::image::{Format, FormatSpecific, Image, ImageInfo, OpenContext, parent_extent, read_parent};
 use crate::io::{ReadAt, zeroed_buffer};
 use compressed::Decompressor;
 use entry::{CompressedRun, Piece};
@@ -153,17 +153,14 @@ impl Qcow2 {
     /// Fills the part of `buf` (guest bytes from `offset`) that `run` covers.
     fn fill(&mut self, offset: u64, run: Run, buf: &mut [u8]) -> Result<()> {
         let out = &mut buf[run.start..run.start + run.len];
-        match (run.source, self.backing.as_mut()) {
-            (Source::File(host), _) => return self.file.read_exact_at(host, out),
-            (Source::Backing, Some(backing)) => {
-                let guest = offset + run.start as u64;
-                let below = backing.virtual_size().saturating_sub(guest).min(out.len() as u64) as usize;
-                backing.read_at(guest, &mut out[..below])?;
-                out[below..].fill(0);
+        match run.source {
+            Source::File(host) => self.file.read_exact_at(host, out),
+            Source::Backing => read_parent(self.backing.as_deref_mut(), offset + run.start as u64, out),
+            Source::Zeros => {
+                out.fill(0);
+                Ok(())
             }
-            (Source::Zeros | Source::Backing, _) => out.fill(0),
         }
-        Ok(())
     }
 
     /// The guest bytes of a compressed cluster.
@@ -233,17 +230,17 @@ impl Image for Qcow2 {
         if offset >= self.info.virtual_size {
             return Err(Error::argument(format!("Extent requested at {offset:#x}, beyond the virtual size")));
         }
-        let (mut kind, mut end) = self.own_extent(offset)?;
-        if let (ExtentKind::Unallocated, Some(backing)) = (kind, self.backing.as_mut()) {
-            if offset < backing.virtual_size() {
-                let below = backing.extent_at(offset)?;
-                (kind, end) = (below.kind, end.min(below.end()));
-            }
+        let (kind, end) = self.own_extent(offset)?;
+        if kind == ExtentKind::Unallocated {
+            return parent_extent(self.backing.as_deref_mut(), offset, end);
         }
         Ok(Extent { offset, length: end - offset, kind })
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
         if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.info.virtual_size) {
             return Err(Error::argument(format!(
                 "Read of {} bytes at {offset:#x} is beyond the virtual size",

@@ -17,7 +17,7 @@ use super::header::{GD_AT_END, GTE_ZEROED, Header};
 use super::marker::{GRAIN_HEADER_LEN, Kind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent::{Extent, ExtentKind};
-use crate::image::{Format, FormatSpecific, Image, ImageInfo, OpenContext};
+use crate::image::{Format, FormatSpecific, Image, ImageInfo, OpenContext, parent_extent, read_parent};
 use crate::io::{ReadAt, zeroed_buffer};
 use byteorder::{ByteOrder, LittleEndian};
 use flate2::{Decompress, FlushDecompress, Status};
@@ -168,27 +168,10 @@ impl VmdkImage {
                 (length.min(left), kind)
             }
         };
-        if let (ExtentKind::Unallocated, Some(parent)) = (kind, &mut self.parent) {
-            if offset < parent.virtual_size() {
-                let p = parent.extent_at(offset)?;
-                return Ok(Extent { offset, length: length.min(p.end() - offset), kind: p.kind });
-            }
+        if kind == ExtentKind::Unallocated {
+            return parent_extent(self.parent.as_deref_mut(), offset, offset + length);
         }
         Ok(Extent { offset, length, kind })
-    }
-
-    /// Reads what the parent holds at `offset`; zeros without a parent or past its end.
-    fn read_parent(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let in_parent = match &mut self.parent {
-            Some(p) => {
-                let n = p.virtual_size().saturating_sub(offset).min(buf.len() as u64) as usize;
-                p.read_at(offset, &mut buf[..n])?;
-                n
-            }
-            None => 0,
-        };
-        buf[in_parent..].fill(0);
-        Ok(())
     }
 }
 
@@ -362,7 +345,7 @@ impl Image for VmdkImage {
                 }
             };
             if absent {
-                self.read_parent(offset, &mut buf[done..done + n])?;
+                read_parent(self.parent.as_deref_mut(), offset, &mut buf[done..done + n])?;
             }
             offset += n as u64;
             done += n;
