@@ -29,7 +29,7 @@ pub enum Comparison {
 const CHUNK: u64 = 1 << 20;
 const SECTOR: u64 = 512;
 
-/// Compares `a` and `b`. `progress` is called with (bytes compared, total).
+/// Compares `a` and `b`. `progress` is called with (bytes compared, total), first with none compared.
 pub fn compare(
     a: &mut dyn Image,
     b: &mut dyn Image,
@@ -45,6 +45,7 @@ pub fn compare(
     let mut buf_a = zeroed_buffer(CHUNK, "a comparison buffer")?;
     let mut buf_b = zeroed_buffer(CHUNK, "a comparison buffer")?;
     let mut pos = 0;
+    progress(0, total);
     while pos < total {
         let (data_a, end_a) = span(a, pos)?;
         let (data_b, end_b) = span(b, pos)?;

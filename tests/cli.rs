@@ -35,7 +35,50 @@ fn convert_to_raw_is_byte_identical_to_qemu_img() {
     assert!(out.status.success(), "{}", stderr(&out));
     qemu_img(&["convert", "-f", "qcow2", "-O", "raw", s(&img), s(&theirs)]);
     assert_eq!(std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
-    assert!(stderr(&out).contains("100.00/100%"), "progress on stderr: {}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("100.00/100%"), "progress on stdout");
+}
+
+/// The `-p` lines as qemu-img prints them: `    (N.NN/100%)` each ended by a carriage return, then a newline.
+fn progress_lines(text: &[u8]) -> Vec<f64> {
+    let text = String::from_utf8_lossy(text);
+    let lines = text.strip_suffix('\n').unwrap_or_else(|| panic!("no final newline: {text:?}"));
+    lines
+        .split_terminator('\r')
+        .map(|l| {
+            let n = l.strip_prefix("    (").and_then(|l| l.strip_suffix("/100%)"));
+            n.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("not a progress line: {l:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn progress_is_printed_as_qemu_img_prints_it() {
+    // 48 MiB of data: 768 grains, each of which used to get a line of its own.
+    let dir = tmp();
+    let raw = dir.path().join("big.raw");
+    sparse_raw(&raw, 64 << 20, &[(0, 48 << 20)]);
+    let check = |lines: Vec<f64>, what: &str| {
+        assert!(lines.len() <= 101 && lines.len() > 20, "{what}: {} updates: {lines:?}", lines.len());
+        assert!(lines.windows(2).all(|w| w[0] < w[1]), "{what}: not monotonic: {lines:?}");
+        assert_eq!((lines[0], *lines.last().unwrap()), (0.0, 100.0), "{what}");
+    };
+    let vmdk = dir.path().join("out.vmdk");
+    let out = diskbridge_run(&["convert", "-p", "-O", "vmdk", s(&raw), s(&vmdk)]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", stderr(&out));
+    check(progress_lines(&out.stdout), "convert");
+
+    // With the image on stdout, the progress goes to stderr.
+    let out = diskbridge_run(&["convert", "-p", "-O", "raw", s(&vmdk), "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout.len(), 64 << 20);
+    check(progress_lines(&out.stderr), "convert to stdout");
+
+    let out = diskbridge_run(&["compare", "-p", s(&raw), s(&vmdk)]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (progress, verdict) = text.rsplit_once('\r').unwrap();
+    assert_eq!(verdict, "\nImages are identical.\n");
+    check(progress_lines(format!("{progress}\r\n").as_bytes()), "compare");
 }
 
 #[test]

@@ -115,19 +115,40 @@ fn emit(mut stream: impl Write, text: std::fmt::Arguments<'_>) {
     let _ = stream.write_fmt(text).and_then(|()| stream.flush());
 }
 
-/// qemu-img's `-p` line on stderr, rewritten in place whenever the hundredths shown change.
-#[derive(Default)]
+/// qemu-img's `-p` line, `    (12.00/100%)` rewritten in place: printed at 0 %, whenever the progress has moved by
+/// more than `step` percent since the last line (qemu-img: 1 for convert, 2 for compare), and at 100 % — at most
+/// about a hundred lines however large the image — on stdout, as qemu-img prints it, or on stderr when stdout
+/// carries the image itself.
 struct Progress {
-    shown: Option<u64>,
+    step: f64,
+    to_stderr: bool,
+    shown: Option<f64>,
 }
 
 impl Progress {
+    fn new(step: f64, to_stderr: bool) -> Self {
+        Progress { step, to_stderr, shown: None }
+    }
+
     fn show(&mut self, done: u64, total: u64) {
-        let hundredths = (done * 10000).checked_div(total).unwrap_or(10000);
-        if self.shown != Some(hundredths) {
-            self.shown = Some(hundredths);
-            emit(std::io::stderr().lock(), format_args!("    ({:.2}/100%)\r", hundredths as f64 / 100.0));
+        let percent = if total == 0 { 100.0 } else { (done.min(total) as f64 * 100.0 / total as f64).min(100.0) };
+        let due = match self.shown {
+            None => true,
+            Some(shown) => percent > shown + self.step || (percent == 100.0 && shown < 100.0),
+        };
+        if due {
+            self.shown = Some(percent);
+            self.print(format_args!("    ({percent:.2}/100%)\r"));
         }
+    }
+
+    /// Ends the line, as qemu-img does when the work is done.
+    fn end(&self) {
+        self.print(format_args!("\n"));
+    }
+
+    fn print(&self, text: std::fmt::Arguments<'_>) {
+        if self.to_stderr { emit(std::io::stderr().lock(), text) } else { emit(std::io::stdout().lock(), text) }
     }
 }
 
@@ -248,7 +269,7 @@ fn write_image(
         Err(_) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
     let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed));
-    let mut shown = Progress::default();
+    let mut shown = Progress::new(1.0, output == "-");
     let mut show = |done: u64, total: u64| shown.show(done, total);
     let failed = |e: Error| Failure::Error(Some(output.to_string()), e);
     let mut staged = Vec::new();
@@ -279,7 +300,7 @@ fn write_image(
         s.commit().map_err(failed)?;
     }
     if progress {
-        tell("");
+        shown.end();
     }
     Ok(())
 }
@@ -409,7 +430,7 @@ fn cmd_compare(argv: &[String]) -> ExitCode {
     };
     // As in convert, -q silences progress whatever the order of -p and -q.
     let progress = progress && !quiet;
-    let mut shown = Progress::default();
+    let mut shown = Progress::new(2.0, false);
     let mut show = |done: u64, total: u64| {
         if progress {
             shown.show(done, total);
@@ -417,7 +438,7 @@ fn cmd_compare(argv: &[String]) -> ExitCode {
     };
     let result = compare(a.as_mut(), b.as_mut(), strict, &mut show);
     if progress {
-        tell("");
+        shown.end();
     }
     let say = |line: &str| {
         if !quiet {
