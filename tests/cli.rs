@@ -317,6 +317,36 @@ fn a_full_device_is_an_error_and_stays_a_device() {
 }
 
 #[test]
+fn an_output_that_cannot_be_written_is_refused_before_the_input_is_read() {
+    let dir = tmp();
+    let raw = dir.path().join("big.raw");
+    sparse_raw(&raw, 192 << 20, &[(0, 192 << 20)]);
+    let timed = |output: &Path| {
+        let start = std::time::Instant::now();
+        let out = diskbridge_run(&["convert", "-O", "vmdk", s(&raw), s(output)]);
+        (out, start.elapsed())
+    };
+    let (done, conversion) = timed(&dir.path().join("out.vmdk"));
+    assert!(done.status.success(), "{}", stderr(&done));
+    let not_a_folder = dir.path().join("out.vmdk/disk.vmdk");
+    let cases = [
+        (dir.path().to_path_buf(), "Is a directory"),
+        (dir.path().join("missing/disk.vmdk"), "Cannot create: No such file or directory"),
+        (not_a_folder, "Cannot create: Not a directory"),
+    ];
+    for (output, why) in cases {
+        let (out, refusal) = timed(&output);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.starts_with(&format!("diskbridge: {}: {why}", output.display())), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(refusal * 20 < conversion, "{why}: refused after {refusal:?}, the conversion takes {conversion:?}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 2, "only the input and the first output: {left:?}");
+}
+
+#[test]
 fn a_missing_output_directory_is_named_as_given() {
     let dir = tmp();
     let img = mixed_qcow2(dir.path());

@@ -327,8 +327,12 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     let [input, output] = positionals(&parsed)[..] else {
         return Err(Failure::Usage("convert needs INPUT and OUTPUT".into()));
     };
-    if output != "-" && output::same_file(Path::new(input), Path::new(output)) {
-        return Err(Failure::Error(Some(output.into()), Error::argument("Refusing to overwrite the input image")));
+    if output != "-" {
+        if output::same_file(Path::new(input), Path::new(output)) {
+            return Err(Failure::Error(Some(output.into()), Error::argument("Refusing to overwrite the input image")));
+        }
+        // Before the input is read: a conversion of many GiB must not end in "cannot write there".
+        output::check_place(Path::new(output))?;
     }
     // Without -O the output is raw, as in qemu-img; a name like disk.vmdk says that was not meant.
     let out_format = out_format.unwrap_or_else(|| {
@@ -487,6 +491,9 @@ fn cmd_create(argv: &[String]) -> Result<(), Failure> {
         ([output], Some(size)) => (*output, size),
         _ => return Err(Failure::Usage("create needs OUTPUT and SIZE".into())),
     };
+    if output != "-" {
+        output::check_place(Path::new(output))?;
+    }
     let target = target_for(format, options, output, false)?;
     write_image(Box::new(Blank::new(size.div_ceil(512) * 512)), None, &target, output, false)?;
     if output != "-" {

@@ -16,13 +16,46 @@ use std::path::{Path, PathBuf};
 /// or a pipe. Errors name `path` as given, not the temporary file or a symlink's target.
 pub fn open(path: &Path) -> Result<(Option<Staged>, Box<dyn Sink>), Error> {
     let opened = resolve_links(path).and_then(|target| match std::fs::metadata(&target) {
-        Ok(meta) if !meta.is_file() && !meta.is_dir() => Ok((None, in_place(&target, meta.file_type())?)),
+        Ok(meta) if meta.is_dir() => Err(Error::argument("Is a directory")),
+        Ok(meta) if !meta.is_file() => Ok((None, in_place(&target, meta.file_type())?)),
         _ => {
             let (staged, file) = Staged::create(&target)?;
             Ok((Some(staged), Box::new(file) as Box<dyn Sink>))
         }
     });
     opened.map_err(|e| e.in_file(path.to_string_lossy().into_owned()))
+}
+
+/// Refuses, before any work, an output that cannot be written: a directory, or a new file in a folder that is
+/// missing, is not a folder, or cannot be written to (read-only, no permission). Errors name `path` as given.
+pub fn check_place(path: &Path) -> Result<(), Error> {
+    let checked = resolve_links(path).and_then(|target| match std::fs::metadata(&target) {
+        Ok(meta) if meta.is_dir() => Err(Error::argument("Is a directory")),
+        // An existing file, device or pipe: opening it says whether it can be written.
+        Ok(_) => Ok(()),
+        Err(_) => {
+            let folder = match target.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            writable_folder(folder).map_err(|e| Error::io(e, "Cannot create"))
+        }
+    });
+    checked.map_err(|e| e.in_file(path.to_string_lossy().into_owned()))
+}
+
+/// Whether a new file can be made in `folder`, as the kernel judges it (a read-only file system included).
+fn writable_folder(folder: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if !std::fs::metadata(folder)?.is_dir() {
+        return Err(std::io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    let name = std::ffi::CString::new(folder.as_os_str().as_bytes())?;
+    // SAFETY: access only reads the NUL-terminated path it is given.
+    if unsafe { libc::access(name.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// An append-only output on `w` (stdout, a pipe), written in large pieces.
