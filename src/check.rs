@@ -3,59 +3,56 @@
 //! formats that have something to cross-check. VMDK, VHDX and VHD have no reference counts, so their check
 //! walks the whole map and reads every allocated block through the validating reader: every table entry,
 //! marker and compressed grain is checked, and each failure counts as a corruption (they cannot leak in
-//! qemu's sense). Raw has nothing to check and says so instead of claiming "clean".
+//! qemu's sense). Raw has nothing to check and says so instead of claiming "clean". Which check a format gets
+//! is its entry in the table of formats.
 
+use crate::chain::FileResolver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent::ExtentKind;
-use crate::image::{Format, Image};
+use crate::formats::{Check, Format};
+use crate::image::Image;
 use crate::io::{ReadAt, zeroed_buffer};
+use crate::report::Report;
 
-/// What a check found, with qemu-img check's counters (its JSON keys in comments).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    /// `corruptions`: inconsistencies that can lose data.
-    pub corruptions: u64,
-    /// `leaks`: clusters marked in use that nothing references.
-    pub leaks: u64,
-    /// `check-errors`: parts that could not be checked.
-    pub check_errors: u64,
-    /// `image-end-offset`: one past the last host cluster in use or referenced.
-    pub image_end_offset: u64,
-    /// `total-clusters`: guest clusters of the virtual disk.
-    pub total_clusters: u64,
-    /// `allocated-clusters`: guest clusters with host storage.
-    pub allocated_clusters: u64,
-    /// `fragmented-clusters`: allocated clusters not right after the previous one in the file.
-    pub fragmented_clusters: u64,
-    /// `compressed-clusters`.
-    pub compressed_clusters: u64,
-}
-
-impl Report {
-    /// qemu-img check's exit status: 0 clean, 2 corruptions, 3 leaks only; 1 when parts could not be checked.
-    pub fn exit_code(&self) -> u8 {
-        if self.check_errors > 0 {
-            1
-        } else if self.corruptions > 0 {
-            2
-        } else if self.leaks > 0 {
-            3
-        } else {
-            0
-        }
-    }
-}
-
-/// Checks `file` as `format`; `problem` receives each error or leak found, worded as qemu-img words it.
+/// Checks `file` (named `name`) as `format`, opening any file it names through `resolver`; `problem` receives
+/// each error or leak found, worded as qemu-img words it. Damage found while opening an image that is walked
+/// counts as a corruption too, as qemu-img check reports an image it cannot make sense of.
 ///
 /// # Errors
 /// `Unsupported` for formats without a check (the caller reports "could not check"); any error that stops
-/// the image from being opened or walked.
-pub fn check(file: &dyn ReadAt, format: Format, problem: &mut dyn FnMut(&str)) -> Result<Report> {
-    match format {
-        Format::Qcow2 => crate::qcow2::check(file, problem),
-        other => Err(Error::unsupported(format!("This image format ({other}) does not support checks"))),
+/// the image from being examined at all.
+pub fn check(
+    name: &str,
+    file: Box<dyn ReadAt>,
+    format: Format,
+    resolver: &dyn FileResolver,
+    problem: &mut dyn FnMut(&str),
+) -> Result<Report> {
+    match format.spec().check {
+        Check::None => Err(Error::unsupported(format!("This image format ({format}) does not support checks"))),
+        Check::Tables(check_tables) => check_tables(&*file, problem),
+        Check::Walk(all_compressed) => match crate::open::open(name, file, Some(format), resolver) {
+            Ok(mut image) => {
+                let unit = image.info().cluster_size.unwrap_or(1 << 16);
+                let compressed = all_compressed.is_some_and(|f| f(image.info()));
+                let mut report = check_structure(image.as_mut(), unit, problem)?;
+                if compressed {
+                    report.compressed_clusters = report.allocated_clusters;
+                }
+                Ok(report)
+            }
+            Err(e) if is_damage(&e) => {
+                problem(&format!("ERROR {e}"));
+                Ok(Report { corruptions: 1, ..Report::default() })
+            }
+            Err(e) => Err(e),
+        },
     }
+}
+
+/// Whether an error is damage in the image, rather than the environment failing.
+fn is_damage(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::InvalidFormat | ErrorKind::LimitExceeded)
 }
 
 /// Checks an opened VMDK, VHDX or VHD image by walking its whole map and reading every allocated byte.
@@ -106,25 +103,24 @@ pub fn check_structure(image: &mut dyn Image, unit: u64, problem: &mut dyn FnMut
 
 /// Counts damage as a corruption and tells `problem`; environment failures stop the check.
 fn count(report: &mut Report, error: Error, problem: &mut dyn FnMut(&str)) -> Result<()> {
-    match error.kind() {
-        ErrorKind::Corrupt | ErrorKind::InvalidFormat | ErrorKind::LimitExceeded => {
-            report.corruptions += 1;
-            problem(&format!("ERROR {error}"));
-            Ok(())
-        }
-        _ => Err(error),
+    if !is_damage(&error) {
+        return Err(error);
     }
+    report.corruptions += 1;
+    problem(&format!("ERROR {error}"));
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::extent::Extent;
+    use crate::image::ImageInfo;
 
     /// A disk whose first MiB has a damaged table and whose second MiB cannot be read.
     struct Damaged;
     impl Image for Damaged {
-        fn info(&self) -> &crate::image::ImageInfo {
+        fn info(&self) -> &ImageInfo {
             unreachable!("not asked")
         }
         fn virtual_size(&self) -> u64 {

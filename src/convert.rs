@@ -1,96 +1,111 @@
 //! The conversion pipeline, in one place:
 //!
 //! ```text
-//! source Image ──extent map──► units that hold data ──read──► UnitEncoder (any thread / worker) ──► ImageWriter
-//!                                                                                              (in unit order)
+//!                 ┌─ scan pass (some writers): every unit holding data ──► ScanEncoder ──► writer.scan_unit ─┐
+//! source Image ──extent map──►                                                                             │
+//!                 └─ write pass: every unit holding data ──read──► UnitEncoder (any thread / worker) ──► writer.write_unit
+//!                                                                                             (in unit order)
+//!                                                               ──► finish, in bounded steps (tables, checksums)
 //! ```
 //!
 //! A writer cuts the guest disk into fixed-size *units* (a VMDK grain, a slice of a VHDX block, a raw chunk).
 //! Only units that overlap a `Data` extent of the source are read; the rest are never touched, so a 2 TiB
 //! sparse image costs its metadata only. Encoding a unit (zero detection, compression) is a pure function,
 //! run on all cores by [`run`] in the CLI and by a pool of workers in the browser; the writer receives the
-//! results strictly in ascending unit order and owns all output state.
+//! results strictly in ascending unit order and owns all output state. Every phase — the scan some layouts need
+//! first, the write pass, and the work after the last unit — reports progress in the same units (guest bytes)
+//! and can be cancelled between any two steps.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::extent::ExtentKind;
 use crate::image::Image;
 use crate::io::{Sink, zeroed_buffer};
+use crate::writer::{Finishing, ImageWriter, UnitEncoder};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Turns the guest bytes of one unit into the bytes the writer stores for it. Pure and thread-safe, so it
-/// can run anywhere — including a separate wasm instance, rebuilt there from the same options.
-pub trait UnitEncoder: Send + Sync {
-    /// Encodes unit `index`, whose guest bytes are `data` (shorter than the unit size only for the last unit).
-    /// `None` means the unit needs nothing in the output (it reads as zeros).
-    fn encode(&self, index: u64, data: Vec<u8>) -> Result<Option<Vec<u8>>>;
+/// Where a conversion is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A first pass over every unit holding data, for the writer to plan its layout.
+    Scan,
+    /// The pass that encodes and writes every unit holding data.
+    Write,
+    /// The writer's work after the last unit, in steps ([`Converter::finish_step`]).
+    Finish,
+    /// The output is complete ([`Converter::into_sink`]).
+    Done,
 }
 
-/// An output format's writer: receives encoded units in ascending order, then finishes the file.
-pub trait ImageWriter {
-    /// Guest bytes per unit; a power of two.
-    fn unit_size(&self) -> u64;
-
-    /// The encoder for this writer's units.
-    fn encoder(&self) -> Arc<dyn UnitEncoder>;
-
-    /// A chance to look at the whole source before any unit arrives — for layouts on an append-only sink that
-    /// must know up front which units are empty. Most writers need nothing here.
-    fn plan(&mut self, _source: &mut dyn Image) -> Result<()> {
-        Ok(())
-    }
-
-    /// Stores the encoded unit `index`. Called in strictly ascending `index` order; units never passed read
-    /// as zeros.
-    fn write_unit(&mut self, index: u64, encoded: Option<Vec<u8>>) -> Result<()>;
-
-    /// Writes the trailing metadata, sets the output's final length, and gives the sink back. Nothing is
-    /// completed on drop: a writer that is not finished has not produced a valid file.
-    fn finish(self: Box<Self>) -> Result<Box<dyn Sink>>;
-}
-
-/// The encoder that stores a unit as it is, unless it is all zeros.
-#[derive(Debug, Default)]
-pub struct SkipZeros;
-
-impl UnitEncoder for SkipZeros {
-    fn encode(&self, _index: u64, data: Vec<u8>) -> Result<Option<Vec<u8>>> {
-        Ok(if is_zero(&data) { None } else { Some(data) })
+impl Phase {
+    /// The name the page's protocol uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Scan => "scan",
+            Phase::Write => "write",
+            Phase::Finish => "finish",
+            Phase::Done => "done",
+        }
     }
 }
 
-/// Whether every byte is zero (compares a word at a time).
-pub fn is_zero(data: &[u8]) -> bool {
-    let (head, words, tail) = unsafe {
-        // SAFETY: any bit pattern is a valid u64, and align_to only yields aligned, in-bounds words.
-        data.align_to::<u64>()
-    };
-    head.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&b| b == 0)
-}
-
-/// A conversion in progress: pulls units from the source and hands encoded ones to the writer.
+/// A conversion in progress, driven a unit or a step at a time: by [`run`] in the CLI, by the page's coordinator
+/// worker in the browser.
 pub struct Converter {
     source: Box<dyn Image>,
-    writer: Box<dyn ImageWriter>,
+    writer: Option<Box<dyn ImageWriter>>,
+    finishing: Option<Box<dyn Finishing>>,
+    phase: Phase,
     unit: u64,
     size: u64,
+    /// Where the current pass looks for the next unit holding data.
     cursor: u64,
-    total: u64,
+    /// The lowest unit index the current pass may still accept.
+    next_accept: u64,
+    /// Units handed out in the current pass and not accepted back yet.
+    outstanding: u64,
+    /// Guest bytes one pass reads: the units holding data.
+    pass_bytes: u64,
+    /// Progress counted so far, in guest bytes, excluding the finish's own.
     done: u64,
-    next_write: u64,
+    total: u64,
+    finish_cost: u64,
 }
 
 impl Converter {
-    /// Lets the writer plan, then measures the work from the source's map (metadata only).
+    /// Lets the writer look at the source, then measures the work from the source's map (metadata only).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a writer with a bad unit size; whatever preparing or mapping the source gives.
     pub fn new(mut source: Box<dyn Image>, mut writer: Box<dyn ImageWriter>) -> Result<Self> {
         let unit = writer.unit_size();
         if !unit.is_power_of_two() || unit > crate::io::MAX_BUFFER {
             return Err(Error::argument(format!("Invalid unit size {unit}")));
         }
-        writer.plan(source.as_mut())?;
+        writer.prepare(source.as_mut())?;
         let size = source.virtual_size();
-        let mut conv = Converter { source, writer, unit, size, cursor: 0, total: 0, done: 0, next_write: 0 };
-        conv.total = conv.measure()?;
+        let phase = if writer.wants_scan() { Phase::Scan } else { Phase::Write };
+        let mut conv = Converter {
+            source,
+            writer: None,
+            finishing: None,
+            phase,
+            unit,
+            size,
+            cursor: 0,
+            next_accept: 0,
+            outstanding: 0,
+            pass_bytes: 0,
+            done: 0,
+            total: 0,
+            finish_cost: 0,
+        };
+        conv.pass_bytes = conv.measure()?;
+        // At least one, so that progress reaches its total only when the output is complete.
+        conv.finish_cost = writer.finish_cost(conv.pass_bytes).max(1);
+        let passes = if phase == Phase::Scan { 2 } else { 1 };
+        conv.total = passes * conv.pass_bytes + conv.finish_cost;
+        conv.writer = Some(writer);
         Ok(conv)
     }
 
@@ -121,38 +136,33 @@ impl Converter {
         self.unit.min(self.size - index * self.unit)
     }
 
-    /// Guest bytes the conversion reads in all: the units that hold data.
+    fn writer(&mut self) -> Result<&mut Box<dyn ImageWriter>> {
+        self.writer.as_mut().ok_or_else(|| Error::argument("The conversion is past its unit passes"))
+    }
+
+    /// Where the conversion is.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The work in all, in guest bytes: each pass's units, and what the finish is worth (at least 1).
     pub fn total(&self) -> u64 {
         self.total
     }
 
-    /// Guest bytes read so far.
+    /// The work done so far, in the units of [`Converter::total`]; it reaches the total only when the output is
+    /// complete.
     pub fn done(&self) -> u64 {
-        self.done
-    }
-
-    /// The writer's encoder, for running [`UnitEncoder::encode`] elsewhere.
-    pub fn encoder(&self) -> Arc<dyn UnitEncoder> {
-        self.writer.encoder()
-    }
-
-    /// Reads the next unit that holds data: its index and guest bytes. `None` when the source is exhausted.
-    pub fn next_unit(&mut self) -> Result<Option<(u64, Vec<u8>)>> {
-        let Some(index) = self.next_index()? else { return Ok(None) };
-        Ok(Some((index, read_unit(self.source.as_mut(), self.unit, index)?)))
-    }
-
-    /// The index of the next unit that holds data, without reading it — for callers that read units from
-    /// their own opening of the same source (one per thread or worker). `None` when the source is exhausted.
-    pub fn next_index(&mut self) -> Result<Option<u64>> {
-        let mut pos = self.cursor;
-        let Some(index) = self.next_data_unit(&mut pos)? else {
-            self.cursor = self.size;
-            return Ok(None);
-        };
-        self.cursor = pos;
-        self.done += self.unit_len(index);
-        Ok(Some(index))
+        match (&self.finishing, self.phase) {
+            (_, Phase::Done) => self.total,
+            (Some(f), _) => {
+                let (done, total) = f.progress();
+                let part = (self.finish_cost as u128 * done as u128).checked_div(total as u128).unwrap_or(0);
+                // The last bit of the finish is counted only with its last step.
+                self.done + (part as u64).min(self.finish_cost.saturating_sub(1))
+            }
+            (None, _) => self.done,
+        }
     }
 
     /// Guest bytes per unit.
@@ -160,22 +170,128 @@ impl Converter {
         self.unit
     }
 
-    /// Passes the encoded unit `index` to the writer; units must come back in the order `next_unit` gave them.
-    pub fn write_unit(&mut self, index: u64, encoded: Option<Vec<u8>>) -> Result<()> {
-        if index < self.next_write {
-            return Err(Error::argument(format!("Unit {index} written out of order")));
+    /// The encoder of the current pass, for running [`UnitEncoder::encode`] elsewhere.
+    ///
+    /// # Errors
+    /// `InvalidArgument` outside the unit passes.
+    pub fn encoder(&self) -> Result<Arc<dyn UnitEncoder>> {
+        let writer = self.writer.as_ref().ok_or_else(|| Error::argument("The conversion is past its unit passes"))?;
+        match self.phase {
+            Phase::Scan => writer.scan_encoder().ok_or_else(|| Error::argument("The writer has no scan")),
+            _ => Ok(writer.encoder()),
         }
-        self.next_write = index + 1;
-        self.writer.write_unit(index, encoded)
     }
 
-    /// Finishes the output once every unit has been written.
-    pub fn finish(self) -> Result<Box<dyn Sink>> {
-        self.writer.finish()
+    /// The index of the next unit of the current pass that holds data, without reading it — for callers that
+    /// read units from their own opening of the same source (one per thread or worker). `None` when the pass has
+    /// handed out every unit, and outside the unit passes.
+    ///
+    /// # Errors
+    /// Whatever mapping the source gives.
+    pub fn next_index(&mut self) -> Result<Option<u64>> {
+        if !matches!(self.phase, Phase::Scan | Phase::Write) {
+            return Ok(None);
+        }
+        let mut pos = self.cursor;
+        let Some(index) = self.next_data_unit(&mut pos)? else {
+            self.cursor = self.size;
+            return Ok(None);
+        };
+        self.cursor = pos;
+        self.outstanding += 1;
+        Ok(Some(index))
+    }
+
+    /// Reads the next unit of the current pass that holds data: its index and guest bytes.
+    ///
+    /// # Errors
+    /// Whatever mapping or reading the source gives.
+    pub fn next_unit(&mut self) -> Result<Option<(u64, Vec<u8>)>> {
+        let Some(index) = self.next_index()? else { return Ok(None) };
+        Ok(Some((index, read_unit(self.source.as_mut(), self.unit, index)?)))
+    }
+
+    /// Gives the writer unit `index` as the current pass's encoder made it; units come back in the order
+    /// [`Converter::next_index`] gave them.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a unit out of order or outside the unit passes; whatever the writer gives.
+    pub fn accept(&mut self, index: u64, encoded: Option<Vec<u8>>) -> Result<()> {
+        if index < self.next_accept || self.outstanding == 0 {
+            return Err(Error::argument(format!("Unit {index} written out of order")));
+        }
+        self.next_accept = index + 1;
+        self.outstanding -= 1;
+        let len = self.unit.min(self.size.saturating_sub(index * self.unit));
+        let scanning = self.phase == Phase::Scan;
+        let writer = self.writer()?;
+        if scanning {
+            writer.scan_unit(index, encoded)?
+        } else {
+            writer.write_unit(index, encoded)?
+        }
+        self.done += len;
+        Ok(())
+    }
+
+    /// Ends the current unit pass once every unit has been accepted: after the scan the write pass begins; after
+    /// the write pass, the finish.
+    ///
+    /// # Errors
+    /// `InvalidArgument` while units are still out or left; whatever the writer gives.
+    pub fn end_pass(&mut self) -> Result<()> {
+        if self.cursor < self.size || self.outstanding > 0 {
+            return Err(Error::argument("The pass still has units to write"));
+        }
+        match self.phase {
+            Phase::Scan => {
+                self.writer()?.end_scan()?;
+                (self.phase, self.cursor, self.next_accept) = (Phase::Write, 0, 0);
+            }
+            Phase::Write => {
+                let writer = self.writer.take().ok_or_else(|| Error::argument("No writer to finish"))?;
+                self.finishing = Some(writer.finish()?);
+                self.phase = Phase::Finish;
+            }
+            Phase::Finish | Phase::Done => return Err(Error::argument("The conversion is past its unit passes")),
+        }
+        Ok(())
+    }
+
+    /// Does the next bounded step of the finish; `true` once the output is complete.
+    ///
+    /// # Errors
+    /// `InvalidArgument` before the unit passes are over; whatever the writer's finish gives.
+    pub fn finish_step(&mut self) -> Result<bool> {
+        match self.phase {
+            Phase::Done => Ok(true),
+            Phase::Finish => {
+                let finishing = self.finishing.as_mut().ok_or_else(|| Error::argument("No finish under way"))?;
+                if finishing.step()? {
+                    self.phase = Phase::Done;
+                }
+                Ok(self.phase == Phase::Done)
+            }
+            Phase::Scan | Phase::Write => Err(Error::argument("The unit passes are not over")),
+        }
+    }
+
+    /// The finished output.
+    ///
+    /// # Errors
+    /// `InvalidArgument` before the finish is done.
+    pub fn into_sink(self) -> Result<Box<dyn Sink>> {
+        match (self.phase, self.finishing) {
+            (Phase::Done, Some(finishing)) => Ok(finishing.into_sink()),
+            _ => Err(Error::argument("The conversion has not finished")),
+        }
     }
 }
 
 /// Reads unit `index` (of `unit` bytes; the last one is shorter) from `image`.
+///
+/// # Errors
+/// Whatever reading the image gives.
 pub fn read_unit(image: &mut dyn Image, unit: u64, index: u64) -> Result<Vec<u8>> {
     let start = index * unit;
     let len = unit.min(image.virtual_size().saturating_sub(start));
@@ -191,9 +307,9 @@ pub type Reopen<'a> = &'a (dyn Fn() -> Result<Box<dyn Image>> + Sync);
 pub struct RunOptions<'a> {
     /// Encoder threads; 0 or 1 encodes on the calling thread.
     pub threads: usize,
-    /// Called with (done, total) guest bytes after each unit.
+    /// Called with (done, total) as the work goes on, in every phase ([`Converter::done`]).
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
-    /// Checked between units; when set, the run stops with a `Cancelled` error.
+    /// Checked between units and steps; when set, the run stops with a `Cancelled` error.
     pub cancel: Option<&'a AtomicBool>,
     /// With several threads: lets each thread open the source itself, so reading and decompressing the
     /// input run on all cores too. Without it, this thread reads every unit and threads only encode.
@@ -206,52 +322,65 @@ impl Default for RunOptions<'_> {
     }
 }
 
+impl RunOptions<'_> {
+    fn check_cancel(&self) -> Result<()> {
+        match self.cancel {
+            Some(c) if c.load(Ordering::Relaxed) => Err(Error::cancelled()),
+            _ => Ok(()),
+        }
+    }
+
+    fn report(&mut self, conv: &Converter) {
+        if let Some(p) = self.progress.as_mut() {
+            p(conv.done(), conv.total());
+        }
+    }
+}
+
 /// Converts `source` with `writer` to the end and returns the finished sink.
 ///
 /// With several threads, encoding (and, given [`RunOptions::reopen`], reading) runs on worker threads while
 /// this thread walks the map and writes in order; at most `2 × threads` units are in flight, so memory stays
 /// bounded whatever the image size.
+///
+/// # Errors
+/// `Cancelled` once [`RunOptions::cancel`] is set; whatever reading, encoding or writing gives.
 pub fn run(source: Box<dyn Image>, writer: Box<dyn ImageWriter>, mut opts: RunOptions<'_>) -> Result<Box<dyn Sink>> {
     let mut conv = Converter::new(source, writer)?;
-    let total = conv.total();
-    let cancelled = |opts: &RunOptions<'_>| opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed));
-    let mut report = |done: u64, opts: &mut RunOptions<'_>| {
-        if let Some(p) = opts.progress.as_mut() {
-            p(done, total);
-        }
-    };
-    report(0, &mut opts);
-    if opts.threads <= 1 || cfg!(target_arch = "wasm32") {
-        let encoder = conv.encoder();
-        while let Some((index, data)) = conv.next_unit()? {
-            if cancelled(&opts) {
-                return Err(Error::cancelled());
+    opts.report(&conv);
+    while matches!(conv.phase(), Phase::Scan | Phase::Write) {
+        if opts.threads <= 1 || cfg!(target_arch = "wasm32") {
+            let encoder = conv.encoder()?;
+            while let Some((index, data)) = conv.next_unit()? {
+                opts.check_cancel()?;
+                let encoded = encoder.encode(index, data)?;
+                conv.accept(index, encoded)?;
+                opts.report(&conv);
             }
-            let encoded = encoder.encode(index, data)?;
-            conv.write_unit(index, encoded)?;
-            report(conv.done(), &mut opts);
+        } else {
+            run_threads(&mut conv, &mut opts)?;
         }
-        return conv.finish();
+        conv.end_pass()?;
     }
-    run_threads(&mut conv, &mut opts, &mut report, &cancelled)?;
-    conv.finish()
+    while !conv.finish_step()? {
+        opts.check_cancel()?;
+        opts.report(&conv);
+    }
+    opts.report(&conv);
+    conv.into_sink()
 }
 
 /// A unit to encode: its index, and its bytes unless the worker reads them from its own source.
 type Job = (u64, Option<Vec<u8>>);
 type Done = (u64, Result<Option<Vec<u8>>>);
 
-fn run_threads(
-    conv: &mut Converter,
-    opts: &mut RunOptions<'_>,
-    report: &mut dyn FnMut(u64, &mut RunOptions<'_>),
-    cancelled: &dyn Fn(&RunOptions<'_>) -> bool,
-) -> Result<()> {
+/// One unit pass on `opts.threads` threads.
+fn run_threads(conv: &mut Converter, opts: &mut RunOptions<'_>) -> Result<()> {
     use std::collections::BTreeMap;
     use std::sync::{Mutex, mpsc};
 
     let threads = opts.threads;
-    let encoder = conv.encoder();
+    let encoder = conv.encoder()?;
     let unit = conv.unit_size();
     std::thread::scope(|scope| {
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads);
@@ -284,7 +413,7 @@ fn run_threads(
         let mut exhausted = false;
         let result = loop {
             while !exhausted && in_flight.len() < 2 * threads {
-                if cancelled(opts) {
+                if opts.check_cancel().is_err() {
                     break;
                 }
                 let next = if opts.reopen.is_some() {
@@ -303,8 +432,8 @@ fn run_threads(
                     Err(e) => return Err(e),
                 }
             }
-            if cancelled(opts) {
-                break Err(Error::cancelled());
+            if let Err(e) = opts.check_cancel() {
+                break Err(e);
             }
             let Some((&lowest, _)) = in_flight.first_key_value() else {
                 break Ok(());
@@ -314,7 +443,7 @@ fn run_threads(
                     Ok((index, r)) => {
                         in_flight.insert(index, Some(r));
                     }
-                    Err(_) => return Err(Error::new(crate::error::ErrorKind::Io, "An encoder thread stopped")),
+                    Err(_) => return Err(Error::new(ErrorKind::Io, "An encoder thread stopped")),
                 }
             }
             while let Some(entry) = in_flight.first_entry() {
@@ -323,8 +452,8 @@ fn run_threads(
                 }
                 let (index, r) = entry.remove_entry();
                 let encoded = r.expect("checked above")?;
-                conv.write_unit(index, encoded)?;
-                report(conv.done(), opts);
+                conv.accept(index, encoded)?;
+                opts.report(conv);
             }
         };
         drop(job_tx);
@@ -339,22 +468,4 @@ fn own_source<'a>(own: &'a mut Option<Box<dyn Image>>, reopen: Option<Reopen<'_>
         *own = Some(reopen()?);
     }
     Ok(own.as_mut().expect("opened above").as_mut())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn is_zero_checks_every_byte_at_any_alignment() {
-        let mut v = vec![0u8; 1000];
-        for start in 0..9 {
-            assert!(is_zero(&v[start..]));
-        }
-        v[999] = 1;
-        assert!(!is_zero(&v[3..]));
-        v[999] = 0;
-        v[1] = 1;
-        assert!(!is_zero(&v[1..]));
-    }
 }

@@ -11,6 +11,8 @@ use std::fmt;
 pub enum ErrorKind {
     /// Reading or writing failed in the environment (file system, browser storage).
     Io,
+    /// A file that was asked for does not exist (a backing file, a parent, an extent, an input).
+    NotFound,
     /// The input is not the format it was taken for (bad magic, unknown version).
     InvalidFormat,
     /// The input is the right format but its structures are inconsistent or truncated.
@@ -30,6 +32,7 @@ impl ErrorKind {
     pub fn name(self) -> &'static str {
         match self {
             ErrorKind::Io => "io",
+            ErrorKind::NotFound => "not-found",
             ErrorKind::InvalidFormat => "invalid-format",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Unsupported => "unsupported",
@@ -47,7 +50,6 @@ pub struct Error {
     message: String,
     file: Option<String>,
     offset: Option<u64>,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 /// The library's result type.
@@ -56,7 +58,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind` with a short message (starting with a capital letter, no trailing period).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), file: None, offset: None, source: None }
+        Error { kind, message: message.into(), file: None, offset: None }
     }
 
     /// The input is not this format.
@@ -89,11 +91,17 @@ impl Error {
         Self::new(ErrorKind::Cancelled, "Cancelled")
     }
 
-    /// An I/O failure while doing `what`.
+    /// An I/O failure while doing `what`: `NotFound` for a file that does not exist, `Io` otherwise. The message
+    /// says what failed and why (`Cannot open: Permission denied`), once.
     pub fn io(err: std::io::Error, what: impl Into<String>) -> Self {
-        let mut e = Self::new(ErrorKind::Io, format!("{}: {}", what.into(), err));
-        e.source = Some(Box::new(err));
-        e
+        let kind = if err.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
+        let reason = err.to_string();
+        // std appends " (os error N)" to the system's own wording; the number tells a user nothing more.
+        let reason = match err.raw_os_error() {
+            Some(code) => reason.strip_suffix(&format!(" (os error {code})")).unwrap_or(&reason).to_string(),
+            None => reason,
+        };
+        Self::new(kind, format!("{}: {reason}", what.into()))
     }
 
     /// Records the byte offset in the file where the problem is (the first one recorded wins).
@@ -143,11 +151,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
+impl std::error::Error for Error {}
 
 #[cfg(test)]
 mod tests {
@@ -159,5 +163,14 @@ mod tests {
         assert_eq!(e.to_string(), "L2 table offset unaligned (at offset 0x30000)");
         assert_eq!(e.file(), Some("a.qcow2"));
         assert_eq!(e.kind().name(), "corrupt");
+    }
+
+    #[test]
+    fn io_errors_say_why_once_and_missing_files_are_not_found() {
+        let gone = Error::io(std::io::Error::from_raw_os_error(2), "Cannot open");
+        assert_eq!((gone.kind(), gone.message()), (ErrorKind::NotFound, "Cannot open: No such file or directory"));
+        let denied = Error::io(std::io::Error::from_raw_os_error(13), "Cannot open");
+        assert_eq!((denied.kind(), denied.message()), (ErrorKind::Io, "Cannot open: Permission denied"));
+        assert!(std::error::Error::source(&denied).is_none());
     }
 }

@@ -1,8 +1,10 @@
 //! Native files for the CLI and tests: a file as [`ReadAt`], a file or stdout as [`Sink`], and backing files
 //! resolved relative to the image that names them, as qemu-img does. Not built for wasm32.
 
+use crate::chain::FileResolver;
 use crate::error::{Error, Result};
-use crate::image::FileResolver;
+use crate::formats::Format;
+use crate::image::Image;
 use crate::io::{ReadAt, Sink};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -134,42 +136,44 @@ impl FileResolver for DirResolver {
     fn open(&self, name: &str, referrer: &str) -> Result<(String, Box<dyn ReadAt>)> {
         let path = Self::resolve(name, referrer);
         let shown = path.to_string_lossy().into_owned();
-        let file = InputFile::open(&path)
-            .map_err(|e| Error::new(e.kind(), format!("Cannot open backing file '{shown}': {}", e.message())))?;
+        let file = InputFile::open(&path).map_err(|e| {
+            let why = e.message().strip_prefix("Cannot open: ").unwrap_or(e.message());
+            Error::new(e.kind(), format!("Cannot open backing file '{shown}': {why}"))
+        })?;
         Ok((shown, Box::new(file)))
     }
 }
 
 /// Opens the image at `path` (and its backing chain, relative to it) in the given or probed format.
-pub fn open_image(path: &Path, format: Option<crate::image::Format>) -> Result<Box<dyn crate::image::Image>> {
+pub fn open_image(path: &Path, format: Option<Format>) -> Result<Box<dyn Image>> {
     open_image_disk(path, format, 0)
 }
 
-/// Like [`open_image`], opening disk `ova_disk` (0-based) when the file is an OVA.
-pub fn open_image_disk(
-    path: &Path,
-    format: Option<crate::image::Format>,
-    ova_disk: usize,
-) -> Result<Box<dyn crate::image::Image>> {
+/// Like [`open_image`], opening disk `disk` (0-based) when the file is a package of several (an OVA).
+pub fn open_image_disk(path: &Path, format: Option<Format>, disk: usize) -> Result<Box<dyn Image>> {
     let (name, file) = named_input(path)?;
-    crate::image::open_disk(&name, Box::new(file), format, &DirResolver, ova_disk)
+    crate::open::open_disk(&name, Box::new(file), format, &DirResolver, disk)
 }
 
 /// Opens the image at `path` to look at it alone, as `qemu-img info` does: a backing file that cannot be found is
 /// left out. Returns why each one left out could not be opened.
-pub fn open_image_alone(
-    path: &Path,
-    format: Option<crate::image::Format>,
-) -> Result<(Box<dyn crate::image::Image>, Vec<Error>)> {
+pub fn open_image_alone(path: &Path, format: Option<Format>) -> Result<(Box<dyn Image>, Vec<Error>)> {
     let (name, file) = named_input(path)?;
-    let mut ctx = crate::image::OpenContext::new(&DirResolver).allowing_missing_backing();
-    let image = ctx.open_file(&name, Box::new(file), format)?;
+    let mut ctx = crate::open::OpenContext::new(&DirResolver).allowing_missing_backing();
+    let image = ctx.open(&name, Box::new(file), format)?;
     Ok((image, ctx.into_missing()))
 }
 
-/// How many disks the OVA at `path` holds.
-pub fn ova_disk_count(path: &Path) -> Result<usize> {
-    Ok(crate::ova::Package::read(&named_input(path)?.1)?.disks.len())
+/// How many disks the file at `path` holds as `format`: more than one only for a package of several (an OVA).
+///
+/// # Errors
+/// Whatever reading the file gives.
+pub fn disk_count(path: &Path, format: Format) -> Result<usize> {
+    let (name, file) = named_input(path)?;
+    match format.spec().disks {
+        Some(count) => count(&file).map_err(|e| e.in_file(name)),
+        None => Ok(1),
+    }
 }
 
 /// The input file at `path` and the name its errors carry.

@@ -2,12 +2,35 @@
 //! them apart (a sparse file), and everything else as data (zero detection happens in the writers' encoders);
 //! writing leaves holes wherever a unit is all zeros, as `qemu-img convert -O raw` does.
 
-use crate::convert::{ImageWriter, SkipZeros, UnitEncoder};
+use crate::chain::Opener;
 use crate::error::Result;
 use crate::extent::{Extent, ExtentKind};
-use crate::image::{Format, Image, ImageInfo};
+use crate::image::{Image, ImageInfo};
 use crate::io::{ReadAt, Sink};
+use crate::options::OptionList;
+use crate::writer::{Finished, Finishing, ImageWriter, Outputs, Settings, SkipZeros, UnitEncoder};
 use std::sync::Arc;
+
+/// Opens `file` as a raw disk (the table of formats' entry).
+///
+/// # Errors
+/// None in practice: every file is a raw disk.
+pub fn open(file: Box<dyn ReadAt>, _name: &str, _opener: &mut dyn Opener) -> Result<Box<dyn Image>> {
+    Ok(Box::new(RawImage::new(file)))
+}
+
+/// The raw writer on `outputs` (the table of formats' entry); raw takes no options.
+///
+/// # Errors
+/// Whatever creating the output gives.
+pub fn writer(
+    _options: &mut OptionList,
+    _settings: &Settings,
+    virtual_size: u64,
+    outputs: &mut dyn Outputs,
+) -> Result<Box<dyn ImageWriter>> {
+    Ok(Box::new(RawWriter::new(outputs.main()?, virtual_size)))
+}
 
 /// A raw image opened for reading.
 pub struct RawImage {
@@ -19,7 +42,7 @@ impl RawImage {
     /// Takes the whole file as the guest disk, its size rounded up to 512 bytes (the tail reads as zeros).
     pub fn new(file: Box<dyn ReadAt>) -> Self {
         let size = file.len().div_ceil(512) * 512;
-        let mut info = ImageInfo::basic(Format::Raw, size);
+        let mut info = ImageInfo::basic("raw", size);
         if file.len() % 512 != 0 {
             // Anything unrecognised is raw, as in qemu-img; a disk is whole sectors, a stray text file is not.
             info.warnings.push(format!(
@@ -92,9 +115,9 @@ impl ImageWriter for RawWriter {
         }
     }
 
-    fn finish(mut self: Box<Self>) -> Result<Box<dyn Sink>> {
+    fn finish(mut self: Box<Self>) -> Result<Box<dyn Finishing>> {
         self.sink.finish(self.virtual_size)?;
-        Ok(self.sink)
+        Ok(Box::new(Finished(self.sink)))
     }
 }
 

@@ -1,11 +1,11 @@
-//! What to write: an output format with its `-o` options and the values that make output reproducible,
-//! turned into the format's writer (or, in a browser worker, just its encoder).
+//! What to write: an output format with its `-o` options and the settings that make output reproducible,
+//! turned into the format's writer through the table of formats (or, in a browser pool worker, just its
+//! encoders).
 
-use crate::convert::{ImageWriter, UnitEncoder};
 use crate::error::{Error, Result};
-use crate::image::Format;
-use crate::io::{MemorySink, Sink};
+use crate::formats::Format;
 use crate::options::OptionList;
+use crate::writer::{ImageWriter, NoOutputs, Outputs, Settings, UnitEncoder};
 use std::sync::Arc;
 
 /// Everything that decides the output bytes besides the guest data.
@@ -15,55 +15,42 @@ pub struct Target {
     pub format: Format,
     /// The `-o` options, as given.
     pub options: OptionList,
-    /// Seed for every random field (CID, GUIDs, ids).
-    pub seed: u64,
-    /// Seconds since 1970 for every timestamp the output records.
-    pub epoch: u64,
-    /// The output file's base name (VMDK descriptors name their extent by it).
-    pub output_name: String,
-    /// `-c`: compressed clusters for qcow2; VMDK (streamOptimized) is compressed anyway; raw and VHDX have no
-    /// compressed form and refuse it, as qemu-img does.
-    pub compressed: bool,
+    /// Seed, epoch, output name, `-c`.
+    pub settings: Settings,
 }
 
-/// Builds the writer for `target` on `sink`, for a disk of `virtual_size` bytes. Nothing is written yet.
+/// Builds the writer for `target` on `outputs`, for a disk of `virtual_size` bytes. Nothing is written yet.
 ///
 /// # Errors
-/// `InvalidArgument` for an unknown or bad option, naming it, and for `compressed` with raw or VHDX.
-pub fn writer(target: &Target, virtual_size: u64, sink: Box<dyn Sink>) -> Result<Box<dyn ImageWriter>> {
-    let mut options = target.options.clone();
-    if target.compressed && matches!(target.format, Format::Raw | Format::Vhdx) {
-        return Err(Error::argument(format!("Compression (-c) is not supported for {} output", target.format)));
+/// `Unsupported` for a format that is only read; `InvalidArgument` for an unknown or bad option, naming it, and
+/// for `-c` with a format that has no compressed form.
+pub fn writer(target: &Target, virtual_size: u64, outputs: &mut dyn Outputs) -> Result<Box<dyn ImageWriter>> {
+    let (name, spec) = (target.format.name(), target.format.spec());
+    let write = spec.write.ok_or_else(|| Error::unsupported(format!("Writing {name} is not supported")))?;
+    if target.settings.compressed && !spec.compress {
+        return Err(Error::argument(format!("Compression (-c) is not supported for {name} output")));
     }
-    let writer: Box<dyn ImageWriter> = match target.format {
-        Format::Raw => Box::new(crate::raw::RawWriter::new(sink, virtual_size)),
-        Format::Vmdk => {
-            let opts = crate::vmdk::VmdkOptions::from_options(&mut options)?;
-            Box::new(crate::vmdk::VmdkWriter::new(sink, virtual_size, &opts, target.seed, &target.output_name)?)
-        }
-        Format::Vhdx => {
-            let opts = crate::vhdx::VhdxOptions::from_options(&mut options)?;
-            Box::new(crate::vhdx::VhdxWriter::new(sink, virtual_size, &opts, target.seed)?)
-        }
-        Format::Ova => {
-            return Ok(Box::new(crate::ova::PackageWriter::new(target, virtual_size, crate::ova::Layout::Ova(sink))?));
-        }
-        Format::Ovf => {
-            return Err(Error::argument("OVF output is three files; build it with ova::PackageWriter and Layout::Ovf"));
-        }
-        Format::Qcow2 => {
-            let opts = crate::qcow2::Qcow2Options::from_options(&mut options)?;
-            Box::new(crate::qcow2::Qcow2Writer::new(sink, virtual_size, &opts, target.compressed)?)
-        }
-        Format::Vpc => {
-            return Err(Error::unsupported(format!("Writing {} is not supported yet", target.format)));
-        }
-    };
-    options.finish(target.format.name())?;
+    let mut options = target.options.clone();
+    let writer = write(&mut options, &target.settings, virtual_size, outputs)?;
+    options.finish(name)?;
     Ok(writer)
 }
 
-/// The encoder `writer` would use, for running encoding in another thread or wasm instance.
-pub fn encoder(target: &Target, virtual_size: u64) -> Result<Arc<dyn UnitEncoder>> {
-    Ok(writer(target, virtual_size, Box::new(MemorySink::default()))?.encoder())
+/// The encoders a writer for `target` would use, for running them in another thread or wasm instance.
+pub struct Encoders {
+    /// The scan pass's encoder, for writers that have one.
+    pub scan: Option<Arc<dyn UnitEncoder>>,
+    /// The write pass's encoder.
+    pub write: Arc<dyn UnitEncoder>,
+    /// Guest bytes per unit.
+    pub unit: u64,
+}
+
+/// The encoders `writer` would use for `target` on a disk of `virtual_size` bytes.
+///
+/// # Errors
+/// As [`writer`].
+pub fn encoders(target: &Target, virtual_size: u64) -> Result<Encoders> {
+    let writer = writer(target, virtual_size, &mut NoOutputs)?;
+    Ok(Encoders { scan: writer.scan_encoder(), write: writer.encoder(), unit: writer.unit_size() })
 }

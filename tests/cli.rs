@@ -136,6 +136,22 @@ fn without_o_the_output_is_raw_with_a_warning_when_its_name_says_otherwise() {
 }
 
 #[test]
+fn a_backing_file_that_cannot_be_opened_is_an_error_not_a_missing_file() {
+    // A symlink to itself exists but cannot be opened (ELOOP): info must say so, not show the overlay alone as it
+    // does when the backing file is simply not there.
+    let dir = tmp();
+    let top = dir.path().join("top.qcow2");
+    std::os::unix::fs::symlink("loop.qcow2", dir.path().join("loop.qcow2")).unwrap();
+    qemu_img(&["create", "-q", "-f", "qcow2", "-u", "-b", "loop.qcow2", "-F", "qcow2", s(&top), "1M"]);
+    let out = diskbridge_run(&["info", s(&top)]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr(&out).contains("Too many levels of symbolic links"), "{}", stderr(&out));
+    std::fs::remove_file(dir.path().join("loop.qcow2")).unwrap();
+    let out = diskbridge_run(&["info", s(&top)]);
+    assert!(out.status.success() && stderr(&out).contains("shown without it"), "{}", stderr(&out));
+}
+
+#[test]
 fn info_shows_an_overlay_whose_backing_file_is_missing_as_qemu_img_does() {
     let dir = tmp();
     let img = mixed_qcow2(dir.path());

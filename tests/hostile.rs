@@ -208,8 +208,9 @@ fn files_that_are_not_images_or_are_cut_short() {
 /// The library, in-process: every cut of every fixture opens and reads to an error or a value, never a panic.
 #[test]
 fn truncation_sweep_never_panics() {
-    use diskbridge::extent::Extents;
-    use diskbridge::image::{NoFiles, open};
+    use diskbridge::chain::NoFiles;
+    use diskbridge::image::Extents;
+    use diskbridge::open::open;
     let dir = tmp();
     let v = valid(dir.path());
     let bytes = std::fs::read(&v).unwrap();

@@ -6,9 +6,11 @@
 mod common;
 
 use common::*;
+use diskbridge::chain::{FileResolver, NoFiles};
 use diskbridge::convert::RunOptions;
-use diskbridge::extent::{Extent, ExtentKind, Extents};
-use diskbridge::image::{FileResolver, Format, Image, ImageInfo, NoFiles};
+use diskbridge::extent::{Extent, ExtentKind};
+use diskbridge::image::Extents;
+use diskbridge::image::{Image, ImageInfo};
 use diskbridge::io::{MemorySink, ReadAt, Window};
 use diskbridge::native::open_image;
 use diskbridge::raw::RawImage;
@@ -49,7 +51,7 @@ struct Sparse {
 
 impl Sparse {
     fn new(size: u64, blocks: Vec<(u64, Vec<u8>)>) -> Sparse {
-        Sparse { info: ImageInfo::basic(Format::Raw, size), blocks }
+        Sparse { info: ImageInfo::basic("raw", size), blocks }
     }
 }
 
@@ -279,7 +281,7 @@ fn differencing_disk_reads_through_to_its_parent() {
     let child = write_chain(dir.path(), &chain);
     let mut image = open_image(&child, None).unwrap();
     let info = image.info().clone();
-    assert_eq!((info.format, info.virtual_size), (Format::Vhdx, SIZE));
+    assert_eq!((info.format, info.virtual_size), ("vhdx", SIZE));
     assert_eq!(info.backing_filename.as_deref(), Some("base/parent.vhdx"));
     assert!(info.full_backing_filename.unwrap().ends_with("base/parent.vhdx"));
     let got = read_all(&mut *image).unwrap();
@@ -303,7 +305,7 @@ fn differencing_disk_reads_through_to_its_parent() {
             .iter()
             .all(|e| e.kind == ExtentKind::Data || got[e.offset as usize..e.end() as usize].iter().all(|&b| b == 0))
     );
-    assert_eq!(image.backing().unwrap().info().format, Format::Vhdx);
+    assert_eq!(image.backing().unwrap().info().format, "vhdx");
 
     // libvhdi sees a differencing disk of the same size, linked to the parent, and reads the same bytes.
     let libvhdi = ok("vhdiinfo", &[child.to_str().unwrap()]);
@@ -466,7 +468,7 @@ fn missing_parent_is_an_error_naming_it() {
     let child = dir.path().join("child.vhdx");
     std::fs::write(&child, &chain.child.bytes).unwrap();
     let err = open_image(&child, None).err().unwrap();
-    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.message().contains("'base/parent.vhdx', 'parent.vhdx'"), "{err}");
     // `info` shows the child alone, as qemu-img info would, saying what is missing; converting it fails.
     let run = diskbridge_run(&["info", child.to_str().unwrap()]);
@@ -518,7 +520,7 @@ impl FileResolver for Files {
     fn open(&self, name: &str, _referrer: &str) -> diskbridge::Result<(String, Box<dyn ReadAt>)> {
         match self.0.iter().find(|(n, _)| *n == name) {
             Some((_, data)) => Ok((name.to_string(), Box::new(Rc::clone(data)))),
-            None => Err(Error::new(ErrorKind::Io, format!("No file '{name}'"))),
+            None => Err(Error::new(ErrorKind::NotFound, format!("No file '{name}'"))),
         }
     }
 }
@@ -550,7 +552,7 @@ fn truncated_and_bit_flipped_differencing_disks_fail_cleanly() {
     let files = Files(vec![("parent.vhdx", Rc::new(chain.parent))]);
     let good = chain.child;
     let bytes: Rc<Vec<u8>> = Rc::new(good.bytes.clone());
-    let open = |file: Box<dyn ReadAt>| diskbridge::image::open("child.vhdx", file, None, &files);
+    let open = |file: Box<dyn ReadAt>| diskbridge::open::open("child.vhdx", file, None, &files);
     walk(&mut *open(Box::new(Rc::clone(&bytes))).unwrap()).unwrap();
     let len = good.bytes.len() as u64;
     for cut in (0..len).step_by(len as usize / 97) {
@@ -689,7 +691,7 @@ fn torn_log_entries_are_ignored() {
     // Damage the only entry's data sector: its checksum fails, so it was never completely written.
     let log_at = v.header.log_offset as usize;
     v.bytes[log_at + 4096 + 100] ^= 1;
-    let mut image = diskbridge::image::open("x.vhdx", Box::new(v.bytes), None, &NoFiles).unwrap();
+    let mut image = diskbridge::open::open("x.vhdx", Box::new(v.bytes), None, &NoFiles).unwrap();
     assert!(image.info().warnings.iter().any(|w| w.contains("nothing to replay")));
     let got = read_all(&mut *image).unwrap();
     let mut want = pattern(4 * MIB as usize, 3);
@@ -701,7 +703,7 @@ fn torn_log_entries_are_ignored() {
 #[test]
 fn malformed_logs_are_corrupt_errors_naming_the_log() {
     let plain = logged(&[]);
-    let open = |v: Vhdx| diskbridge::image::open("x.vhdx", Box::new(v.bytes), None, &NoFiles).err();
+    let open = |v: Vhdx| diskbridge::open::open("x.vhdx", Box::new(v.bytes), None, &NoFiles).err();
     let sector = |file_offset: u64| LogWrite::Data { file_offset, sector: vec![1; 4096] };
     let bat = plain.bat_at as u64;
     let cases: Vec<(&str, Vec<LogEntry>)> = vec![
@@ -730,7 +732,7 @@ fn malformed_logs_are_corrupt_errors_naming_the_log() {
     for at in (log_at..log_at + 5 * 4096).step_by(61).chain(log_at..log_at + 64) {
         let mut bad = good.bytes.clone();
         bad[at] ^= 0x40;
-        if let Ok(mut image) = diskbridge::image::open("x.vhdx", Box::new(bad), None, &NoFiles) {
+        if let Ok(mut image) = diskbridge::open::open("x.vhdx", Box::new(bad), None, &NoFiles) {
             let _ = walk(&mut *image);
         }
     }

@@ -7,25 +7,24 @@ use common::*;
 use diskbridge::convert::{RunOptions, run};
 use diskbridge::error::ErrorKind;
 use diskbridge::extent::{Extent, ExtentKind};
-use diskbridge::image::{Format, Image, ImageInfo};
+use diskbridge::formats::Format;
+use diskbridge::image::{Image, ImageInfo};
 use diskbridge::io::{ReadAt, StreamSink};
 use diskbridge::native::{InputFile, OutputFile, open_image};
 use diskbridge::options::OptionList;
 use diskbridge::target::{Target, writer};
 use diskbridge::vhdx::Vhdx;
 use diskbridge::vhdx::bat::BatState;
+use diskbridge::writer::{OneOutput, Settings};
 use std::path::Path;
 
 const MIB: u64 = 1 << 20;
 
 fn target(options: &str, seed: u64) -> Target {
     Target {
-        format: Format::Vhdx,
+        format: Format::from_name("vhdx").unwrap(),
         options: OptionList::parse(options).unwrap(),
-        seed,
-        epoch: 0,
-        output_name: "out.vhdx".into(),
-        compressed: false,
+        settings: Settings { seed, epoch: 0, output_name: "out.vhdx".into(), compressed: false },
     }
 }
 
@@ -69,7 +68,7 @@ fn known_sparse(path: &Path, size: u64, data: &[(u64, usize)]) -> impl Fn() -> B
     let (path, data) = (path.to_path_buf(), data.iter().map(|&(o, l)| (o, l as u64)).collect::<Vec<_>>());
     move || {
         let file = InputFile::open(&path).unwrap();
-        Box::new(KnownSparse { file, info: ImageInfo::basic(Format::Raw, size), data: data.clone() })
+        Box::new(KnownSparse { file, info: ImageInfo::basic("raw", size), data: data.clone() })
     }
 }
 
@@ -81,16 +80,16 @@ fn convert_image(source: Box<dyn Image>, out: &Path, options: &str, seed: u64, t
     } else {
         Box::new(OutputFile::create(out).unwrap())
     };
-    let w = writer(&target(options, seed), size, sink).unwrap();
+    let w = writer(&target(options, seed), size, &mut OneOutput::new(sink)).unwrap();
     run(source, w, RunOptions { threads, ..Default::default() }).unwrap();
 }
 
 fn convert(raw: &Path, out: &Path, options: &str) {
-    convert_image(open_image(raw, Some(Format::Raw)).unwrap(), out, options, 7, 2, false);
+    convert_image(open_image(raw, Some(Format::raw())).unwrap(), out, options, 7, 2, false);
 }
 
 fn open_vhdx(path: &Path) -> Vhdx {
-    let mut ctx = diskbridge::image::OpenContext::new(&diskbridge::image::NoFiles);
+    let mut ctx = diskbridge::open::OpenContext::new(&diskbridge::chain::NoFiles);
     Vhdx::open(Box::new(InputFile::open(path).unwrap()), path.to_str().unwrap(), &mut ctx).unwrap()
 }
 
@@ -122,7 +121,7 @@ fn verify_without_qemu(raw: &Path, out: &Path, virtual_size: u64, sector: u64) {
 
     // Our reader, through the generic opener (probing the format), must give back the source's bytes.
     let mut ours = open_image(out, None).unwrap();
-    assert_eq!(ours.info().format, Format::Vhdx);
+    assert_eq!(ours.info().format, "vhdx");
     assert_eq!(ours.virtual_size(), virtual_size);
     let source = InputFile::open(raw).unwrap();
     let (mut a, mut b) = (vec![0u8; MIB as usize], vec![0u8; MIB as usize]);
@@ -253,7 +252,7 @@ fn append_only_output_equals_seekable_output() {
     let (odd, odd_make) = odd_source(dir.path());
     let small = dir.path().join("small.raw");
     sparse_raw(&small, 40 * MIB + 512, &[(0, 3 << 20), (17 * MIB + 5, 9 << 20), (40 * MIB, 512)]);
-    let small_make = || open_image(&small, Some(Format::Raw)).unwrap();
+    let small_make = || open_image(&small, Some(Format::raw())).unwrap();
     // Over 128 GiB the first pass also picks the block size.
     let big = dir.path().join("big.raw");
     let big_make = known_sparse(&big, 200 << 30, &[(5 * MIB, 3 << 20), (150 << 30, 1 << 20)]);
@@ -290,7 +289,7 @@ fn threads_and_seeds_decide_the_bytes() {
     sparse_raw(&raw, 40 * MIB, &[(0, 3 << 20), (17 * MIB + 5, 9 << 20), (39 * MIB, 4096)]);
     let out = |name: &str, seed: u64, threads: usize| {
         let p = dir.path().join(name);
-        convert_image(open_image(&raw, Some(Format::Raw)).unwrap(), &p, "", seed, threads, false);
+        convert_image(open_image(&raw, Some(Format::raw())).unwrap(), &p, "", seed, threads, false);
         std::fs::read(p).unwrap()
     };
     let one = out("1.vhdx", 5, 1);
@@ -500,7 +499,7 @@ fn reader_reads_qemu_output_and_refuses_what_it_cannot_read() {
     let try_open = |bytes: &[u8]| {
         let p = dir.path().join("edited.vhdx");
         std::fs::write(&p, bytes).unwrap();
-        open_image(&p, Some(Format::Vhdx)).map(|_| ())
+        open_image(&p, Format::from_name("vhdx").ok()).map(|_| ())
     };
     // A damaged header is passed over for the other one; with both damaged the file is corrupt.
     let mut one_bad = good.clone();
@@ -516,7 +515,7 @@ fn reader_reads_qemu_output_and_refuses_what_it_cannot_read() {
     // A log GUID over an empty log: nothing to replay (tests/vhdx_read.rs replays real ones).
     let p = dir.path().join("log.vhdx");
     std::fs::write(&p, &log).unwrap();
-    let warnings = open_image(&p, Some(Format::Vhdx)).unwrap().info().warnings.clone();
+    let warnings = open_image(&p, Format::from_name("vhdx").ok()).unwrap().info().warnings.clone();
     assert!(warnings.iter().any(|w| w.contains("nothing to replay")), "{warnings:?}");
 
     let mut parent = good.clone();
@@ -552,12 +551,14 @@ fn bad_options_are_refused_before_writing() {
     let out = dir.path().join("x.vhdx");
     for options in ["block_size=3M", "subformat=diff", "logical_sector_size=2048", "cluster_size=64k"] {
         let sink = Box::new(OutputFile::create(&out).unwrap());
-        let e = writer(&target(options, 1), MIB, sink).err().expect(options);
+        let e = writer(&target(options, 1), MIB, &mut OneOutput::new(sink)).err().expect(options);
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{options}");
     }
     assert_eq!(file_len(&out), 0);
     for size in [(64 << 40) + 512, 0] {
-        let e = writer(&target("", 1), size, Box::new(OutputFile::create(&out).unwrap())).err().unwrap();
+        let e = writer(&target("", 1), size, &mut OneOutput::new(Box::new(OutputFile::create(&out).unwrap())))
+            .err()
+            .unwrap();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{size}");
     }
 }
@@ -569,7 +570,7 @@ fn tiny_disk_and_empty_disk_refusal() {
     sparse_raw(&tiny, 512, &[(0, 100)]);
     for stream in [false, true] {
         let out = dir.path().join("tiny.vhdx");
-        convert_image(open_image(&tiny, Some(Format::Raw)).unwrap(), &out, "", 1, 1, stream);
+        convert_image(open_image(&tiny, Some(Format::raw())).unwrap(), &out, "", 1, 1, stream);
         verify(&tiny, &out, 512);
         assert_eq!(file_len(&out), 5 * MIB);
     }

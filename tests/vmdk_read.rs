@@ -6,14 +6,18 @@
 mod common;
 
 use common::{assert_same_guest, ok, qemu_img, sparse_raw, tmp};
+use diskbridge::chain::NoFiles;
 use diskbridge::convert::{RunOptions, run};
-use diskbridge::extent::{ExtentKind, Extents};
-use diskbridge::image::{Format, FormatSpecific, Image, NoFiles};
+use diskbridge::extent::ExtentKind;
+use diskbridge::formats::Format;
+use diskbridge::image::Extents;
+use diskbridge::image::Image;
 use diskbridge::io::{MemorySink, Sink, StreamSink};
 use diskbridge::native::{OutputFile, open_image};
 use diskbridge::options::OptionList;
 use diskbridge::raw::RawWriter;
 use diskbridge::target::{Target, writer};
+use diskbridge::writer::{OneOutput, Settings};
 use diskbridge::{ErrorKind, Result};
 use std::path::{Path, PathBuf};
 
@@ -34,7 +38,7 @@ fn to_raw(image: Box<dyn Image>, out: &Path) -> Result<()> {
 /// that with `expected` (any format qemu-img reads).
 fn assert_reads_as(vmdk: &Path, expected: &Path, size: u64) {
     let image = open_image(vmdk, None).unwrap_or_else(|e| panic!("{}: {e}", vmdk.display()));
-    assert_eq!(image.info().format, Format::Vmdk);
+    assert_eq!(image.info().format, "vmdk");
     assert_eq!(image.virtual_size(), size, "{}", vmdk.display());
     let out = vmdk.with_extension("out.raw");
     to_raw(image, &out).unwrap_or_else(|e| panic!("{}: {e}", vmdk.display()));
@@ -75,8 +79,11 @@ fn every_qemu_subformat_reads_like_its_source() {
     }
     let mut sparse = open_image(&d.join("monolithicSparse.vmdk"), None).unwrap();
     assert_eq!(sparse.info().cluster_size, Some(65536));
-    let Some(FormatSpecific::Vmdk { create_type, parent_cid, .. }) = &sparse.info().specific else { panic!() };
-    assert_eq!((create_type.as_str(), *parent_cid), ("monolithicSparse", 0xffff_ffff));
+    let specific = sparse.info().specific.clone().unwrap();
+    assert_eq!(
+        (specific.text("create-type"), specific.number("parent-cid")),
+        (Some("monolithicSparse"), Some(0xffff_ffff))
+    );
     let map = kinds(sparse.as_mut());
     assert_eq!(map[0], (0, 4 * 65536, ExtentKind::Data), "200,000 bytes take 4 grains");
     assert_eq!(map[1], (4 * 65536, 511 * 65536 - 4 * 65536, ExtentKind::Unallocated), "up to 32 MiB - 30,000");
@@ -140,9 +147,10 @@ fn an_overlay_reads_through_to_its_parent() {
     assert_eq!(info.backing_filename.as_deref(), Some("base.vmdk"));
     assert_eq!(info.full_backing_filename.as_deref(), Some(s(&base)));
     assert!(info.warnings.is_empty(), "{:?}", info.warnings);
-    let Some(FormatSpecific::Vmdk { parent_cid, .. }) = info.specific else { panic!() };
-    let Some(FormatSpecific::Vmdk { cid, .. }) = image.backing().unwrap().info().specific else { panic!() };
-    assert_eq!(parent_cid, cid);
+    let parent_cid = info.specific.as_ref().and_then(|s| s.number("parent-cid"));
+    let cid = image.backing().unwrap().info().specific.as_ref().and_then(|s| s.number("cid"));
+    assert!(parent_cid.is_some() && parent_cid == cid);
+    let cid = cid.unwrap();
     let map = kinds(image.as_mut());
     // The base's grain 0 and the overlay's grains 1..=3 make one run.
     assert_eq!(map[0], (0, 4 * 65536, ExtentKind::Data));
@@ -194,15 +202,12 @@ fn diskbridges_own_output_in_both_layouts() {
             Box::new(OutputFile::create(&out).unwrap())
         };
         let target = Target {
-            format: Format::Vmdk,
+            format: Format::from_name("vmdk").unwrap(),
             options: OptionList::default(),
-            seed: 1,
-            epoch: 0,
-            output_name: "x.vmdk".into(),
-            compressed: false,
+            settings: Settings { seed: 1, epoch: 0, output_name: "x.vmdk".into(), compressed: false },
         };
-        let source = open_image(&raw, Some(Format::Raw)).unwrap();
-        run(source, writer(&target, size, sink).unwrap(), RunOptions::default()).unwrap();
+        let source = open_image(&raw, Some(Format::raw())).unwrap();
+        run(source, writer(&target, size, &mut OneOutput::new(sink)).unwrap(), RunOptions::default()).unwrap();
         let bytes = std::fs::read(&out).unwrap();
         assert_eq!(bytes[56..64] == [0xff; 8], stream, "GD at the end exactly for the stream");
         assert_reads_as(&out, &raw, size);
@@ -466,7 +471,7 @@ fn missing_files_and_parent_loops() {
     let vmdk = d.join("split.vmdk");
     qemu_vmdk(&raw, &vmdk, "subformat=twoGbMaxExtentFlat");
     std::fs::remove_file(d.join("split-f001.vmdk")).unwrap();
-    assert_error(&vmdk, ErrorKind::Io, &["split-f001.vmdk"]);
+    assert_error(&vmdk, ErrorKind::NotFound, &["split-f001.vmdk"]);
     qemu_vmdk(&raw, &vmdk, "subformat=twoGbMaxExtentFlat");
     std::fs::OpenOptions::new().write(true).open(d.join("split-f001.vmdk")).unwrap().set_len(MIB).unwrap();
     assert_error(&vmdk, ErrorKind::Corrupt, &["shorter"]);
@@ -476,7 +481,7 @@ fn missing_files_and_parent_loops() {
     let overlay = d.join("overlay.vmdk");
     qemu_img(&["create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", s(&overlay)]);
     std::fs::remove_file(&base).unwrap();
-    assert_error(&overlay, ErrorKind::Io, &["base.vmdk"]);
+    assert_error(&overlay, ErrorKind::NotFound, &["base.vmdk"]);
     // The overlay as its own parent.
     let looped = d.join("loop.vmdk");
     std::fs::write(&looped, edit_descriptor(&std::fs::read(&overlay).unwrap(), "base.vmdk", "loop.vmdk")).unwrap();
@@ -505,7 +510,7 @@ fn a_directory_of_one_repeated_empty_table_is_one_run() {
 /// Reads `bytes` as a VMDK in memory (no other files): the result of mapping and reading it all, or the
 /// first error. Never panics, whatever the bytes.
 fn read_all(bytes: Vec<u8>) -> Result<Vec<u8>> {
-    let image = diskbridge::image::open("t.vmdk", Box::new(bytes), Some(Format::Vmdk), &NoFiles)?;
+    let image = diskbridge::open::open("t.vmdk", Box::new(bytes), Format::from_name("vmdk").ok(), &NoFiles)?;
     let size = image.virtual_size();
     let out = MemorySink::default();
     run(image, Box::new(RawWriter::new(Box::new(out.clone()), size)), RunOptions::default())?;
@@ -522,16 +527,13 @@ fn truncations_never_panic_and_a_truncated_stream_is_refused() {
     let stream = d.join("stream.vmdk");
     {
         let target = Target {
-            format: Format::Vmdk,
+            format: Format::from_name("vmdk").unwrap(),
             options: OptionList::default(),
-            seed: 1,
-            epoch: 0,
-            output_name: String::new(),
-            compressed: false,
+            settings: Settings { seed: 1, epoch: 0, output_name: String::new(), compressed: false },
         };
         let sink = Box::new(StreamSink::new(std::fs::File::create(&stream).unwrap()));
-        let source = open_image(&raw, Some(Format::Raw)).unwrap();
-        run(source, writer(&target, 3 * MIB, sink).unwrap(), RunOptions::default()).unwrap();
+        let source = open_image(&raw, Some(Format::raw())).unwrap();
+        run(source, writer(&target, 3 * MIB, &mut OneOutput::new(sink)).unwrap(), RunOptions::default()).unwrap();
     }
     let st = std::fs::read(&stream).unwrap();
     assert_eq!(read_all(st.clone()).unwrap(), expected);

@@ -7,11 +7,13 @@ mod common;
 use common::{assert_check_clean, assert_same_guest, ok, qemu_img, sparse_raw, tmp};
 use diskbridge::convert::{RunOptions, run};
 use diskbridge::extent::{Extent, ExtentKind};
-use diskbridge::image::{Blank, Format, Image, ImageInfo};
+use diskbridge::formats::Format;
+use diskbridge::image::{Blank, Image, ImageInfo};
 use diskbridge::io::{Sink, StreamSink};
 use diskbridge::native::{OutputFile, open_image};
 use diskbridge::options::OptionList;
 use diskbridge::target::{Target, writer};
+use diskbridge::writer::{OneOutput, Settings};
 use std::path::Path;
 
 const SEED: u64 = 0x5EED;
@@ -26,17 +28,19 @@ enum Layout {
 
 fn target(options: &str, seed: u64, out: &Path) -> Target {
     Target {
-        format: Format::Vmdk,
+        format: Format::from_name("vmdk").unwrap(),
         options: OptionList::parse(options).unwrap(),
-        seed,
-        epoch: 0,
-        output_name: out.file_name().unwrap().to_string_lossy().into_owned(),
-        compressed: false,
+        settings: Settings {
+            seed,
+            epoch: 0,
+            output_name: out.file_name().unwrap().to_string_lossy().into_owned(),
+            compressed: false,
+        },
     }
 }
 
 fn convert_with(raw: &Path, out: &Path, layout: Layout, options: &str, seed: u64, threads: usize) {
-    convert_image(open_image(raw, Some(Format::Raw)).unwrap(), out, layout, options, seed, threads);
+    convert_image(open_image(raw, Some(Format::raw())).unwrap(), out, layout, options, seed, threads);
 }
 
 fn convert_image(source: Box<dyn Image>, out: &Path, layout: Layout, options: &str, seed: u64, threads: usize) {
@@ -44,7 +48,7 @@ fn convert_image(source: Box<dyn Image>, out: &Path, layout: Layout, options: &s
         Layout::File => Box::new(OutputFile::create(out).unwrap()),
         Layout::Stream => Box::new(StreamSink::new(std::fs::File::create(out).unwrap())),
     };
-    let w = writer(&target(options, seed, out), source.virtual_size(), sink).unwrap();
+    let w = writer(&target(options, seed, out), source.virtual_size(), &mut OneOutput::new(sink)).unwrap();
     run(source, w, RunOptions { threads, ..Default::default() }).unwrap();
 }
 
@@ -294,10 +298,10 @@ fn seed_line_options_and_errors_through_the_target() {
 
     let t = target("subformat=monolithicFlat", SEED, &out);
     let sink = Box::new(OutputFile::create(&out).unwrap());
-    let err = writer(&t, 1 << 20, sink).err().unwrap();
+    let err = writer(&t, 1 << 20, &mut OneOutput::new(sink)).err().unwrap();
     assert_eq!(err.kind(), diskbridge::ErrorKind::Unsupported);
     let t = target("cluster_size=65536", SEED, &out);
-    let err = writer(&t, 1 << 20, Box::new(OutputFile::create(&out).unwrap())).err().unwrap();
+    let err = writer(&t, 1 << 20, &mut OneOutput::new(Box::new(OutputFile::create(&out).unwrap()))).err().unwrap();
     assert_eq!(err.message(), "Invalid parameter 'cluster_size' for format vmdk");
 }
 
@@ -312,7 +316,7 @@ impl Islands {
     fn like_sparse_raw(size: u64, data_at: &[(u64, usize)]) -> Self {
         let islands =
             data_at.iter().enumerate().map(|(i, &(at, len))| (at, common::pattern(len, i as u64 + 1))).collect();
-        Islands { info: ImageInfo::basic(Format::Raw, size), islands }
+        Islands { info: ImageInfo::basic("raw", size), islands }
     }
 }
 

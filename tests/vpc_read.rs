@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use diskbridge::convert::RunOptions;
-use diskbridge::image::Format;
+use diskbridge::formats::Format;
 use diskbridge::native::{OutputFile, open_image};
 use diskbridge::raw::RawWriter;
 use diskbridge::{Error, ErrorKind};
@@ -43,7 +43,7 @@ fn qemu_virtual_size(vhd: &Path) -> u64 {
 /// Opens `vhd` with the format probed, checks it is found to be vpc, and converts it to raw.
 fn convert_to_raw(vhd: &Path) -> Result<PathBuf, Error> {
     let image = open_image(vhd, None)?;
-    assert_eq!(image.info().format, Format::Vpc, "{} probed as {}", vhd.display(), image.info().format);
+    assert_eq!(image.info().format, "vpc", "{} probed as {}", vhd.display(), image.info().format);
     let out = vhd.with_extension("out.raw");
     let writer = RawWriter::new(Box::new(OutputFile::create(&out)?), image.virtual_size());
     diskbridge::convert::run(image, Box::new(writer), RunOptions { threads: 2, ..Default::default() })?;
@@ -137,7 +137,7 @@ fn large_sparse_dynamic_vhd_maps_only_its_blocks() {
     let vhd = dir.path().join("big.vhd");
     qemu_img(&["convert", "-f", "raw", "-O", "vpc", "-o", "force_size=on", s(&raw), s(&vhd)]);
     let mut image = open_image(&vhd, None).unwrap();
-    let data: Vec<_> = diskbridge::extent::Extents::all(&mut *image)
+    let data: Vec<_> = diskbridge::image::Extents::all(&mut *image)
         .map(Result::unwrap)
         .filter(|e| e.kind == diskbridge::extent::ExtentKind::Data)
         .map(|e| (e.offset, e.length))
@@ -217,14 +217,14 @@ fn differencing_vhd_over_parent_of(parent_size: u64) {
 
 /// Opening and reading a broken file must give an error or the guest bytes, never a panic.
 fn open_and_read(path: &Path) -> Result<(), Error> {
-    let mut image = open_image(path, Some(Format::Vpc))?;
+    let mut image = open_image(path, Format::from_name("vpc").ok())?;
     let size = image.virtual_size();
     let mut buf = vec![0u8; 1 << 20];
     for offset in (0..size).step_by(buf.len()) {
         let n = (size - offset).min(buf.len() as u64) as usize;
         image.read_at(offset, &mut buf[..n])?;
     }
-    diskbridge::extent::Extents::all(&mut *image).try_for_each(|e| e.map(drop))
+    diskbridge::image::Extents::all(&mut *image).try_for_each(|e| e.map(drop))
 }
 
 #[test]

@@ -34,7 +34,7 @@ function encode(port, msg) {
   try {
     if (msg.job !== job) throw {kind: 'internal', message: 'Encoder not set up for this job'};
     if (setupError) throw setupError;
-    const units = Array.from(msg.indices, (index) => ({index, data: encoder.encode(index) ?? null}));
+    const units = Array.from(msg.indices, (index) => ({index, data: encoder.encode(index, msg.phase) ?? null}));
     // wasm memory never shrinks, so its size now is its high-water mark.
     const bytes = memory.buffer.byteLength;
     port.postMessage({type: POOL.ENCODED, job, batch: msg.batch, units, memory: bytes},

@@ -24,12 +24,13 @@
 //   {type: 'init', module, port: MessagePort}  the port's other end is the coordinator's
 // coordinator ↔ encoder worker, over that port
 //   → {type: 'setup', job, input: File, others: File[], target: Target}   the encoder opens the input itself
-//   → {type: 'encode', job, batch, indices: Float64Array}          units to read and encode, transferred
+//   → {type: 'encode', job, batch, phase, indices: Float64Array}   units to read and encode for the pass
+//       phase ('scan' or 'write'), transferred
 //   ← {type: 'encoded', job, batch, units: [{index, data: Uint8Array | null}], memory}   data transferred
 //       null: the unit needs nothing; memory: the encoder's wasm memory in bytes
 //   ← {type: 'error', job, batch, error: DiskError}
 // DiskError = {kind, message, offset: number|null, file: string|null}, kind as the core names it
-// ('io', 'invalid-format', 'corrupt', 'unsupported', 'limit-exceeded', 'invalid-argument', 'cancelled'), or
+// ('io', 'not-found', 'invalid-format', 'corrupt', 'unsupported', 'limit-exceeded', 'invalid-argument', 'cancelled'), or
 // 'internal' for a panic or a browser failure outside the core.
 'use strict';
 

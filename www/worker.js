@@ -78,7 +78,12 @@ async function convert(msg) {
     const checkCancel = () => {
       if (cancelled.has(id)) throw {kind: 'cancelled', message: 'Cancelled'};
     };
-    await encodeInPool(job, msg, output, checkCancel, progress);
+    const pooled = setUpPool(msg);
+    for (let phase = job.phase; phase === 'scan' || phase === 'write'; phase = job.phase) {
+      await encodeInPool(job, pooled, phase, output, checkCancel, progress);
+      job.endPass();
+    }
+    await finishInSteps(job, output, checkCancel, progress);
     self.postMessage({type: MSG.PROGRESS, id, done: total, total});
     const length = job.finish();
     await output.write(job.takeChunks());
@@ -115,19 +120,24 @@ function verify(msg) {
   }
 }
 
-/**
- * Hands the units that hold data to the pool in batches of indices (round robin, a bounded number in flight)
- * and writes the encoded results in order. Waiting for a batch lets a cancel message in.
- */
-async function encodeInPool(job, msg, output, checkCancel, progress) {
+/** Has every encoder open the input for a new job (a blank disk has none, and no unit to encode); its id. */
+function setUpPool(msg) {
   if (!pool.length) throw {kind: 'internal', message: 'No encoder workers', offset: null, file: null};
   const jobId = ++poolJob;
-  // A blank disk has no unit that holds data, and no input for the encoders to open.
   if (msg.input) {
     for (const port of pool) {
       port.postMessage({type: POOL.SETUP, job: jobId, input: msg.input, others: msg.others, target: msg.target});
     }
   }
+  return jobId;
+}
+
+/**
+ * One unit pass (`scan` or `write`): hands the units that hold data to the pool in batches of indices (round
+ * robin, a bounded number in flight) and gives the results back to the job in order, writing what it queues.
+ * Waiting for a batch lets a cancel message in.
+ */
+async function encodeInPool(job, jobId, phase, output, checkCancel, progress) {
   const waiting = [];
   let sent = 0;
   try {
@@ -144,7 +154,7 @@ async function encodeInPool(job, msg, output, checkCancel, progress) {
         // Handled here so a failed batch that is not awaited yet is not reported as unhandled.
         answer.catch(() => {});
         waiting.push(answer);
-        pool[batch % pool.length].postMessage({type: POOL.ENCODE, job: jobId, batch, indices}, [indices.buffer]);
+        pool[batch % pool.length].postMessage({type: POOL.ENCODE, job: jobId, batch, phase, indices}, [indices.buffer]);
       }
       if (!waiting.length) break;
       const units = await waiting.shift();
@@ -153,8 +163,25 @@ async function encodeInPool(job, msg, output, checkCancel, progress) {
       progress();
     }
   } finally {
-    // Batches still out belong to a job that has failed or been cancelled; their answers are dropped.
+    // Batches still out belong to a pass that has failed or been cancelled; their answers are dropped.
     for (const key of [...batches.keys()]) if (key.startsWith(`${jobId}/`)) batches.delete(key);
+  }
+}
+
+/**
+ * The writer's work after the last unit (tables, an OVA's checksum of its disk), a bounded step at a time; between
+ * steps the queued output is written and, every so often, the event loop turns so that a cancel message gets in.
+ */
+async function finishInSteps(job, output, checkCancel, progress) {
+  let turned = performance.now();
+  while (!job.finishStep()) {
+    if (job.queued >= WRITE_BYTES) await output.write(job.takeChunks());
+    progress();
+    if (performance.now() - turned > PROGRESS_INTERVAL_MS) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      turned = performance.now();
+    }
+    checkCancel();
   }
 }
 

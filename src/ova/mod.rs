@@ -1,8 +1,9 @@
-//! OVF packages: writing an OVA / OVF around a streamOptimized VMDK for ESXi, and reading the disks of an
-//! OVA in place (no unpacking).
+//! OVF packages: reading the disks of an OVA in place (no unpacking), and writing an OVA / OVF around a
+//! streamOptimized VMDK for ESXi with its [`descriptor`] and manifest.
 
+pub mod descriptor;
 mod reader;
 mod writer;
 
-pub use reader::{Member, Package, open_disk};
-pub use writer::{Layout, Names, PackageWriter};
+pub use reader::{Member, Package, disk_count, open, probe};
+pub use writer::{Kind, Names, PackageWriter};

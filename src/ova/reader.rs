@@ -2,8 +2,9 @@
 //! disks (`DiskSection` → `References`), and each disk is opened as an image through a window on the tar —
 //! nothing is unpacked, so a 100 GB OVA needs no scratch space.
 
+use crate::chain::Opener;
 use crate::error::{Error, Result};
-use crate::image::{Image, OpenContext};
+use crate::image::Image;
 use crate::io::{ReadAt, Window};
 use crate::tar;
 use std::rc::Rc;
@@ -160,17 +161,34 @@ fn attr(attrs: &str, name: &str) -> Option<String> {
     None
 }
 
-/// Opens disk `index` (0-based, in the descriptor's order) of the OVA `file` named `name`.
+/// Whether a file is a POSIX tar whose first member is an OVF descriptor, as DSP0243 orders an OVA.
+pub fn probe(head: &[u8], _tail: &[u8]) -> bool {
+    head.len() >= 263
+        && &head[257..263] == b"ustar\0"
+        && head[..100].split(|&b| b == 0).next().is_some_and(|n| n.ends_with(b".ovf"))
+}
+
+/// How many disks the OVA `file` holds.
+///
+/// # Errors
+/// Whatever reading the package gives.
+pub fn disk_count(file: &dyn ReadAt) -> Result<usize> {
+    Ok(Package::read(file)?.disks.len())
+}
+
+/// Opens the disk the opener asks for (0-based, in the descriptor's order) of the OVA `file` named `name`, in
+/// place (the table of formats' entry).
 ///
 /// # Errors
 /// `InvalidArgument` when there is no such disk, and whatever reading the package or the disk gives.
-pub fn open_disk(name: &str, file: Box<dyn ReadAt>, index: usize, ctx: &mut OpenContext<'_>) -> Result<Box<dyn Image>> {
+pub fn open(file: Box<dyn ReadAt>, name: &str, opener: &mut dyn Opener) -> Result<Box<dyn Image>> {
     let package = Package::read(file.as_ref())?;
+    let index = opener.disk_index();
     let disk = package.disks.get(index).ok_or_else(|| {
         Error::argument(format!("The OVA has {} disk(s); there is no disk {}", package.disks.len(), index + 1))
     })?;
     let window = Window::new(Rc::from(file), disk.offset, disk.size);
-    ctx.open_file(&format!("{name}/{}", disk.name), Box::new(window), None)
+    opener.open_file(&format!("{name}/{}", disk.name), Box::new(window), None)
 }
 
 #[cfg(test)]

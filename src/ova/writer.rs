@@ -4,18 +4,23 @@
 //! The disk's size and digest are known only once it is finished, and its grain tables are written last, so
 //! the package is completed at the end: the OVA's descriptor slot is reserved at the front at its largest
 //! possible length (the final XML is padded with trailing spaces, which XML allows after the root element),
-//! the disk member's tar header is back-patched, and the disk is read back to be hashed.
+//! the disk member's tar header is back-patched, and the disk is read back to be hashed — a step at a time, so
+//! progress and cancel reach it. The disk's own writer comes from the caller (the table of formats), so this
+//! module knows the VMDK format only by what the descriptor says of it.
 
-use crate::convert::{ImageWriter, UnitEncoder};
+use super::descriptor::{self, DiskFile, Firmware, Hasher, OvfOptions};
 use crate::error::{Error, Result};
-use crate::image::{Format, Image};
+use crate::image::Image;
 use crate::io::Sink;
-use crate::ovf::{self, DiskFile, Firmware, Hasher, OvfOptions};
+use crate::options::OptionList;
 use crate::tar;
-use crate::target::{self, Target};
+use crate::writer::{Finishing, ImageWriter, OneOutput, Outputs, Settings, UnitEncoder, WriterFactory};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+
+/// Bytes of the finished disk hashed per step.
+const HASH_STEP: u64 = 8 << 20;
 
 /// The member names of a package whose base name is `stem`.
 #[derive(Debug, Clone)]
@@ -40,19 +45,13 @@ impl Names {
     }
 }
 
-/// Where the package's parts go.
-pub enum Layout {
-    /// One tar archive on a seekable sink that can be read back.
-    Ova(Box<dyn Sink>),
-    /// Three files: the disk, the descriptor, the manifest.
-    Ovf {
-        /// The VMDK (must be readable back).
-        disk: Box<dyn Sink>,
-        /// The `.ovf`.
-        descriptor: Box<dyn Sink>,
-        /// The `.mf`.
-        manifest: Box<dyn Sink>,
-    },
+/// How the package is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One tar archive, the output itself, on a seekable sink that can be read back.
+    Ova,
+    /// Three files beside the output's name: the descriptor, the disk, the manifest.
+    Ovf,
 }
 
 enum Parts {
@@ -60,9 +59,14 @@ enum Parts {
     Ovf { descriptor: Box<dyn Sink>, manifest: Box<dyn Sink> },
 }
 
-/// Writes an OVA or OVF package; the guest data goes through a VMDK writer inside it.
+/// Writes an OVA or OVF package; the guest data goes through the disk's writer inside it.
 pub struct PackageWriter {
     disk: Box<dyn ImageWriter>,
+    package: Package,
+}
+
+/// Everything about the package but its disk's writer.
+struct Package {
     /// The sink holding the disk (the archive, or the VMDK file), shared with the disk writer's [`Member`].
     disk_file: Rc<RefCell<Box<dyn Sink>>>,
     /// Where the disk starts in `disk_file`, and its length once the disk writer has finished.
@@ -77,7 +81,7 @@ pub struct PackageWriter {
     epoch: u64,
 }
 
-/// The disk as the VMDK writer sees it: offsets shifted to where the disk starts, its final length remembered.
+/// The disk as its writer sees it: offsets shifted to where the disk starts, its final length remembered.
 struct Member {
     file: Rc<RefCell<Box<dyn Sink>>>,
     base: u64,
@@ -102,22 +106,32 @@ impl Sink for Member {
 }
 
 impl PackageWriter {
-    /// A package for a disk of `virtual_size` bytes. `target.options` holds the OVF keys and the VMDK keys.
+    /// A package for a disk of `virtual_size` bytes, its files from `outputs`; `options` holds the OVF keys, which
+    /// it takes, and the disk's, which `disk` takes.
     ///
     /// # Errors
     /// `InvalidArgument` for a bad option or an output that cannot seek and be read back.
-    pub fn new(target: &Target, virtual_size: u64, layout: Layout) -> Result<Self> {
-        let names = Names::for_output(&target.output_name);
-        let mut options = target.options.clone();
+    pub fn new(
+        kind: Kind,
+        options: &mut OptionList,
+        settings: &Settings,
+        virtual_size: u64,
+        outputs: &mut dyn Outputs,
+        disk: WriterFactory,
+    ) -> Result<Self> {
+        let names = Names::for_output(&settings.output_name);
         let stem = names.descriptor.trim_end_matches(".ovf").to_string();
-        let ovf_options = OvfOptions::from_options(&mut options, &stem)?;
-        let disk_target = Target { format: Format::Vmdk, options, output_name: names.disk.clone(), ..target.clone() };
-        let (file, disk_base, parts) = match layout {
-            Layout::Ova(archive) => {
+        let ovf_options = OvfOptions::from_options(options, &stem)?;
+        let (file, disk_base, parts) = match kind {
+            Kind::Ova => {
                 let reserved = Self::reserved_descriptor_len(&ovf_options, &names);
-                (archive, tar::BLOCK + reserved + tar::BLOCK, Parts::Ova { reserved })
+                (outputs.main()?, tar::BLOCK + reserved + tar::BLOCK, Parts::Ova { reserved })
             }
-            Layout::Ovf { disk, descriptor, manifest } => (disk, 0, Parts::Ovf { descriptor, manifest }),
+            Kind::Ovf => {
+                let descriptor = outputs.beside(&names.descriptor)?;
+                let disk = outputs.beside(&names.disk)?;
+                (disk, 0, Parts::Ovf { descriptor, manifest: outputs.beside(&names.manifest)? })
+            }
         };
         if !file.is_seekable() {
             return Err(Error::argument("An OVF package needs a seekable output (a file, not a pipe)"));
@@ -128,27 +142,30 @@ impl PackageWriter {
             file: Rc::clone(&disk_file),
             base: disk_base,
             len: Rc::clone(&disk_len),
-            whole_file: matches!(parts, Parts::Ovf { .. }),
+            whole_file: kind == Kind::Ovf,
         };
+        let disk_settings = Settings { output_name: names.disk.clone(), ..settings.clone() };
         Ok(PackageWriter {
-            disk: target::writer(&disk_target, virtual_size, Box::new(member))?,
-            disk_file,
-            disk_base,
-            disk_len,
-            parts,
-            names,
-            firmware: ovf_options.firmware,
-            options: ovf_options,
-            capacity: virtual_size.div_ceil(512) * 512,
-            populated: 0,
-            epoch: target.epoch,
+            disk: disk(options, &disk_settings, virtual_size, &mut OneOutput::new(Box::new(member)))?,
+            package: Package {
+                disk_file,
+                disk_base,
+                disk_len,
+                parts,
+                names,
+                firmware: ovf_options.firmware,
+                options: ovf_options,
+                capacity: virtual_size.div_ceil(512) * 512,
+                populated: 0,
+                epoch: settings.epoch,
+            },
         })
     }
 
     /// The descriptor's length with every number at its widest, rounded up to tar blocks.
     fn reserved_descriptor_len(options: &OvfOptions, names: &Names) -> u64 {
         let widest = DiskFile { href: names.disk.clone(), size: u64::MAX, capacity: u64::MAX, populated: u64::MAX };
-        let len = ovf::descriptor(options, Firmware::Efi, &widest).len() as u64;
+        let len = descriptor::descriptor(options, Firmware::Efi, &widest).len() as u64;
         len.next_multiple_of(tar::BLOCK)
     }
 }
@@ -162,89 +179,177 @@ impl ImageWriter for PackageWriter {
         self.disk.encoder()
     }
 
-    fn plan(&mut self, source: &mut dyn Image) -> Result<()> {
-        if self.firmware == Firmware::Auto {
+    fn prepare(&mut self, source: &mut dyn Image) -> Result<()> {
+        if self.package.firmware == Firmware::Auto {
             // EFI only when the guest cannot boot any other way: hybrid cloud images boot with BIOS too, and
             // BIOS is what older ESXi hardware versions default to.
             let guest = crate::guest::inspect(source)?;
-            self.firmware = if guest.uefi_only() { Firmware::Efi } else { Firmware::Bios };
+            self.package.firmware = if guest.uefi_only() { Firmware::Efi } else { Firmware::Bios };
         }
-        self.disk.plan(source)
+        self.disk.prepare(source)
+    }
+
+    fn wants_scan(&self) -> bool {
+        self.disk.wants_scan()
+    }
+
+    fn scan_encoder(&self) -> Option<Arc<dyn UnitEncoder>> {
+        self.disk.scan_encoder()
+    }
+
+    fn scan_unit(&mut self, index: u64, scanned: Option<Vec<u8>>) -> Result<()> {
+        self.disk.scan_unit(index, scanned)
+    }
+
+    fn end_scan(&mut self) -> Result<()> {
+        self.disk.end_scan()
     }
 
     fn write_unit(&mut self, index: u64, encoded: Option<Vec<u8>>) -> Result<()> {
         if encoded.is_some() {
             let start = index * self.disk.unit_size();
-            self.populated += self.disk.unit_size().min(self.capacity.saturating_sub(start));
+            self.package.populated += self.disk.unit_size().min(self.package.capacity.saturating_sub(start));
         }
         self.disk.write_unit(index, encoded)
     }
 
-    fn finish(self: Box<Self>) -> Result<Box<dyn Sink>> {
-        let PackageWriter {
-            disk,
-            disk_file,
-            disk_base,
-            disk_len,
-            parts,
-            names,
-            options,
-            firmware,
-            capacity,
-            populated,
-            epoch,
-        } = *self;
-        drop(disk.finish()?);
-        let disk_size = disk_len.get();
-        let mut file =
-            Rc::try_unwrap(disk_file).map_err(|_| Error::argument("The package's disk is still in use"))?.into_inner();
+    /// Hashing reads the finished disk back: about as many bytes as the pass read, compressed.
+    fn finish_cost(&self, pass_bytes: u64) -> u64 {
+        pass_bytes.max(1) + self.disk.finish_cost(pass_bytes)
+    }
 
-        let digest = options.digest();
-        let mut disk_hash = Hasher::new(digest);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut pos = 0;
-        while pos < disk_size {
-            let n = (disk_size - pos).min(buf.len() as u64) as usize;
-            file.read_back(disk_base + pos, &mut buf[..n])?;
-            disk_hash.update(&buf[..n]);
-            pos += n as u64;
+    fn finish(self: Box<Self>) -> Result<Box<dyn Finishing>> {
+        let PackageWriter { disk, package } = *self;
+        let hash = Hasher::new(package.options.digest());
+        Ok(Box::new(Completion { stage: Stage::Disk(disk.finish()?), hash, package }))
+    }
+}
+
+/// Where completing the package is.
+enum Stage {
+    /// The disk's writer is finishing.
+    Disk(Box<dyn Finishing>),
+    /// The disk is complete up to its length, and hashed up to here.
+    Hash(u64),
+    /// Descriptor, manifest and tar headers are written.
+    Done,
+}
+
+/// Completing a package after its last unit: the disk's own finish, the disk's digest, then the descriptor and
+/// manifest that carry its size and digest.
+struct Completion {
+    package: Package,
+    stage: Stage,
+    hash: Hasher,
+}
+
+impl Finishing for Completion {
+    fn progress(&self) -> (u64, u64) {
+        let size = self.package.disk_len.get().max(1);
+        match self.stage {
+            Stage::Disk(_) => (0, size),
+            Stage::Hash(pos) => (pos, size),
+            Stage::Done => (size, size),
         }
+    }
 
-        let facts = DiskFile { href: names.disk.clone(), size: disk_size, capacity, populated };
-        let mut xml = ovf::descriptor(&options, firmware, &facts).into_bytes();
-        match parts {
+    fn step(&mut self) -> Result<bool> {
+        match &mut self.stage {
+            Stage::Disk(finishing) => {
+                if finishing.step()? {
+                    self.stage = Stage::Hash(0);
+                }
+            }
+            Stage::Hash(pos) => {
+                let (size, base) = (self.package.disk_len.get(), self.package.disk_base);
+                if *pos < size {
+                    let n = (size - *pos).min(HASH_STEP) as usize;
+                    let mut buf = vec![0u8; n];
+                    self.package.disk_file.borrow_mut().read_back(base + *pos, &mut buf)?;
+                    self.hash.update(&buf);
+                    *pos += n as u64;
+                } else {
+                    self.write_package()?;
+                    self.stage = Stage::Done;
+                }
+            }
+            Stage::Done => {}
+        }
+        Ok(matches!(self.stage, Stage::Done))
+    }
+
+    fn into_sink(self: Box<Self>) -> Box<dyn Sink> {
+        Box::new(PackageFile(self.package.disk_file))
+    }
+}
+
+impl Completion {
+    /// The descriptor and manifest, now that the disk's size and digest are known, and the tar's headers.
+    fn write_package(&mut self) -> Result<()> {
+        let p = &mut self.package;
+        let disk_size = p.disk_len.get();
+        let digest = p.options.digest();
+        let disk_hash = std::mem::replace(&mut self.hash, Hasher::new(digest));
+        let facts =
+            DiskFile { href: p.names.disk.clone(), size: disk_size, capacity: p.capacity, populated: p.populated };
+        let mut xml = descriptor::descriptor(&p.options, p.firmware, &facts).into_bytes();
+        let mut file = p.disk_file.borrow_mut();
+        match &mut p.parts {
             Parts::Ova { reserved } => {
+                let reserved = *reserved;
                 xml.resize(reserved as usize - 1, b' ');
                 xml.push(b'\n');
-                let manifest = manifest(digest, &names, &xml, disk_hash);
-                file.write_at(0, &tar::header(&names.descriptor, reserved, epoch)?)?;
+                let manifest = manifest(digest, &p.names, &xml, disk_hash);
+                let epoch = p.epoch;
+                file.write_at(0, &tar::header(&p.names.descriptor, reserved, epoch)?)?;
                 file.write_at(tar::BLOCK, &xml)?;
-                file.write_at(tar::BLOCK + reserved, &tar::header(&names.disk, disk_size, epoch)?)?;
-                let manifest_at = disk_base + disk_size + tar::padding(disk_size);
+                file.write_at(tar::BLOCK + reserved, &tar::header(&p.names.disk, disk_size, epoch)?)?;
+                let manifest_at = p.disk_base + disk_size + tar::padding(disk_size);
                 let manifest_len = manifest.len() as u64;
-                file.write_at(manifest_at, &tar::header(&names.manifest, manifest_len, epoch)?)?;
+                file.write_at(manifest_at, &tar::header(&p.names.manifest, manifest_len, epoch)?)?;
                 file.write_at(manifest_at + tar::BLOCK, manifest.as_bytes())?;
                 // Two zero blocks end the archive; the sink's gaps read as zeros and finish() sets the length.
                 file.finish(manifest_at + tar::BLOCK + manifest_len + tar::padding(manifest_len) + 2 * tar::BLOCK)?;
             }
-            Parts::Ovf { mut descriptor, manifest: mut manifest_sink } => {
-                let manifest = manifest(digest, &names, &xml, disk_hash);
+            Parts::Ovf { descriptor, manifest: manifest_sink } => {
+                let manifest = manifest(digest, &p.names, &xml, disk_hash);
                 descriptor.write_at(0, &xml)?;
                 descriptor.finish(xml.len() as u64)?;
                 manifest_sink.write_at(0, manifest.as_bytes())?;
                 manifest_sink.finish(manifest.len() as u64)?;
             }
         }
-        Ok(file)
+        Ok(())
+    }
+}
+
+/// The finished package's file (the archive, or the OVF's disk), as the disk's writer shared it.
+struct PackageFile(Rc<RefCell<Box<dyn Sink>>>);
+
+impl Sink for PackageFile {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.0.borrow_mut().write_at(offset, data)
+    }
+
+    fn is_seekable(&self) -> bool {
+        self.0.borrow().is_seekable()
+    }
+
+    fn finish(&mut self, len: u64) -> Result<()> {
+        self.0.borrow_mut().finish(len)
+    }
+
+    fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.0.borrow_mut().read_back(offset, buf)
     }
 }
 
 /// The manifest: the descriptor's digest first, then the disk's, as open-vmdk's ova-compose lists them.
-fn manifest(digest: ovf::Digest, names: &Names, descriptor: &[u8], disk_hash: Hasher) -> String {
+fn manifest(digest: descriptor::Digest, names: &Names, xml: &[u8], disk_hash: Hasher) -> String {
     let mut ovf_hash = Hasher::new(digest);
-    ovf_hash.update(descriptor);
-    ovf::manifest_line(digest, &names.descriptor, &ovf_hash.hex())
-        + &ovf::manifest_line(digest, &names.disk, &disk_hash.hex())
+    ovf_hash.update(xml);
+    descriptor::manifest_line(digest, &names.descriptor, &ovf_hash.hex())
+        + &descriptor::manifest_line(digest, &names.disk, &disk_hash.hex())
 }
 
 #[cfg(test)]

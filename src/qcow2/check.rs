@@ -19,9 +19,9 @@ use super::entry::{self, Layout};
 use super::header::{Header, MAX_L1_BYTES};
 use super::refcount;
 use super::snapshot::{self, Snapshot};
-use crate::check::Report;
 use crate::error::{Error, Result};
 use crate::io::{MAX_BUFFER, ReadAt, zeroed_buffer};
+use crate::report::Report;
 use byteorder::{BigEndian, ByteOrder};
 use std::ops::Range;
 

@@ -23,16 +23,30 @@ mod table;
 mod writer;
 
 pub use check::check;
-pub use writer::{Qcow2Options, Qcow2Writer};
+pub use writer::{OPTIONS, Qcow2Options, Qcow2Writer, writer};
 
+use crate::chain::{Opener, parent_extent, read_parent, unless_missing};
 use crate::error::{Error, Result};
 use crate::extent::{Extent, ExtentKind};
-use crate::image::{Format, FormatSpecific, Image, ImageInfo, OpenContext, parent_extent, read_parent};
+use crate::image::{Fact, Image, ImageInfo, Specific};
 use crate::io::{ReadAt, zeroed_buffer};
 use compressed::Decompressor;
 use entry::{CompressedRun, Piece};
 use header::Header;
 use table::ClusterMap;
+
+/// Whether a file starts as qcow2 does.
+pub fn probe(head: &[u8], _tail: &[u8]) -> bool {
+    head.starts_with(b"QFI\xfb")
+}
+
+/// Opens a qcow2 image and its backing chain (the table of formats' entry).
+///
+/// # Errors
+/// As [`Qcow2::open`].
+pub fn open(file: Box<dyn ReadAt>, name: &str, opener: &mut dyn Opener) -> Result<Box<dyn Image>> {
+    Ok(Box::new(Qcow2::open(file, name, opener)?))
+}
 
 /// Bytes read to learn the cluster size before reading cluster 0 (the fixed header is 112 bytes).
 const HEAD: u64 = 512;
@@ -56,13 +70,13 @@ pub struct Qcow2 {
 }
 
 impl Qcow2 {
-    /// Opens `file` (named `name`), and its backing chain through `ctx`.
+    /// Opens `file` (named `name`), and its backing chain through `opener`.
     ///
     /// # Errors
     /// `InvalidFormat` when the file is not qcow2; `Unsupported` for encryption, external data files and unknown
     /// incompatible features; `Corrupt` or `LimitExceeded` for header fields out of range; any error opening
     /// the backing chain.
-    pub fn open(file: Box<dyn ReadAt>, name: &str, ctx: &mut OpenContext<'_>) -> Result<Qcow2> {
+    pub fn open(file: Box<dyn ReadAt>, name: &str, opener: &mut dyn Opener) -> Result<Qcow2> {
         let file_len = file.len();
         let mut head = zeroed_buffer(HEAD.min(file_len), "qcow2 header")?;
         file.read_exact_at(0, &mut head)?;
@@ -74,9 +88,8 @@ impl Qcow2 {
         let (full_backing_filename, backing) = match &header.backing_file {
             Some(backing) => {
                 // An unknown name ("host_device", …) is probed, as when no format is recorded.
-                let format = header.backing_format.as_deref().and_then(|f| Format::from_name(f).ok());
-                let opened = ctx.open_backing_resolved(backing, name, format);
-                ctx.unless_missing(opened)?.map_or((None, None), |(resolved, image)| (Some(resolved), Some(image)))
+                let opened = opener.open_backing(backing, name, header.backing_format.as_deref());
+                unless_missing(opener, opened)?.map_or((None, None), |(resolved, image)| (Some(resolved), Some(image)))
             }
             None => (None, None),
         };
@@ -92,7 +105,7 @@ impl Qcow2 {
             );
         }
         let info = ImageInfo {
-            format: Format::Qcow2,
+            format: "qcow2",
             virtual_size: header.size.next_multiple_of(512),
             cluster_size: Some(cluster_size),
             dirty: header.dirty(),
@@ -100,14 +113,14 @@ impl Qcow2 {
             full_backing_filename,
             // As qemu-img, only alongside a backing file.
             backing_format: header.backing_file.as_ref().and(header.backing_format.clone()),
-            specific: Some(FormatSpecific::Qcow2 {
-                compat: if header.version == 2 { "0.10" } else { "1.1" }.to_string(),
-                compression_type: header.compression.name().to_string(),
-                lazy_refcounts: header.lazy_refcounts(),
-                refcount_bits: 1 << header.refcount_order,
-                corrupt: header.corrupt(),
-                extended_l2: header.layout.extended_l2,
-            }),
+            specific: Some(Specific(vec![
+                ("compat", Fact::Text(if header.version == 2 { "0.10" } else { "1.1" }.to_string())),
+                ("compression-type", Fact::Text(header.compression.name().to_string())),
+                ("lazy-refcounts", Fact::Flag(header.lazy_refcounts())),
+                ("refcount-bits", Fact::Number(1 << header.refcount_order)),
+                ("corrupt", Fact::Flag(header.corrupt())),
+                ("extended-l2", Fact::Flag(header.layout.extended_l2)),
+            ])),
             warnings,
         };
         Ok(Qcow2 {

@@ -2,9 +2,10 @@
 //! fixtures cannot show: how many file reads a guest read costs, and what happens with bad offsets.
 
 use super::*;
+use crate::chain::NoFiles;
 use crate::error::ErrorKind;
-use crate::extent::Extents;
-use crate::image::NoFiles;
+use crate::image::Extents;
+use crate::open::OpenContext;
 use std::cell::Cell;
 
 /// An in-memory file that counts its reads.
@@ -124,14 +125,14 @@ fn info_reports_the_header() {
     assert_eq!((info.virtual_size, info.cluster_size, info.dirty), (65536, Some(512), false));
     assert_eq!(
         info.specific,
-        Some(FormatSpecific::Qcow2 {
-            compat: "1.1".into(),
-            compression_type: "zlib".into(),
-            lazy_refcounts: false,
-            refcount_bits: 16,
-            corrupt: false,
-            extended_l2: false,
-        })
+        Some(Specific(vec![
+            ("compat", Fact::Text("1.1".into())),
+            ("compression-type", Fact::Text("zlib".into())),
+            ("lazy-refcounts", Fact::Flag(false)),
+            ("refcount-bits", Fact::Number(16)),
+            ("corrupt", Fact::Flag(false)),
+            ("extended-l2", Fact::Flag(false)),
+        ]))
     );
     assert_eq!(image.file_length(), 0x1400);
 }
@@ -172,7 +173,7 @@ fn offsets_outside_the_file_are_corrupt_at_their_entry() {
         let mut b = image();
         put(&mut b, at, &entry.to_be_bytes());
         // Opened as the CLI and the page open it, which names the file in every later error.
-        let mut image = crate::image::open("t.qcow2", Box::new(b), None, &NoFiles).unwrap();
+        let mut image = crate::open::open("t.qcow2", Box::new(b), None, &NoFiles).unwrap();
         let e = Extents::all(image.as_mut()).collect::<Result<Vec<_>>>().expect_err(&format!("{entry:#x} at {at:#x}"));
         assert_eq!(
             (e.kind(), e.offset(), e.file()),

@@ -22,10 +22,28 @@ use super::compressed::Compression;
 use super::entry::{self, CompressedRun, Layout};
 use super::header::{Header, MAX_CLUSTER_BITS, MAX_L1_BYTES, MAX_REFTABLE_BYTES, MIN_CLUSTER_BITS, REFCOUNT_ORDER_16};
 use super::refcount;
-use crate::convert::{ImageWriter, UnitEncoder, is_zero};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::Sink;
 use crate::options::OptionList;
+use crate::writer::{Finished, Finishing, ImageWriter, Outputs, Settings, UnitEncoder, is_zero};
+
+/// The `-o` keys the qcow2 writer takes (some only with their one supported value).
+pub const OPTIONS: &[&str] =
+    &["compat", "cluster_size", "compression_type", "lazy_refcounts", "preallocation", "extended_l2", "refcount_bits"];
+
+/// The qcow2 writer on `outputs` (the table of formats' entry).
+///
+/// # Errors
+/// `InvalidArgument` or `Unsupported` for a bad option; as [`Qcow2Writer::new`].
+pub fn writer(
+    options: &mut OptionList,
+    settings: &Settings,
+    virtual_size: u64,
+    outputs: &mut dyn Outputs,
+) -> Result<Box<dyn ImageWriter>> {
+    let opts = Qcow2Options::from_options(options)?;
+    Ok(Box::new(Qcow2Writer::new(outputs.main()?, virtual_size, &opts, settings.compressed)?))
+}
 use byteorder::{BigEndian, ByteOrder};
 use flate2::{Compress, FlushCompress, Status};
 use std::collections::VecDeque;
@@ -372,7 +390,7 @@ impl ImageWriter for Qcow2Writer {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<Box<dyn Sink>> {
+    fn finish(mut self: Box<Self>) -> Result<Box<dyn Finishing>> {
         self.place_front()?;
         self.close_l2()?;
         // The last block may count its own cluster, or spill into one more block that does.
@@ -382,7 +400,7 @@ impl ImageWriter for Qcow2Writer {
         // The header goes last, so an interrupted file does not carry a valid magic.
         self.sink.write_at(0, &self.header.to_cluster())?;
         self.sink.finish(self.end)?;
-        Ok(self.sink)
+        Ok(Box::new(Finished(self.sink)))
     }
 }
 

@@ -11,7 +11,7 @@
 //! 2 MiB to 256 MiB that makes this image's file smallest; qemu-img's own choice is among the candidates, so
 //! the output is never larger than qemu-img's. Finding it reads the source's data twice (once to count the
 //! non-zero blocks of each size); `-o block_size=` skips that pass. An append-only output (stdout) always takes
-//! that first pass, because its BAT must precede the data.
+//! that first pass (the pipeline's scan), because its BAT must precede the data.
 //!
 //! 4096-byte logical sectors are written on request: libvhdi reads them as diskbridge does, qemu-img refuses
 //! to open them.
@@ -29,8 +29,43 @@ mod writer;
 pub use reader::Vhdx;
 pub use writer::VhdxWriter;
 
+use crate::chain::Opener;
 use crate::error::{Error, Result};
+use crate::image::Image;
+use crate::io::ReadAt;
 use crate::options::{OptionList, parse_size};
+use crate::writer::{ImageWriter, Outputs, Settings};
+
+/// The `-o` keys the VHDX writer takes.
+pub const OPTIONS: &[&str] =
+    &["subformat", "block_size", "log_size", "logical_sector_size", "physical_sector_size", "block_state_zero"];
+
+/// Whether a file starts with the VHDX file identifier.
+pub fn probe(head: &[u8], _tail: &[u8]) -> bool {
+    head.starts_with(b"vhdxfile")
+}
+
+/// Opens a VHDX disk and a differencing disk's parent (the table of formats' entry).
+///
+/// # Errors
+/// As [`Vhdx::open`].
+pub fn open(file: Box<dyn ReadAt>, name: &str, opener: &mut dyn Opener) -> Result<Box<dyn Image>> {
+    Ok(Box::new(Vhdx::open(file, name, opener)?))
+}
+
+/// The VHDX writer on `outputs` (the table of formats' entry).
+///
+/// # Errors
+/// As [`VhdxOptions::from_options`] and [`VhdxWriter::new`].
+pub fn writer(
+    options: &mut OptionList,
+    settings: &Settings,
+    virtual_size: u64,
+    outputs: &mut dyn Outputs,
+) -> Result<Box<dyn ImageWriter>> {
+    let opts = VhdxOptions::from_options(options)?;
+    Ok(Box::new(VhdxWriter::new(outputs.main()?, virtual_size, &opts, settings.seed)?))
+}
 
 /// `-o` options for VHDX output.
 #[derive(Debug, Clone, PartialEq, Eq)]

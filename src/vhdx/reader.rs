@@ -17,9 +17,10 @@ use super::guid::Guid;
 use super::header::{self, Header, RegionEntry, RegionTable};
 use super::log;
 use super::metadata::{Metadata, ParentLocator};
+use crate::chain::{Opener, Parent, ParentSearch, parent_extent, read_parent, sector_run, unless_missing};
 use crate::error::{Error, Result};
 use crate::extent::{Extent, ExtentKind};
-use crate::image::{Format, Image, ImageInfo, OpenContext, Parent, parent_extent, read_parent, sector_run};
+use crate::image::{Image, ImageInfo};
 use crate::io::{ReadAt, zeroed_buffer};
 
 /// BAT entries read at once.
@@ -68,12 +69,12 @@ enum Mapping {
 
 impl Vhdx {
     /// Opens `file` (named `name`), validating headers, region tables, metadata and the BAT's size, replaying
-    /// the log in memory, and opening a differencing disk's parent through `ctx`.
+    /// the log in memory, and opening a differencing disk's parent through `opener`.
     ///
     /// # Errors
     /// `InvalidFormat` without the `vhdxfile` signature, `Corrupt` for broken structures or a malformed log,
     /// `Unsupported` for an unknown required region or item, and whatever opening the parent gives.
-    pub fn open(file: Box<dyn ReadAt>, name: &str, ctx: &mut OpenContext<'_>) -> Result<Vhdx> {
+    pub fn open(file: Box<dyn ReadAt>, name: &str, opener: &mut dyn Opener) -> Result<Vhdx> {
         let mut id = [0u8; 8];
         file.read_exact_at(header::FILE_ID_OFFSET, &mut id)?;
         header::check_file_identifier(&id)?;
@@ -121,7 +122,7 @@ impl Vhdx {
             ))
             .at(bat.file_offset));
         }
-        let mut info = ImageInfo::basic(Format::Vhdx, geometry.virtual_size);
+        let mut info = ImageInfo::basic("vhdx", geometry.virtual_size);
         info.cluster_size = Some(geometry.block_size);
         info.warnings = warnings;
         let parent = match metadata.parent_locator_at.filter(|_| metadata.has_parent) {
@@ -129,8 +130,8 @@ impl Vhdx {
                 // `Metadata::parse` checked the item lies inside the region.
                 let item = &region_bytes[at as usize..][..len as usize];
                 let locator = ParentLocator::parse(item).map_err(|e| e.at(meta.file_offset + at as u64))?;
-                let opened = open_parent(&locator, name, ctx);
-                ctx.unless_missing(opened)?.map(|parent| {
+                let opened = open_parent(&locator, name, opener);
+                unless_missing(opener, opened)?.map(|parent| {
                     info.backing_filename = Some(parent.name);
                     info.full_backing_filename = Some(parent.resolved);
                     parent.image
@@ -268,7 +269,7 @@ fn bit_set(bitmap: &[u8], index: u64) -> bool {
 /// Opens a differencing disk's parent: the locator's `relative_path`, then the base names of it,
 /// `absolute_win32_path` and `volume_path` beside the child — absolute Windows paths resolve nowhere else, and
 /// the page matches picked files by base name anyway.
-fn open_parent(locator: &ParentLocator, name: &str, ctx: &mut OpenContext<'_>) -> Result<Parent> {
+fn open_parent(locator: &ParentLocator, name: &str, opener: &mut dyn Opener) -> Result<Parent> {
     if locator.locator_type != Guid::VHDX_PARENT_LOCATOR_TYPE {
         return Err(Error::unsupported(format!("Parent locator type {} is not a VHDX parent's", locator.locator_type)));
     }
@@ -292,7 +293,8 @@ fn open_parent(locator: &ParentLocator, name: &str, ctx: &mut OpenContext<'_>) -
         .map(|path| normalise(path).rsplit('/').next().unwrap_or_default().to_string());
     let candidates: Vec<String> = locator.get("relative_path").map(normalise).into_iter().chain(base_names).collect();
     let unnamed = "Differencing VHDX's parent locator names no path to find the parent by";
-    ctx.open_parent(candidates, name, Format::Vhdx, "VHDX", unnamed, &mut |file, resolved| {
+    let search = ParentSearch { candidates, format: "vhdx", kind: "VHDX", unnamed };
+    crate::chain::open_parent(opener, search, name, &mut |file, resolved| {
         let found = current_header(file).map_err(|e| e.in_file(resolved.to_string()))?.data_write_guid;
         if linkages.contains(&Some(found)) {
             return Ok(());
@@ -455,7 +457,7 @@ mod tests {
 
     /// Opens `file`, walks its map and reads the first and last sector of every extent.
     fn open_and_read(file: Vec<u8>) -> Result<()> {
-        let mut ctx = OpenContext::new(&crate::image::NoFiles);
+        let mut ctx = crate::open::OpenContext::new(&crate::chain::NoFiles);
         let mut image = Vhdx::open(Box::new(file), "sample.vhdx", &mut ctx)?;
         let size = image.virtual_size();
         let mut pos = 0;

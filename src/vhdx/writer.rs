@@ -3,8 +3,8 @@
 //! A block's place in the file follows from its rank among the allocated blocks ([`Layout::block_offset`]),
 //! so the writer only keeps one bit per block, never a whole BAT. On a seekable sink a block is
 //! allocated when its first non-zero unit arrives and the BAT is written last. On an append-only sink the BAT
-//! precedes the data, so [`ImageWriter::plan`] reads the source once to find the blocks holding non-zero bytes;
-//! the same read also serves the automatic block size of large disks.
+//! precedes the data, so the writer asks for the pipeline's scan ([`ImageWriter::wants_scan`]), which finds the
+//! units holding non-zero bytes on every core; the same scan serves the automatic block size of large disks.
 
 use super::VhdxOptions;
 use super::bat::{BatEntry, Geometry};
@@ -13,12 +13,10 @@ use super::guid::Guid;
 use super::header::{self, Header, RegionEntry, RegionTable};
 use super::layout::{self, Layout};
 use super::metadata::{self, Metadata};
-use crate::convert::{ImageWriter, SkipZeros, UnitEncoder, is_zero};
 use crate::error::{Error, Result};
-use crate::extent::ExtentKind;
-use crate::image::Image;
-use crate::io::{Sink, zeroed_buffer};
+use crate::io::Sink;
 use crate::random::Random;
+use crate::writer::{FindData, Finished, Finishing, ImageWriter, SkipZeros, UnitEncoder, is_zero};
 use std::sync::Arc;
 
 /// Guest bytes per unit, whatever the block size: keeps the pipeline's memory small with 256 MiB blocks.
@@ -35,8 +33,10 @@ pub struct VhdxWriter {
     opts: VhdxOptions,
     /// Guest size rounded up to the logical sector size.
     virtual_size: u64,
-    /// Known from the start unless the block size is automatic on a large disk; then set by `plan`.
+    /// Known from the start unless the block size is automatic on a large dynamic disk; then set by the scan.
     layout: Option<Layout>,
+    /// The units the scan found holding non-zero bytes (empty without a scan).
+    units: Bitmap,
     /// Dynamic disks: the blocks holding data (planned up front on an append-only sink). Empty for fixed disks.
     stored: Bitmap,
     /// How many bits of `stored` are set.
@@ -75,6 +75,7 @@ impl VhdxWriter {
             opts: opts.clone(),
             virtual_size,
             layout: None,
+            units: Bitmap::default(),
             stored: Bitmap::default(),
             stored_count: 0,
             cursor: (0, 0),
@@ -86,14 +87,17 @@ impl VhdxWriter {
         };
         let block_size = match opts.block_size {
             Some(size) => Some(size),
-            // Small disks need no look at the data to pick their block size.
-            None if virtual_size <= layout::SMALL_DISK => {
-                Some(layout::auto_block_size(virtual_size, lss, opts.log_size, |_| 0))
+            // Small disks, and fixed ones which allocate every block, need no look at the data.
+            None if virtual_size <= layout::SMALL_DISK || opts.fixed => {
+                Some(layout::auto_block_size(virtual_size, lss, opts.log_size, |size| virtual_size.div_ceil(size)))
             }
             None => None,
         };
         if let Some(block_size) = block_size {
             writer.set_layout(block_size)?;
+        }
+        if writer.wants_scan() {
+            writer.units = Bitmap::new(virtual_size.div_ceil(UNIT))?;
         }
         Ok(writer)
     }
@@ -108,7 +112,7 @@ impl VhdxWriter {
     }
 
     fn layout(&self) -> Result<Layout> {
-        self.layout.ok_or_else(|| Error::argument("The VHDX writer needs plan() before data on a disk over 128 GiB"))
+        self.layout.ok_or_else(|| Error::argument("The VHDX writer needs its scan before data on a disk over 128 GiB"))
     }
 
     /// The file rank of `block`, allocating it if the output allows. Blocks come in ascending order.
@@ -188,6 +192,15 @@ impl VhdxWriter {
         Ok(())
     }
 
+    /// The front on an append-only sink, before any data: a fixed disk's BAT follows from its size alone, a
+    /// dynamic disk's needs the scan, which writes it.
+    fn write_front_in_order(&mut self, layout: &Layout) -> Result<()> {
+        if !self.sink.is_seekable() && !self.opts.fixed {
+            return Err(Error::argument("The VHDX writer needs its scan before data on an append-only output"));
+        }
+        self.write_front(layout)
+    }
+
     /// The BAT, a piece at a time; sector-bitmap slots and blocks without data stay 0 (NOT_PRESENT, offset 0).
     fn write_bat(&mut self, layout: &Layout) -> Result<()> {
         let g = layout.geometry;
@@ -234,35 +247,6 @@ fn write_nonzero(sink: &mut dyn Sink, offset: u64, data: &[u8]) -> Result<()> {
     }
 }
 
-/// The 1 MiB units holding non-zero bytes, found by reading every unit the extent map marks as data. The map
-/// is walked an extent at a time, never collected (it may have millions of extents).
-fn nonzero_units(source: &mut dyn Image) -> Result<Bitmap> {
-    let size = source.virtual_size();
-    let mut units = Bitmap::new(size.div_ceil(UNIT))?;
-    let mut buf = zeroed_buffer(UNIT, "a unit of guest data")?;
-    let (mut pos, mut next_unit) = (0, 0);
-    while pos < size {
-        let extent = source.extent_at(pos)?;
-        if extent.offset != pos || extent.length == 0 {
-            return Err(Error::corrupt("Image map does not advance").at(pos));
-        }
-        pos = extent.end().min(size);
-        if extent.kind != ExtentKind::Data {
-            continue;
-        }
-        // A unit shared with the previous data extent has been read already.
-        for unit in (extent.offset / UNIT).max(next_unit)..pos.div_ceil(UNIT) {
-            let len = UNIT.min(size - unit * UNIT) as usize;
-            source.read_at(unit * UNIT, &mut buf[..len])?;
-            if !is_zero(&buf[..len]) {
-                units.set(unit);
-            }
-        }
-        next_unit = pos.div_ceil(UNIT);
-    }
-    Ok(units)
-}
-
 /// The blocks of `units_per_block` units holding at least one non-zero unit, ascending.
 fn blocks_with_data(units: &Bitmap, units_per_block: u64) -> impl Iterator<Item = u64> + '_ {
     (0..units.len().div_ceil(units_per_block))
@@ -278,28 +262,37 @@ impl ImageWriter for VhdxWriter {
         Arc::new(SkipZeros)
     }
 
-    fn plan(&mut self, source: &mut dyn Image) -> Result<()> {
-        let seekable = self.sink.is_seekable();
-        // Fixed disks allocate every block; dynamic ones must know their non-zero blocks to put the BAT first
-        // on an append-only sink, or to pick the block size of a large disk.
-        let scan = !self.opts.fixed && (self.layout.is_none() || !seekable);
-        let units = if scan { nonzero_units(source)? } else { Bitmap::default() };
+    fn wants_scan(&self) -> bool {
+        // Fixed disks allocate every block; dynamic ones must know their non-zero blocks to put the BAT first on an
+        // append-only sink, or to pick the block size of a large disk.
+        !self.opts.fixed && (self.layout.is_none() || !self.sink.is_seekable())
+    }
+
+    fn scan_encoder(&self) -> Option<Arc<dyn UnitEncoder>> {
+        Some(Arc::new(FindData))
+    }
+
+    fn scan_unit(&mut self, index: u64, scanned: Option<Vec<u8>>) -> Result<()> {
+        if scanned.is_some() {
+            self.units.set(index);
+        }
+        Ok(())
+    }
+
+    fn end_scan(&mut self) -> Result<()> {
         let layout = match self.layout {
             Some(layout) => layout,
             None => {
-                let (fixed, size) = (self.opts.fixed, self.virtual_size);
+                let (size, units) = (self.virtual_size, &self.units);
                 let lss = self.opts.logical_sector_size as u64;
                 let block_size = layout::auto_block_size(size, lss, self.opts.log_size, |block_size| {
-                    if fixed {
-                        size.div_ceil(block_size)
-                    } else {
-                        blocks_with_data(&units, block_size / UNIT).count() as u64
-                    }
+                    blocks_with_data(units, block_size / UNIT).count() as u64
                 });
                 self.set_layout(block_size)?
             }
         };
-        if !seekable {
+        if !self.sink.is_seekable() {
+            let units = std::mem::take(&mut self.units);
             for block in blocks_with_data(&units, layout.geometry.block_size / UNIT) {
                 self.stored.set(block);
                 self.stored_count += 1;
@@ -313,7 +306,7 @@ impl ImageWriter for VhdxWriter {
         let Some(data) = encoded else { return Ok(()) };
         let layout = self.layout()?;
         if !self.sink.is_seekable() && !self.front_written {
-            return Err(Error::argument("The VHDX writer needs plan() before data on an append-only output"));
+            self.write_front_in_order(&layout)?;
         }
         let guest = index * UNIT;
         let block = guest / layout.geometry.block_size;
@@ -321,23 +314,22 @@ impl ImageWriter for VhdxWriter {
         write_nonzero(self.sink.as_mut(), offset, &data)
     }
 
-    fn finish(mut self: Box<Self>) -> Result<Box<dyn Sink>> {
+    fn finish(mut self: Box<Self>) -> Result<Box<dyn Finishing>> {
         let layout = self.layout()?;
         if !self.front_written {
-            if !self.sink.is_seekable() {
-                return Err(Error::argument("The VHDX writer needs plan() before finishing an append-only output"));
-            }
-            self.write_front(&layout)?;
+            self.write_front_in_order(&layout)?;
         }
         let len = layout.block_offset(self.stored_blocks(&layout));
         self.sink.finish(len)?;
-        Ok(self.sink)
+        Ok(Box::new(Finished(self.sink)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::extent::{Extent, ExtentKind};
+    use crate::image::{Image, ImageInfo};
 
     #[test]
     fn blocks_with_data_groups_units() {
@@ -352,16 +344,16 @@ mod tests {
 
     /// Guest bytes that turn non-zero after the first pass, as a source being written to would.
     struct Changing {
-        info: crate::image::ImageInfo,
+        info: ImageInfo,
         reads: u32,
     }
 
     impl Image for Changing {
-        fn info(&self) -> &crate::image::ImageInfo {
+        fn info(&self) -> &ImageInfo {
             &self.info
         }
-        fn extent_at(&mut self, offset: u64) -> Result<crate::extent::Extent> {
-            Ok(crate::extent::Extent { offset, length: self.info.virtual_size - offset, kind: ExtentKind::Data })
+        fn extent_at(&mut self, offset: u64) -> Result<Extent> {
+            Ok(Extent { offset, length: self.info.virtual_size - offset, kind: ExtentKind::Data })
         }
         fn read_at(&mut self, _offset: u64, buf: &mut [u8]) -> Result<()> {
             self.reads += 1;
@@ -375,7 +367,7 @@ mod tests {
 
     #[test]
     fn append_only_output_refuses_a_source_that_changed_between_passes() {
-        let info = crate::image::ImageInfo::basic(crate::image::Format::Raw, 2 * UNIT);
+        let info = ImageInfo::basic("raw", 2 * UNIT);
         let sink = Box::new(crate::io::StreamSink::new(Vec::new()));
         let writer = Box::new(VhdxWriter::new(sink, 2 * UNIT, &VhdxOptions::default(), 1).unwrap());
         let e = crate::convert::run(Box::new(Changing { info, reads: 0 }), writer, Default::default()).err().unwrap();
@@ -395,7 +387,7 @@ mod tests {
         crate::convert::run(source, writer, Default::default()).unwrap();
         let file = out.take();
         assert_eq!(file.len() as u64, 4 * UNIT + 3 * 2 * UNIT, "blocks 0, 1 and 2 stored");
-        let mut ctx = crate::image::OpenContext::new(&crate::image::NoFiles);
+        let mut ctx = crate::open::OpenContext::new(&crate::chain::NoFiles);
         let mut image = super::super::Vhdx::open(Box::new(file), "out.vhdx", &mut ctx).unwrap();
         let mut back = vec![0u8; data.len()];
         image.read_at(0, &mut back).unwrap();

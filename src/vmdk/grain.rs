@@ -6,8 +6,8 @@
 
 use super::header::GRAIN_SECTORS;
 use super::marker::{GRAIN_HEADER_LEN, write_grain_header};
-use crate::convert::{UnitEncoder, is_zero};
 use crate::error::{Error, ErrorKind, Result};
+use crate::writer::{UnitEncoder, is_zero};
 use flate2::{Compress, Compression, FlushCompress, Status};
 
 /// Compresses grains at a fixed zlib level (1..=9).

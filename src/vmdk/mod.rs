@@ -14,13 +14,56 @@ pub mod grain;
 pub mod header;
 pub mod marker;
 pub mod reader;
+mod sparse;
 pub mod writer;
 
 pub use reader::VmdkImage;
 pub use writer::VmdkWriter;
 
+use crate::chain::Opener;
 use crate::error::{Error, Result};
+use crate::image::{Image, ImageInfo};
+use crate::io::ReadAt;
 use crate::options::OptionList;
+use crate::writer::{ImageWriter, Outputs, Settings};
+
+/// The `-o` keys the VMDK writer takes.
+pub const OPTIONS: &[&str] =
+    &["subformat", "adapter_type", "compat6", "hwversion", "toolsversion", "compression_level", "zeroed_grain"];
+
+/// Whether a file starts as a VMDK does: a sparse extent (`KDMV`), a descriptor file, or ESXi's vmfsSparse
+/// (`COWD`), which qemu probes too, so that its error names it rather than the file passing for raw.
+pub fn probe(head: &[u8], _tail: &[u8]) -> bool {
+    head.starts_with(b"KDMV") || head.starts_with(b"COWD") || head.starts_with(b"# Disk DescriptorFile")
+}
+
+/// Opens a VMDK disk with its extents and parent (the table of formats' entry).
+///
+/// # Errors
+/// As [`VmdkImage::open`].
+pub fn open(file: Box<dyn ReadAt>, name: &str, opener: &mut dyn Opener) -> Result<Box<dyn Image>> {
+    Ok(Box::new(VmdkImage::open(file, name, opener)?))
+}
+
+/// The streamOptimized writer on `outputs` (the table of formats' entry); its extent is named after the output.
+///
+/// # Errors
+/// As [`VmdkOptions::from_options`] and [`VmdkWriter::new`].
+pub fn writer(
+    options: &mut OptionList,
+    settings: &Settings,
+    virtual_size: u64,
+    outputs: &mut dyn Outputs,
+) -> Result<Box<dyn ImageWriter>> {
+    let opts = VmdkOptions::from_options(options)?;
+    let sink = outputs.main()?;
+    Ok(Box::new(VmdkWriter::new(sink, virtual_size, &opts, settings.seed, &settings.output_name)?))
+}
+
+/// Whether every grain of a VMDK is compressed (a streamOptimized disk's are), for `check`'s counts.
+pub fn every_grain_compressed(info: &ImageInfo) -> bool {
+    info.specific.as_ref().and_then(|s| s.text("create-type")) == Some("streamOptimized")
+}
 
 /// The virtual controller recorded in `ddb.adapterType` (qemu's `adapter_type` values). It also sets the
 /// geometry's head count; the controller a VM really gets comes from its OVF or `.vmx`.

@@ -17,9 +17,9 @@ use super::descriptor::{self, ContentIds};
 use super::grain::GrainEncoder;
 use super::header::{DESCRIPTOR_OFFSET, DESCRIPTOR_SECTORS, GD_AT_END, GRAIN_SECTORS, GTES_PER_GT, Header};
 use super::marker::{self, Kind};
-use crate::convert::{ImageWriter, UnitEncoder};
 use crate::error::{Error, Result};
 use crate::io::{MAX_BUFFER, Sink};
+use crate::writer::{Finished, Finishing, ImageWriter, UnitEncoder};
 use byteorder::{ByteOrder, LittleEndian};
 use std::sync::Arc;
 
@@ -210,7 +210,7 @@ impl ImageWriter for VmdkWriter {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<Box<dyn Sink>> {
+    fn finish(mut self: Box<Self>) -> Result<Box<dyn Finishing>> {
         self.start_stream()?;
         self.advance_to_gt(self.gt_count)?;
         let eos = marker::metadata(Kind::EndOfStream, 0);
@@ -241,7 +241,7 @@ impl ImageWriter for VmdkWriter {
             }
         }
         self.sink.finish(self.next * SECTOR)?;
-        Ok(self.sink)
+        Ok(Box::new(Finished(self.sink)))
     }
 }
 

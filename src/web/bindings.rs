@@ -5,15 +5,16 @@
 use super::blob::{BlobReader, PickedFiles};
 use super::sink::ChunkSink;
 use crate::compare::Comparison;
-use crate::convert::{Converter, UnitEncoder, read_unit};
+use crate::convert::{Converter, Phase, read_unit};
 use crate::error::{Error, Result};
-use crate::extent::{ExtentKind, Extents};
-use crate::image::{Blank, FormatSpecific, Image, OpenContext};
-use crate::io::MemorySink;
+use crate::extent::ExtentKind;
+use crate::formats::Format;
+use crate::image::{Blank, Extents, Image};
+use crate::open::OpenContext;
 use crate::options::OptionList;
-use crate::target::{self, Target};
+use crate::target::{self, Encoders, Target};
+use crate::writer::{OneOutput, Settings};
 use js_sys::{Array, Function, Object, Reflect, Uint8Array};
-use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 use web_sys::{Blob, File};
 
@@ -70,14 +71,16 @@ fn target(spec: &JsValue) -> Result<Target> {
         text(key)?.parse::<u64>().map_err(|_| Error::argument(format!("The target's '{key}' is not a whole number")))
     };
     Ok(Target {
-        format: crate::image::Format::from_name(&text("format")?)?,
+        format: Format::from_name(&text("format")?)?,
         options: OptionList::parse(&text("options")?)?,
-        seed: number("seed")?,
-        epoch: number("epoch")?,
-        output_name: text("outputName")?,
-        // qemu-img's -c: the page's qcow2 is uncompressed, as OpenStack's own conversions write it (compressed
-        // clusters would cost every later read).
-        compressed: false,
+        settings: Settings {
+            seed: number("seed")?,
+            epoch: number("epoch")?,
+            output_name: text("outputName")?,
+            // qemu-img's -c: the page's qcow2 is uncompressed, as OpenStack's own conversions write it (compressed
+            // clusters would cost every later read).
+            compressed: false,
+        },
     })
 }
 
@@ -92,7 +95,7 @@ fn open_blob(name: &str, blob: Blob, resolver: &PickedFiles) -> Result<Box<dyn I
 /// Opens `blob`, named `name`, through `ctx`, in the probed format.
 fn open_in(mut ctx: OpenContext<'_>, name: &str, blob: Blob) -> Result<Box<dyn Image>> {
     let reader = BlobReader::new(blob).map_err(|e| e.in_file(name))?;
-    ctx.open_file(name, Box::new(reader), None)
+    ctx.open(name, Box::new(reader), None)
 }
 
 /// What the guest boots with: `{partitionTable: 'gpt'|'mbr'|'none', boot: ['bios'|'uefi'...], problems}`.
@@ -143,13 +146,10 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
         set(&obj, "guest", JsValue::NULL);
     }
     let info = image.info();
-    set(&obj, "format", info.format.name());
+    set(&obj, "format", info.format);
     set(&obj, "virtualSize", info.virtual_size as f64);
     set(&obj, "clusterSize", nullable(info.cluster_size.map(|c| c as f64)));
-    let compression = info.specific.as_ref().and_then(|s| match s {
-        FormatSpecific::Qcow2 { compression_type, .. } => Some(compression_type.clone()),
-        FormatSpecific::Vmdk { .. } => None,
-    });
+    let compression = info.specific.as_ref().and_then(|s| s.text("compression-type"));
     set(&obj, "compression", nullable(compression));
     set(&obj, "backingFile", nullable(info.backing_filename.clone().or_else(|| missing.first().cloned())));
     set(&obj, "backingFormat", nullable(info.backing_format.clone()));
@@ -159,12 +159,15 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
     Ok(obj.into())
 }
 
-/// A conversion's coordinator: walks the input's map, hands out the indices of the units that hold data, takes
-/// them back encoded, and queues output chunks for the worker to write.
+/// A conversion's coordinator: steps through the phases of [`Converter`] — an optional scan pass and the write
+/// pass, each handing out the indices of the units that hold data and taking them back encoded, then the finish in
+/// bounded steps — and queues output chunks for the worker to write.
 ///
-/// Take indices with [`Job::next_indices`], have [`Encoder`]s (one per pool worker) read and encode them, give
-/// the results back with [`Job::write_unit`] in ascending order and drain [`Job::take_chunks`]; at the end call
-/// [`Job::finish`] and drain once more.
+/// For each unit pass ([`Job::phase`] `scan` or `write`): take indices with [`Job::next_indices`], have
+/// [`Encoder`]s (one per pool worker) read and encode them for that pass, give the results back with
+/// [`Job::write_unit`] in ascending order, and call [`Job::end_pass`] once every unit is back. Then call
+/// [`Job::finish_step`] until it returns `true` (phase `done`), draining [`Job::take_chunks`] along the way, and
+/// [`Job::finish`] for the output's length. Cancelling is simply not taking the next step.
 #[wasm_bindgen]
 pub struct Job {
     conv: Option<Converter>,
@@ -193,7 +196,7 @@ impl Job {
 
     fn start(image: Box<dyn Image>, target: &Target) -> Result<Job> {
         let sink = ChunkSink::default();
-        let writer = target::writer(target, image.virtual_size(), Box::new(sink.clone()))?;
+        let writer = target::writer(target, image.virtual_size(), &mut OneOutput::new(Box::new(sink.clone())))?;
         Ok(Job { conv: Some(Converter::new(image, writer)?), sink })
     }
 
@@ -209,20 +212,26 @@ impl Job {
         self.sink.set_reader(reader);
     }
 
-    /// Guest bytes the conversion reads in all.
+    /// Where the conversion is: `scan`, `write`, `finish` or `done`.
+    #[wasm_bindgen(getter)]
+    pub fn phase(&self) -> String {
+        self.conv.as_ref().map_or(Phase::Done, Converter::phase).name().to_string()
+    }
+
+    /// The work in all, in the units of [`Job::done`].
     #[wasm_bindgen(getter)]
     pub fn total(&self) -> f64 {
         self.conv.as_ref().map_or(0, |c| c.total()) as f64
     }
 
-    /// Guest bytes read so far.
+    /// The work done so far, in every phase; it reaches the total only when the output is complete.
     #[wasm_bindgen(getter)]
     pub fn done(&self) -> f64 {
         self.conv.as_ref().map_or(0, |c| c.done()) as f64
     }
 
-    /// The next units that hold data, about `budget` guest bytes of them: their indices, for [`Encoder`]s to
-    /// read and encode. Empty once no unit is left.
+    /// The next units of the current pass that hold data, about `budget` guest bytes of them: their indices, for
+    /// [`Encoder`]s to read and encode. Empty once no unit of the pass is left.
     ///
     /// # Errors
     /// The core's error reading the source's map.
@@ -237,14 +246,33 @@ impl Job {
         Ok(indices)
     }
 
-    /// Gives the writer unit `index` as an [`Encoder`] encoded it (`undefined` for a unit that needs nothing).
-    /// Units must come back in the order [`Job::next_indices`] gave them.
+    /// Gives the writer unit `index` as an [`Encoder`] encoded it for the current pass (`undefined` for a unit
+    /// that needs nothing). Units must come back in the order [`Job::next_indices`] gave them.
     ///
     /// # Errors
     /// The core's error, including a unit out of order.
     #[wasm_bindgen(js_name = writeUnit)]
     pub fn write_unit(&mut self, index: f64, encoded: Option<Vec<u8>>) -> Result<(), JsValue> {
-        Ok(self.conv()?.write_unit(index as u64, encoded)?)
+        Ok(self.conv()?.accept(index as u64, encoded)?)
+    }
+
+    /// Ends the current unit pass once every unit is back: the scan leads to the write pass, the write pass to
+    /// the finish.
+    ///
+    /// # Errors
+    /// The core's error, including units still out.
+    #[wasm_bindgen(js_name = endPass)]
+    pub fn end_pass(&mut self) -> Result<(), JsValue> {
+        Ok(self.conv()?.end_pass()?)
+    }
+
+    /// Does the next bounded step of the finish (tables, an OVA's checksum); `true` once the output is complete.
+    ///
+    /// # Errors
+    /// The core's error.
+    #[wasm_bindgen(js_name = finishStep)]
+    pub fn finish_step(&mut self) -> Result<bool, JsValue> {
+        Ok(self.conv()?.finish_step()?)
     }
 
     /// Output bytes queued since [`Job::take_chunks`] was last called.
@@ -269,31 +297,30 @@ impl Job {
             .collect()
     }
 
-    /// Writes the trailing metadata (into the queue) and returns the output's final length.
+    /// The output's final length, once [`Job::finish_step`] has returned `true`.
     ///
     /// # Errors
-    /// The core's error.
+    /// The core's error, including a finish not yet done.
     pub fn finish(&mut self) -> Result<f64, JsValue> {
         let conv = self.conv.take().ok_or_else(|| Error::argument("The conversion has already finished"))?;
-        conv.finish()?;
+        conv.into_sink()?;
         let len = self.sink.final_len().ok_or_else(|| Error::argument("The writer did not set the output's length"))?;
         Ok(len as f64)
     }
 }
 
 /// A pool worker's share of a [`Job`]: its own opening of the same input, from which it reads the units the
-/// coordinator names and encodes them — so reading and decompressing the input run on every core, as the CLI's
-/// threads do, and only indices and encoded units cross between workers.
+/// coordinator names and encodes them for the pass at hand — so reading and decompressing the input run on every
+/// core, as the CLI's threads do, and only indices and encoded units cross between workers.
 #[wasm_bindgen]
 pub struct Encoder {
     source: Box<dyn Image>,
-    encoder: Arc<dyn UnitEncoder>,
-    unit: u64,
+    encoders: Encoders,
 }
 
 #[wasm_bindgen]
 impl Encoder {
-    /// The encoder a [`Job`] with these arguments uses, over its own opening of `input`.
+    /// The encoders a [`Job`] with these arguments uses, over its own opening of `input`.
     ///
     /// # Errors
     /// The core's error for a bad option or an unreadable image.
@@ -301,18 +328,22 @@ impl Encoder {
     pub fn new(input: File, others: Array, spec: JsValue) -> Result<Encoder, JsValue> {
         let target = target(&spec)?;
         let source = open(&input, &PickedFiles::new(files(&others)))?;
-        let writer = target::writer(&target, source.virtual_size(), Box::new(MemorySink::default()))?;
-        Ok(Encoder { encoder: writer.encoder(), unit: writer.unit_size(), source })
+        Ok(Encoder { encoders: target::encoders(&target, source.virtual_size())?, source })
     }
 
-    /// Reads unit `index` and encodes it: the bytes to store, or `undefined` when the unit needs nothing.
+    /// Reads unit `index` and encodes it for `phase` (`scan` or `write`): the bytes to store, or `undefined` when
+    /// the unit needs nothing.
     ///
     /// # Errors
-    /// The core's error reading the source or encoding.
-    pub fn encode(&mut self, index: f64) -> Result<Option<Vec<u8>>, JsValue> {
+    /// The core's error reading the source or encoding; `InvalidArgument` for a scan the writer has none of.
+    pub fn encode(&mut self, index: f64, phase: &str) -> Result<Option<Vec<u8>>, JsValue> {
         let index = index as u64;
-        let data = read_unit(self.source.as_mut(), self.unit, index)?;
-        Ok(self.encoder.encode(index, data)?)
+        let encoder = match phase {
+            "scan" => self.encoders.scan.clone().ok_or_else(|| Error::argument("This output has no scan pass"))?,
+            _ => self.encoders.write.clone(),
+        };
+        let data = read_unit(self.source.as_mut(), self.encoders.unit, index)?;
+        Ok(encoder.encode(index, data)?)
     }
 }
 
@@ -436,31 +467,80 @@ mod tests {
         assert_eq!(get(&diff, "offset").as_f64(), Some(((2 << 20) + 512) as f64));
     }
 
+    /// The written output, shared with a read-back function as the worker's OPFS file is.
+    type Written = std::rc::Rc<std::cell::RefCell<Vec<u8>>>;
+
+    /// Runs a job to the end as the coordinator worker does, with two encoders taking turns at each pass's
+    /// batches, writing into `out`; returns the progress seen after each batch and step, and the total it counts to.
+    fn drive(job: &mut Job, encoders: &mut [Encoder], out: &Written) -> (Vec<f64>, f64) {
+        let total = job.total();
+        let mut progress = vec![job.done()];
+        while matches!(job.phase().as_str(), "scan" | "write") {
+            let phase = job.phase();
+            for turn in 0.. {
+                let indices = job.next_indices((1 << 20) as f64).unwrap();
+                if indices.is_empty() {
+                    break;
+                }
+                for index in indices {
+                    job.write_unit(index, encoders[turn % 2].encode(index, &phase).unwrap()).unwrap();
+                }
+                apply(&mut out.borrow_mut(), &job.take_chunks());
+                progress.push(job.done());
+            }
+            job.end_pass().unwrap();
+        }
+        while !job.finish_step().unwrap() {
+            apply(&mut out.borrow_mut(), &job.take_chunks());
+            progress.push(job.done());
+        }
+        progress.push(job.done());
+        let len = job.finish().unwrap();
+        apply(&mut out.borrow_mut(), &job.take_chunks());
+        out.borrow_mut().resize(len as usize, 0);
+        (progress, total)
+    }
+
     #[wasm_bindgen_test]
     fn units_encoded_by_encoders_over_their_own_opening_make_the_image() {
         let disk = raw_disk();
         let input = file(&disk, "disk.img");
         let mut job = Job::new(input.clone(), Array::new(), spec("raw", "", "disk.raw")).unwrap();
-        assert_eq!(job.total(), (3 << 20) as f64);
+        assert_eq!(job.phase(), "write");
         let mut encoders: Vec<Encoder> =
             (0..2).map(|_| Encoder::new(input.clone(), Array::new(), spec("raw", "", "disk.raw")).unwrap()).collect();
-        let mut out = Vec::new();
-        for turn in 0.. {
-            let indices = job.next_indices((1 << 20) as f64).unwrap();
-            if indices.is_empty() {
-                break;
-            }
-            for index in indices {
-                job.write_unit(index, encoders[turn % 2].encode(index).unwrap()).unwrap();
-            }
-            apply(&mut out, &job.take_chunks());
-        }
-        assert_eq!(job.done(), job.total());
-        let len = job.finish().unwrap();
-        apply(&mut out, &job.take_chunks());
-        out.resize(len as usize, 0);
-        assert!(out == disk);
+        let out = Written::default();
+        let (progress, total) = drive(&mut job, &mut encoders, &out);
+        assert!(*out.borrow() == disk);
+        assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+        assert_eq!(progress.last(), Some(&total));
+        assert_eq!(job.phase(), "done");
         assert!(job.finish().is_err());
+    }
+
+    #[wasm_bindgen_test]
+    fn an_ova_hashes_its_disk_in_steps_that_report_progress() {
+        let disk = raw_disk();
+        let input = file(&disk, "disk.img");
+        let target = || spec("ova", "", "vm.ova");
+        let mut job = Job::new(input.clone(), Array::new(), target()).unwrap();
+        let mut encoders: Vec<Encoder> =
+            (0..2).map(|_| Encoder::new(input.clone(), Array::new(), target()).unwrap()).collect();
+        let out = Written::default();
+        let reader = {
+            let out = out.clone();
+            Closure::<dyn Fn(f64, f64) -> Uint8Array>::new(move |offset: f64, length: f64| {
+                let bytes = out.borrow();
+                let (start, end) = (offset as usize, (offset + length) as usize);
+                Uint8Array::from(&bytes[start.min(bytes.len())..end.min(bytes.len())])
+            })
+        };
+        job.set_read_back(reader.as_ref().unchecked_ref::<Function>().clone());
+        let (progress, total) = drive(&mut job, &mut encoders, &out);
+        assert!(out.borrow().starts_with(b"vm.ovf"), "a tar whose first member is the descriptor");
+        assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+        assert!(progress[..progress.len() - 1].iter().all(|&p| p < total), "100 % only at the end: {progress:?}");
+        assert_eq!(progress.last(), Some(&total));
     }
 
     #[wasm_bindgen_test]

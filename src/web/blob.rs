@@ -1,8 +1,8 @@
 //! Reading picked files: a `Blob` as [`ReadAt`] through `FileReaderSync`, and backing files found among the
 //! other picked files by base name.
 
+use crate::chain::FileResolver;
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::FileResolver;
 use crate::io::ReadAt;
 use js_sys::Uint8Array;
 use std::cell::RefCell;
@@ -163,7 +163,10 @@ impl FileResolver for PickedFiles {
             return Ok((wanted.to_string(), Box::new(reader)));
         }
         self.missing.borrow_mut().push(wanted.to_string());
-        Err(Error::new(ErrorKind::Io, format!("Backing file '{wanted}' is needed: pick it together with the image")))
+        Err(Error::new(
+            ErrorKind::NotFound,
+            format!("Backing file '{wanted}' is needed: pick it together with the image"),
+        ))
     }
 }
 
@@ -274,7 +277,7 @@ mod tests {
         assert_eq!((name.as_str(), reader.len()), ("base.qcow2", 4));
         assert_eq!(files.open("C:\\vm\\x.img", "top").unwrap().0, "x.img");
         assert!(files.missing().is_empty());
-        assert_eq!(files.open("dir/gone.qcow2", "top").err().map(|e| e.kind()), Some(ErrorKind::Io));
+        assert_eq!(files.open("dir/gone.qcow2", "top").err().map(|e| e.kind()), Some(ErrorKind::NotFound));
         assert_eq!(files.missing(), ["gone.qcow2"]);
     }
 }

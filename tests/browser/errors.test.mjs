@@ -5,7 +5,7 @@ import {truncateSync} from 'node:fs';
 import {test} from 'node:test';
 import * as h from './helpers.mjs';
 
-const KINDS = ['io', 'invalid-format', 'corrupt', 'unsupported', 'limit-exceeded', 'invalid-argument'];
+const KINDS = ['io', 'not-found', 'invalid-format', 'corrupt', 'unsupported', 'limit-exceeded', 'invalid-argument'];
 
 async function shownError(page) {
   const alert = page.getByRole('alert');

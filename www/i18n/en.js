@@ -79,7 +79,8 @@ const TEXT_EN = {
   sizesDiffer: ' The virtual sizes differ; the longer disk ends in zeros.',
   errorKind: (kind) => `Error (${kind}):`,
   errorKinds: {
-    io: 'Reading or writing a file failed.', 'invalid-format': 'This is not a disk image diskbridge can read.',
+    io: 'Reading or writing a file failed.', 'not-found': 'A file the image needs was not found.',
+    'invalid-format': 'This is not a disk image diskbridge can read.',
     corrupt: 'The image is damaged.', unsupported: 'This image uses a feature diskbridge does not support.',
     'limit-exceeded': 'The image is too large here.', 'invalid-argument': 'A setting is not valid.',
     internal: 'Something went wrong inside diskbridge.', cancelled: 'Cancelled.',

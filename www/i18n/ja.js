@@ -79,7 +79,8 @@ const TEXT_JA = {
   sizesDiffer: ' 仮想サイズが異なります（長い方の末尾はゼロです）。',
   errorKind: (kind) => `エラー（${kind}）:`,
   errorKinds: {
-    io: 'ファイルの読み書きに失敗しました。', 'invalid-format': 'diskbridge が読める仮想ディスクイメージではありません。',
+    io: 'ファイルの読み書きに失敗しました。', 'not-found': 'イメージが必要とするファイルが見つかりません。',
+    'invalid-format': 'diskbridge が読める仮想ディスクイメージではありません。',
     corrupt: 'イメージが壊れています。', unsupported: 'diskbridge が対応していない機能を使ったイメージです。',
     'limit-exceeded': 'この環境で扱うにはイメージが大きすぎます。', 'invalid-argument': '設定が正しくありません。',
     internal: 'diskbridge の内部でエラーが発生しました。', cancelled: 'キャンセルしました。',

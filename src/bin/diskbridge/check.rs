@@ -5,10 +5,10 @@
 use crate::args::{self, Arg};
 use crate::json::Json;
 use crate::{Failure, format_arg, output_is_json, positionals, report};
-use diskbridge::check::Report;
-use diskbridge::image::{Format, FormatSpecific};
-use diskbridge::native::InputFile;
-use diskbridge::{Error, ErrorKind};
+use diskbridge::Error;
+use diskbridge::formats::Format;
+use diskbridge::native::{DirResolver, InputFile};
+use diskbridge::report::Report;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -45,42 +45,16 @@ fn check(argv: &[String]) -> Result<u8, Failure> {
     let file = InputFile::open(Path::new(path)).map_err(failed)?;
     let format = match format {
         Some(f) => f,
-        None => diskbridge::image::probe_file(&file).map_err(failed)?,
+        None => diskbridge::open::probe_file(&file).map_err(failed)?,
     };
     let mut problem = |p: &str| crate::tell(p);
-    let result = match format {
-        Format::Vmdk | Format::Vhdx | Format::Vpc => check_structure(path, format, &mut problem).map_err(failed)?,
-        _ => diskbridge::check::check(&file, format, &mut problem).map_err(failed)?,
-    };
+    let result = diskbridge::check::check(path, Box::new(file), format, &DirResolver, &mut problem).map_err(failed)?;
     if json {
         super::say(&to_json(&result, path, format).render());
     } else if !quiet {
         super::say(human(&result).trim_end_matches('\n'));
     }
     Ok(result.exit_code())
-}
-
-/// Opens the image (with its parents and extent files) and walks it; damage found while opening counts as a
-/// corruption too, as qemu-img check reports an image it cannot make sense of.
-fn check_structure(path: &str, format: Format, problem: &mut dyn FnMut(&str)) -> Result<Report, Error> {
-    match diskbridge::native::open_image(Path::new(path), Some(format)) {
-        Ok(mut image) => {
-            let unit = image.info().cluster_size.unwrap_or(1 << 16);
-            // The map does not tell compressed grains apart, but streamOptimized compresses every one.
-            let compressed = matches!(&image.info().specific,
-                Some(FormatSpecific::Vmdk { create_type, .. }) if create_type == "streamOptimized");
-            let mut report = diskbridge::check::check_structure(image.as_mut(), unit, problem)?;
-            if compressed {
-                report.compressed_clusters = report.allocated_clusters;
-            }
-            Ok(report)
-        }
-        Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::InvalidFormat | ErrorKind::LimitExceeded) => {
-            problem(&format!("ERROR {e}"));
-            Ok(Report { corruptions: 1, ..Report::default() })
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// qemu-img's human report.

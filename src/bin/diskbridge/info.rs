@@ -3,9 +3,9 @@
 
 use crate::json::Json;
 use diskbridge::Result;
-use diskbridge::extent::{ExtentKind, Extents};
+use diskbridge::extent::ExtentKind;
 use diskbridge::guest::{self, Guest};
-use diskbridge::image::{FormatSpecific, Image, ImageInfo};
+use diskbridge::image::{Extents, Fact, Image, ImageInfo, Specific};
 use diskbridge::native::InputFile;
 use std::path::Path;
 
@@ -132,7 +132,7 @@ pub fn human(reports: &[Report]) -> String {
                 s += &format!("partition table problem: {p}\n");
             }
         }
-        if let Some((_, fields)) = i.specific.as_ref().map(specific_fields) {
+        if let Some((_, fields)) = i.specific.as_ref().map(|s| specific_fields(i.format, s)) {
             s += "Format specific information:\n";
             for (key, value) in fields {
                 s += &format!("    {}: {}\n", key.replace('-', " "), value.plain());
@@ -149,7 +149,7 @@ fn json_one(r: &Report) -> Json {
     if let Some(c) = i.cluster_size {
         f.push(("cluster-size", Json::Number(c)));
     }
-    f.push(("format", Json::String(i.format.name().into())));
+    f.push(("format", Json::String(i.format.into())));
     f.push(("actual-size", Json::Number(r.actual_size)));
     if let Some(b) = &i.backing_filename {
         f.push(("backing-filename", Json::String(b.clone())));
@@ -160,7 +160,7 @@ fn json_one(r: &Report) -> Json {
     if let Some(b) = &i.backing_format {
         f.push(("backing-filename-format", Json::String(b.clone())));
     }
-    if let Some((kind, fields)) = i.specific.as_ref().map(specific_fields) {
+    if let Some((kind, fields)) = i.specific.as_ref().map(|s| specific_fields(i.format, s)) {
         let data = Json::Object(fields);
         f.push(("format-specific", Json::Object(vec![("type", Json::String(kind.into())), ("data", data)])));
     }
@@ -180,30 +180,15 @@ fn json_one(r: &Report) -> Json {
     Json::Object(f)
 }
 
-/// Format-specific facts: qemu's type name and its (JSON key, value) pairs; the human form prints the same
-/// keys with spaces, as qemu-img does.
-fn specific_fields(specific: &FormatSpecific) -> (&'static str, Vec<(&'static str, Json)>) {
-    match specific {
-        FormatSpecific::Qcow2 { compat, compression_type, lazy_refcounts, refcount_bits, corrupt, extended_l2 } => (
-            "qcow2",
-            vec![
-                ("compat", Json::String(compat.clone())),
-                ("compression-type", Json::String(compression_type.clone())),
-                ("lazy-refcounts", Json::Bool(*lazy_refcounts)),
-                ("refcount-bits", Json::Number(u64::from(*refcount_bits))),
-                ("corrupt", Json::Bool(*corrupt)),
-                ("extended-l2", Json::Bool(*extended_l2)),
-            ],
-        ),
-        FormatSpecific::Vmdk { create_type, cid, parent_cid } => (
-            "vmdk",
-            vec![
-                ("cid", Json::Number(u64::from(*cid))),
-                ("parent-cid", Json::Number(u64::from(*parent_cid))),
-                ("create-type", Json::String(create_type.clone())),
-            ],
-        ),
-    }
+/// Format-specific facts: qemu's type name (the format's) and its (JSON key, value) pairs; the human form prints
+/// the same keys with spaces, as qemu-img does.
+fn specific_fields(format: &'static str, specific: &Specific) -> (&'static str, Vec<(&'static str, Json)>) {
+    let value = |fact: &Fact| match fact {
+        Fact::Text(t) => Json::String(t.clone()),
+        Fact::Number(n) => Json::Number(*n),
+        Fact::Flag(f) => Json::Bool(*f),
+    };
+    (format, specific.0.iter().map(|(key, fact)| (*key, value(fact))).collect())
 }
 
 /// The JSON form: one object, or an array with `--backing-chain`, as qemu-img prints them.

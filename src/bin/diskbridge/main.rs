@@ -9,9 +9,11 @@ mod output;
 
 use args::{Arg, UsageError};
 use diskbridge::convert::{RunOptions, run};
-use diskbridge::image::{Blank, Format, Image};
+use diskbridge::formats::Format;
+use diskbridge::image::{Blank, Image};
 use diskbridge::options::{OptionList, parse_size};
 use diskbridge::target::{self, Target};
+use diskbridge::writer::Settings;
 use diskbridge::{Error, ErrorKind};
 use std::io::Write;
 use std::path::Path;
@@ -120,25 +122,27 @@ fn emit(mut stream: impl Write, text: std::fmt::Arguments<'_>) {
 /// about a hundred lines however large the image — on stdout, as qemu-img prints it, or on stderr when stdout
 /// carries the image itself.
 struct Progress {
-    step: f64,
+    /// Hundredths of a percent.
+    step: u64,
     to_stderr: bool,
-    shown: Option<f64>,
+    shown: Option<u64>,
 }
 
 impl Progress {
-    fn new(step: f64, to_stderr: bool) -> Self {
-        Progress { step, to_stderr, shown: None }
+    fn new(step_percent: u64, to_stderr: bool) -> Self {
+        Progress { step: step_percent * 100, to_stderr, shown: None }
     }
 
     fn show(&mut self, done: u64, total: u64) {
-        let percent = if total == 0 { 100.0 } else { (done.min(total) as f64 * 100.0 / total as f64).min(100.0) };
+        // Rounded down, so that 100.00 % means done.
+        let hundredths = (u128::from(done.min(total)) * 10_000).checked_div(u128::from(total)).unwrap_or(10_000) as u64;
         let due = match self.shown {
             None => true,
-            Some(shown) => percent > shown + self.step || (percent == 100.0 && shown < 100.0),
+            Some(shown) => hundredths > shown + self.step || (hundredths == 10_000 && shown < 10_000),
         };
         if due {
-            self.shown = Some(percent);
-            self.print(format_args!("    ({percent:.2}/100%)\r"));
+            self.shown = Some(hundredths);
+            self.print(format_args!("    ({}.{:02}/100%)\r", hundredths / 100, hundredths % 100));
         }
     }
 
@@ -250,7 +254,7 @@ fn target_for(format: Format, options: OptionList, output: &str, compressed: boo
     } else {
         Path::new(output).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| output.to_string())
     };
-    Ok(Target { format, options, seed: seed()?, epoch: epoch()?, output_name, compressed })
+    Ok(Target { format, options, settings: Settings { seed: seed()?, epoch: epoch()?, output_name, compressed } })
 }
 
 /// Converts `source` into `output` (a path or `-`), removing any partial output on failure or Ctrl-C.
@@ -269,36 +273,15 @@ fn write_image(
         Err(_) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
     let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed));
-    let mut shown = Progress::new(1.0, output == "-");
+    let mut shown = Progress::new(1, output == "-");
     let mut show = |done: u64, total: u64| shown.show(done, total);
     let failed = |e: Error| Failure::Error(Some(output.to_string()), e);
-    let mut staged = Vec::new();
-    let writer = if output == "-" {
-        target::writer(target, size, output::stream(std::io::stdout().lock())).map_err(failed)?
-    } else if target.format == Format::Ovf {
-        // Three files side by side, named as inside an OVA; all appear together when complete.
-        let names = diskbridge::ova::Names::for_output(&target.output_name);
-        let mut stage = |name: &str| -> Result<Box<dyn diskbridge::io::Sink>, Failure> {
-            let (s, sink) = output::open(&Path::new(output).with_file_name(name)).map_err(failed)?;
-            staged.extend(s);
-            Ok(sink)
-        };
-        let layout = diskbridge::ova::Layout::Ovf {
-            descriptor: stage(&names.descriptor)?,
-            disk: stage(&names.disk)?,
-            manifest: stage(&names.manifest)?,
-        };
-        Box::new(diskbridge::ova::PackageWriter::new(target, size, layout).map_err(failed)?)
-    } else {
-        let (s, sink) = output::open(Path::new(output)).map_err(failed)?;
-        staged.extend(s);
-        target::writer(target, size, sink).map_err(failed)?
-    };
+    // A format of several files (OVF) stages each of them; all appear together when complete.
+    let mut files = output::Files::new(output);
+    let writer = target::writer(target, size, &mut files).map_err(failed)?;
     let opts = RunOptions { threads, progress: progress.then_some(&mut show as _), cancel: Some(&CANCEL), reopen };
     run(source, writer, opts).map_err(failed)?;
-    for s in staged {
-        s.commit().map_err(failed)?;
-    }
+    files.commit().map_err(failed)?;
     if progress {
         shown.end();
     }
@@ -336,27 +319,28 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     }
     // Without -O the output is raw, as in qemu-img; a name like disk.vmdk says that was not meant.
     let out_format = out_format.unwrap_or_else(|| {
-        let named = Path::new(output).extension().and_then(|e| Format::from_name(&e.to_string_lossy()).ok());
-        if let Some(named) = named.filter(|&f| f != Format::Raw) {
+        let named = Path::new(output).extension().and_then(|e| Format::from_extension(&e.to_string_lossy()));
+        if let Some(named) = named.filter(|&f| f != Format::raw()) {
             warn(&format!(
                 "{output} is written as raw, qemu-img's default without -O; add -O {named} for a {named} image"
             ));
         }
-        Format::Raw
+        Format::raw()
     });
     let chosen_disk = options.take_u64("disk").map_err(|e| Failure::Usage(e.message().into()))?;
-    let disks = match probe(input, in_format)? {
-        Format::Ova => match chosen_disk {
-            Some(n @ 1..) => vec![(n as usize - 1, output.to_string())],
-            Some(0) => return Err(Failure::Usage("disk=N counts from 1".into())),
-            None => {
-                let count = diskbridge::native::ova_disk_count(Path::new(input))
-                    .map_err(|e| Failure::Error(Some(input.into()), e))?;
-                (0..count).map(|i| (i, numbered_output(output, i))).collect()
-            }
-        },
-        _ if chosen_disk.is_some() => return Err(Failure::Usage("disk=N selects a disk of an OVA input".into())),
-        _ => vec![(0, output.to_string())],
+    // A package of several disks (an OVA) converts each, or the one disk=N picks.
+    let format = probe(input, in_format)?;
+    let package = format.spec().disks.is_some();
+    let disks = match chosen_disk {
+        Some(_) if !package => return Err(Failure::Usage("disk=N selects a disk of an OVA input".into())),
+        Some(0) => return Err(Failure::Usage("disk=N counts from 1".into())),
+        Some(n) => vec![(n as usize - 1, output.to_string())],
+        None if package => {
+            let count = diskbridge::native::disk_count(Path::new(input), format)
+                .map_err(|e| Failure::Error(Some(input.into()), e))?;
+            (0..count).map(|i| (i, numbered_output(output, i))).collect()
+        }
+        None => vec![(0, output.to_string())],
     };
     for (disk, output) in disks {
         let source = open_input_disk(input, in_format, disk)?;
@@ -376,7 +360,7 @@ fn probe(path: &str, format: Option<Format>) -> Result<Format, Failure> {
     }
     let file =
         diskbridge::native::InputFile::open(Path::new(path)).map_err(|e| Failure::Error(Some(path.into()), e))?;
-    diskbridge::image::probe_file(&file).map_err(|e| Failure::Error(Some(path.into()), e))
+    diskbridge::open::probe_file(&file).map_err(|e| Failure::Error(Some(path.into()), e))
 }
 
 /// Output name for disk `index` of a multi-disk OVA: the first keeps the name, the others get `-diskN`.
@@ -434,7 +418,7 @@ fn cmd_compare(argv: &[String]) -> ExitCode {
     };
     // As in convert, -q silences progress whatever the order of -p and -q.
     let progress = progress && !quiet;
-    let mut shown = Progress::new(2.0, false);
+    let mut shown = Progress::new(2, false);
     let mut show = |done: u64, total: u64| {
         if progress {
             shown.show(done, total);
@@ -474,7 +458,7 @@ fn cmd_compare(argv: &[String]) -> ExitCode {
 
 fn cmd_create(argv: &[String]) -> Result<(), Failure> {
     let parsed = args::parse(argv, "foFbu", &[])?;
-    let (mut format, mut options) = (Format::Raw, OptionList::default());
+    let (mut format, mut options) = (Format::raw(), OptionList::default());
     for a in &parsed {
         match a {
             Arg::Short('f', Some(f)) => format = format_arg(f)?,

@@ -6,15 +6,59 @@
 use diskbridge::Error;
 use diskbridge::io::{Sink, StreamSink};
 use diskbridge::native::OutputFile;
+use diskbridge::writer::Outputs;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Seek, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
+/// Where a writer's files go in the CLI: the output (a path, or `-` for standard output) and files beside it,
+/// each staged until [`Files::commit`] makes them all appear.
+pub struct Files {
+    output: PathBuf,
+    staged: Vec<Staged>,
+}
+
+impl Files {
+    /// The output `output` names (`-`: standard output).
+    pub fn new(output: &str) -> Files {
+        Files { output: PathBuf::from(output), staged: Vec::new() }
+    }
+
+    fn is_stdout(&self) -> bool {
+        self.output.as_os_str() == "-"
+    }
+
+    /// Moves every finished file to its name.
+    pub fn commit(self) -> Result<(), Error> {
+        self.staged.into_iter().try_for_each(Staged::commit)
+    }
+}
+
+impl Outputs for Files {
+    fn main(&mut self) -> Result<Box<dyn Sink>, Error> {
+        if self.is_stdout() {
+            return Ok(stream(std::io::stdout().lock()));
+        }
+        let (staged, sink) = open(&self.output)?;
+        self.staged.extend(staged);
+        Ok(sink)
+    }
+
+    fn beside(&mut self, name: &str) -> Result<Box<dyn Sink>, Error> {
+        if self.is_stdout() {
+            return Err(Error::argument(format!("'{name}' goes beside the output, which standard output cannot have")));
+        }
+        let (staged, sink) = open(&self.output.with_file_name(name))?;
+        self.staged.extend(staged);
+        Ok(sink)
+    }
+}
+
 /// Opens the output `path` names: staged when it is a file or does not exist yet, in place when it is a device
 /// or a pipe. Errors name `path` as given, not the temporary file or a symlink's target.
-pub fn open(path: &Path) -> Result<(Option<Staged>, Box<dyn Sink>), Error> {
+fn open(path: &Path) -> Result<(Option<Staged>, Box<dyn Sink>), Error> {
     let opened = resolve_links(path).and_then(|target| match std::fs::metadata(&target) {
         Ok(meta) if meta.is_dir() => Err(Error::argument("Is a directory")),
         Ok(meta) if !meta.is_file() => Ok((None, in_place(&target, meta.file_type())?)),
@@ -59,7 +103,7 @@ fn writable_folder(folder: &Path) -> std::io::Result<()> {
 }
 
 /// An append-only output on `w` (stdout, a pipe), written in large pieces.
-pub fn stream(w: impl Write + 'static) -> Box<dyn Sink> {
+fn stream(w: impl Write + 'static) -> Box<dyn Sink> {
     Box::new(StreamSink::new(std::io::BufWriter::with_capacity(1 << 20, w)))
 }
 

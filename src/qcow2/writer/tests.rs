@@ -3,8 +3,9 @@
 //! reader, and cross-checked by the refcount checker.
 
 use super::*;
+use crate::chain::NoFiles;
 use crate::convert::{RunOptions, run};
-use crate::image::{Blank, Image, NoFiles};
+use crate::image::{Blank, Image};
 use crate::io::MemorySink;
 use crate::qcow2::Qcow2;
 use crate::raw::RawImage;
@@ -34,13 +35,13 @@ fn be16(b: &[u8], at: usize) -> u16 {
 
 /// Guest bytes of a qcow2 file, read with the reader.
 fn read_back(file: Vec<u8>) -> Vec<u8> {
-    let mut image = Qcow2::open(Box::new(file), "out.qcow2", &mut crate::image::OpenContext::new(&NoFiles)).unwrap();
+    let mut image = Qcow2::open(Box::new(file), "out.qcow2", &mut crate::open::OpenContext::new(&NoFiles)).unwrap();
     let mut guest = vec![0; image.virtual_size() as usize];
     image.read_at(0, &mut guest).unwrap();
     guest
 }
 
-fn assert_clean(file: &[u8]) -> crate::check::Report {
+fn assert_clean(file: &[u8]) -> crate::report::Report {
     let mut problems = Vec::new();
     let report = crate::qcow2::check(&file.to_vec(), &mut |p| problems.push(p.to_string())).unwrap();
     assert_eq!((report.corruptions, report.leaks, report.check_errors), (0, 0, 0), "{problems:?}");
