@@ -8,6 +8,7 @@
 //! - [`check`]: qemu-img check's consistency check, for the formats that have one.
 //! - one module per format: [`qcow2`], [`vmdk`], [`vhdx`], [`vpc`], [`raw`]; [`ova`] packages a VMDK with its
 //!   [`ovf`] descriptor for ESXi.
+//! - [`seed`]: a NoCloud seed disk (FAT, label `CIDATA`) giving a cloud image its first login.
 //! - `web` (wasm32 only): the bindings the browser page's workers call.
 #![deny(missing_docs)]
 
@@ -27,6 +28,7 @@ pub mod ovf;
 pub mod qcow2;
 pub mod random;
 pub mod raw;
+pub mod seed;
 pub mod tar;
 pub mod target;
 pub mod vhdx;
