@@ -1,6 +1,6 @@
 //! The two small YAML files of a NoCloud seed that diskbridge writes itself: `meta-data` and the
-//! `#cloud-config` carrying the login. Every value is a double-quoted scalar ([`yaml::quoted`]), so a host name,
-//! key comment or hash can never end a value early or start a new key.
+//! `#cloud-config` carrying the login. Every value is a double-quoted scalar ([`quoted`]), so a host name, key
+//! comment or hash can never end a value early or start a new key.
 
 use super::yaml::quoted;
 

@@ -60,6 +60,9 @@ pub fn keys_in(text: &[u8]) -> Result<Vec<String>> {
 /// # Errors
 /// `InvalidArgument` saying why it is not an accepted OpenSSH public key.
 pub fn key_line(line: &str) -> Result<String> {
+    if line.contains(['\n', '\r']) {
+        return Err(Error::argument("An SSH key is one line; give each key as its own"));
+    }
     let mut fields = line.split_whitespace();
     let (Some(kind), Some(blob)) = (fields.next(), fields.next()) else {
         return Err(Error::argument("Not an OpenSSH public key ('TYPE BASE64 [COMMENT]')"));
@@ -77,7 +80,7 @@ pub fn key_line(line: &str) -> Result<String> {
     let named = decoded
         .get(..4)
         .map(|len| u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
-        .and_then(|len| decoded.get(4..4 + len));
+        .and_then(|len| decoded.get(4..)?.get(..len));
     if named != Some(kind.as_bytes()) {
         return Err(Error::argument(format!("The key's data is not a {kind} key")));
     }
@@ -136,6 +139,11 @@ mod tests {
         // An RSA blob labelled ed25519.
         let swapped = line("ssh-rsa", "").replacen("ssh-rsa", "ssh-ed25519", 1);
         assert!(key_line(&swapped).unwrap_err().message().contains("not a ssh-ed25519 key"));
+        let two = format!("{}\n{}", line("ssh-ed25519", "a"), line("ssh-rsa", "b"));
+        assert!(key_line(&two).unwrap_err().message().contains("one line"));
+        // A length field pointing far past the blob.
+        let huge = format!("ssh-rsa {}", Base64::encode_string(&[0xff, 0xff, 0xff, 0xff, b's']));
+        assert!(key_line(&huge).unwrap_err().message().contains("not a ssh-rsa key"));
         assert_eq!(keys_in(&vec![b'#'; MAX_FILE_LEN + 1]).unwrap_err().kind(), crate::ErrorKind::LimitExceeded);
     }
 }

@@ -201,6 +201,18 @@ mod tests {
     }
 
     #[test]
+    fn every_truncation_is_checked_without_panicking() {
+        let mime = "Content-Type: multipart/mixed; boundary=\"XX\"\nMIME-Version: 1.0\n\n--XX\n\
+                    Content-Type: text/cloud-config\n\n#cloud-config\na: [1, {b: &x c}, *x]\n--XX--\n";
+        let config = "#cloud-config\nusers:\n  - name: é\n    ssh_authorized_keys: [\"k\"]\nruncmd: |\n  ls\n";
+        for text in [mime, config] {
+            for end in (0..=text.len()).filter(|&end| text.is_char_boundary(end)) {
+                let _ = inspect(&text.as_bytes()[..end]);
+            }
+        }
+    }
+
+    #[test]
     fn refuses_each_mistake_with_its_reason() {
         assert!(err("echo hi\n").contains("none of the kinds cloud-init runs"));
         assert!(err("").contains("none of the kinds"));

@@ -72,9 +72,7 @@ pub fn top_of(text: &str) -> Result<Top> {
                 }
                 depth += 1;
             }
-            Event::MappingEnd | Event::SequenceEnd => {
-                depth -= 1;
-            }
+            Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
             Event::Scalar(value, ..) if depth == 0 => {
                 // An empty document parses as one empty plain scalar.
                 top = if value.is_empty() { Top::Empty } else { Top::Scalar };
