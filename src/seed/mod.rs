@@ -122,10 +122,8 @@ impl Contents {
 /// A value the user's `#cloud-config` sets itself would win over the field (see [`mime::MERGE_TYPE`]), so the
 /// field would be silently lost: refuse that instead.
 fn refuse_conflicts(given: &user_data::UserData<'_>, config: &SeedConfig) -> Result<()> {
-    let fields = [("hostname", config.hostname.is_some()), ("fqdn", config.hostname.is_some())]
-        .into_iter()
-        .chain([("password", config.password.is_some())]);
-    for (key, asked) in fields {
+    let (hostname, password) = (config.hostname.is_some(), config.password.is_some());
+    for (key, asked) in [("hostname", hostname), ("fqdn", hostname), ("password", password)] {
         if asked && given.keys.iter().any(|k| k == key) {
             return Err(Error::argument(format!(
                 "The user data sets '{key}' itself; give that setting there or as an option, not both"
