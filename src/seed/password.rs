@@ -6,8 +6,8 @@
 use crate::error::{Error, Result};
 use sha_crypt::{PasswordHasher, ShaCrypt};
 
-/// The longest password taken: Linux-PAM passes at most `PAM_MAX_RESP_SIZE` (512) bytes from a prompt to
-/// pam_unix, so a longer one could never be typed in.
+/// The longest password taken: Linux-PAM's `PAM_MAX_RESP_SIZE`, 512 bytes, which is also all pam_unix's
+/// checking helper (unix_chkpwd) reads, so a longer password would not always let the user in.
 pub const MAX_LEN: usize = 512;
 
 /// Bytes of salt; their crypt base64 form is 16 characters, the most SHA-crypt uses.
@@ -23,7 +23,7 @@ pub fn check(password: &str) -> Result<()> {
     }
     if password.len() > MAX_LEN {
         return Err(Error::argument(format!(
-            "The password is {} bytes long; the most a login prompt takes is {MAX_LEN}",
+            "The password is {} bytes long; the most Linux logins take is {MAX_LEN}",
             password.len()
         )));
     }
