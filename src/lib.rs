@@ -13,7 +13,7 @@
 //! 4. **Registry** — [`formats`] (the table of formats: names, probing, opening, writing, checking) and
 //!    [`open`] (opening an image and its chain through that table).
 //! 5. **Operations** — [`convert`] (the pipeline, in phases, on all cores), [`target`] (what to write),
-//!    [`check`], [`compare`].
+//!    [`check`], [`compare`], [`seed`] (a NoCloud seed disk giving a cloud image its first login).
 //! 6. **Shims** — [`native`] for the CLI (not on wasm32) and `web` for the page's workers (wasm32 only).
 #![deny(missing_docs)]
 
@@ -36,6 +36,7 @@ pub mod qcow2;
 pub mod random;
 pub mod raw;
 pub mod report;
+pub mod seed;
 pub mod tar;
 pub mod target;
 pub mod vhdx;

@@ -14,7 +14,7 @@ const LAYERS: &[(usize, &[&str])] = &[
     (1, &["tar", "guest"]),
     (2, &["qcow2", "vmdk", "vhdx", "vpc", "raw", "ova"]),
     (3, &["formats", "open"]),
-    (4, &["convert", "target", "check", "compare"]),
+    (4, &["convert", "target", "check", "compare", "seed"]),
     (5, &["native", "web"]),
 ];
 

@@ -6,6 +6,7 @@ mod check;
 mod info;
 mod json;
 mod output;
+mod seed;
 
 use args::{Arg, UsageError};
 use diskbridge::convert::{RunOptions, run};
@@ -28,6 +29,8 @@ usage: diskbridge COMMAND [OPTIONS]
   create [-q] [-f FMT] [-o OPTIONS] OUTPUT [SIZE]
   compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2   (exit 0 identical, 1 different, 2 error)
   check [-q] [-f FMT] [--output=human|json] FILE             (exit 0 clean, 2 corrupt, 3 leaks, 1 cannot check)
+  seed [--hostname NAME] [--ssh-key FILE]... [--password-file FILE] [--user-data FILE] [-O FMT] OUTPUT
+                                      (a cloud-init NoCloud disk that gives a cloud image its first login)
 
 Formats: read qcow2, raw, vmdk (any hosted kind), vhdx, vpc, ova; write raw, qcow2, vmdk (streamOptimized for
 ESXi), vhdx (dynamic), ova/ovf. -c compresses qcow2 clusters (-o compression_type=zlib|zstd).
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Some("create") => cmd_create(&argv[1..]),
         Some("compare") => return cmd_compare(&argv[1..]),
         Some("check") => return check::run(&argv[1..]),
+        Some("seed") => seed::run(&argv[1..]),
         Some("-h" | "--help" | "help") => {
             say(USAGE.trim_end());
             Ok(())
