@@ -34,6 +34,12 @@ pub trait ImageWriter {
     /// The encoder for this writer's units.
     fn encoder(&self) -> Arc<dyn UnitEncoder>;
 
+    /// What the user should know about the output before it is written (a size rounded up); the CLI prints
+    /// each as a warning. Most writers have nothing to say.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// A chance to look at the whole source before any unit arrives — for layouts on an append-only sink that
     /// must know up front which units are empty. Most writers need nothing here.
     fn plan(&mut self, _source: &mut dyn Image) -> Result<()> {

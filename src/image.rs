@@ -42,14 +42,15 @@ impl Format {
         }
     }
 
-    /// Parses qemu-img's name for a format.
+    /// Parses qemu-img's name for a format (and `vhd` for `vpc`).
     pub fn from_name(name: &str) -> Result<Format> {
         Ok(match name {
             "qcow2" => Format::Qcow2,
             "raw" => Format::Raw,
             "vmdk" => Format::Vmdk,
             "vhdx" => Format::Vhdx,
-            "vpc" => Format::Vpc,
+            // The name everyone else uses, and the file extension.
+            "vpc" | "vhd" => Format::Vpc,
             "ova" => Format::Ova,
             "ovf" => Format::Ovf,
             _ => return Err(Error::argument(format!("Unknown format '{name}'"))),
@@ -113,6 +114,13 @@ pub enum FormatSpecific {
         parent_cid: u32,
         /// `createType`, e.g. "monolithicSparse".
         create_type: String,
+    },
+    /// VHD footer facts (qemu-img shows none for vpc).
+    Vpc {
+        /// "fixed", "dynamic" or "differencing", as qemu's `subformat` option names the first two.
+        subformat: String,
+        /// The creator application, trailing spaces and NULs dropped: "win" (Hyper-V), "qemu", "dbrg", ...
+        creator: String,
     },
 }
 

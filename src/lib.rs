@@ -11,6 +11,7 @@
 //! - `web` (wasm32 only): the bindings the browser page's workers call.
 #![deny(missing_docs)]
 
+pub mod bitmap;
 pub mod check;
 pub mod compare;
 pub mod convert;
@@ -27,6 +28,7 @@ pub mod ovf;
 pub mod qcow2;
 pub mod random;
 pub mod raw;
+pub mod sparse;
 pub mod tar;
 pub mod target;
 pub mod vhdx;

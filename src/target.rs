@@ -21,18 +21,18 @@ pub struct Target {
     pub epoch: u64,
     /// The output file's base name (VMDK descriptors name their extent by it).
     pub output_name: String,
-    /// `-c`: compressed clusters for qcow2; VMDK (streamOptimized) is compressed anyway; raw and VHDX have no
-    /// compressed form and refuse it, as qemu-img does.
+    /// `-c`: compressed clusters for qcow2; VMDK (streamOptimized) is compressed anyway; raw, VHDX and VHD have
+    /// no compressed form and refuse it, as qemu-img does.
     pub compressed: bool,
 }
 
 /// Builds the writer for `target` on `sink`, for a disk of `virtual_size` bytes. Nothing is written yet.
 ///
 /// # Errors
-/// `InvalidArgument` for an unknown or bad option, naming it, and for `compressed` with raw or VHDX.
+/// `InvalidArgument` for an unknown or bad option, naming it, and for `compressed` with raw, VHDX or VHD.
 pub fn writer(target: &Target, virtual_size: u64, sink: Box<dyn Sink>) -> Result<Box<dyn ImageWriter>> {
     let mut options = target.options.clone();
-    if target.compressed && matches!(target.format, Format::Raw | Format::Vhdx) {
+    if target.compressed && matches!(target.format, Format::Raw | Format::Vhdx | Format::Vpc) {
         return Err(Error::argument(format!("Compression (-c) is not supported for {} output", target.format)));
     }
     let writer: Box<dyn ImageWriter> = match target.format {
@@ -56,7 +56,8 @@ pub fn writer(target: &Target, virtual_size: u64, sink: Box<dyn Sink>) -> Result
             Box::new(crate::qcow2::Qcow2Writer::new(sink, virtual_size, &opts, target.compressed)?)
         }
         Format::Vpc => {
-            return Err(Error::unsupported(format!("Writing {} is not supported yet", target.format)));
+            let opts = crate::vpc::VpcOptions::from_options(&mut options)?;
+            Box::new(crate::vpc::VpcWriter::new(sink, virtual_size, &opts, target.seed, target.epoch)?)
         }
     };
     options.finish(target.format.name())?;

@@ -8,24 +8,21 @@
 
 use super::VhdxOptions;
 use super::bat::{BatEntry, Geometry};
-use super::bitmap::Bitmap;
 use super::guid::Guid;
 use super::header::{self, Header, RegionEntry, RegionTable};
 use super::layout::{self, Layout};
 use super::metadata::{self, Metadata};
-use crate::convert::{ImageWriter, SkipZeros, UnitEncoder, is_zero};
+use crate::bitmap::{Bitmap, Ranks};
+use crate::convert::{ImageWriter, SkipZeros, UnitEncoder};
 use crate::error::{Error, Result};
-use crate::extent::ExtentKind;
 use crate::image::Image;
-use crate::io::{Sink, zeroed_buffer};
+use crate::io::Sink;
 use crate::random::Random;
+use crate::sparse::{nonzero_units, write_nonzero};
 use std::sync::Arc;
 
 /// Guest bytes per unit, whatever the block size: keeps the pipeline's memory small with 256 MiB blocks.
 const UNIT: u64 = 1 << 20;
-/// Zero pages of this size are left as holes in a seekable output (qemu-img's default `-S 4k`), in the data
-/// and in the mostly-empty BAT, region tables and metadata table alike.
-const HOLE: usize = 4096;
 /// BAT entries are written in pieces of this many bytes.
 const BAT_PIECE: usize = 1 << 20;
 
@@ -41,8 +38,8 @@ pub struct VhdxWriter {
     stored: Bitmap,
     /// How many bits of `stored` are set.
     stored_count: u64,
-    /// The block the last unit went to, and its rank among the stored blocks.
-    cursor: (u64, u64),
+    /// Ranks of the blocks units go to.
+    ranks: Ranks,
     /// The header section, BAT and metadata are on the sink (append-only sinks: before any data).
     front_written: bool,
     file_write_guid: Guid,
@@ -77,7 +74,7 @@ impl VhdxWriter {
             layout: None,
             stored: Bitmap::default(),
             stored_count: 0,
-            cursor: (0, 0),
+            ranks: Ranks::default(),
             front_written: false,
             file_write_guid: Guid::from_text_order(random.guid()),
             data_write_guid: Guid::from_text_order(random.guid()),
@@ -126,9 +123,7 @@ impl VhdxWriter {
             self.stored.set(block);
             self.stored_count += 1;
         }
-        let (at, rank) = self.cursor;
-        self.cursor = (block, rank + self.stored.count(at, block));
-        Ok(self.cursor.1)
+        Ok(self.ranks.below(&self.stored, block))
     }
 
     fn stored_blocks(&self, layout: &Layout) -> u64 {
@@ -214,55 +209,6 @@ impl VhdxWriter {
     }
 }
 
-/// Writes the non-zero pages of `data` (`offset` is page aligned): the zero ones stay holes in a file, and an
-/// append-only sink fills them with zeros itself. Keeps the allocated size close to qemu-img's.
-fn write_nonzero(sink: &mut dyn Sink, offset: u64, data: &[u8]) -> Result<()> {
-    let mut run_start = None;
-    for (i, page) in data.chunks(HOLE).enumerate() {
-        match (is_zero(page), run_start) {
-            (false, None) => run_start = Some(i * HOLE),
-            (true, Some(start)) => {
-                sink.write_at(offset + start as u64, &data[start..i * HOLE])?;
-                run_start = None;
-            }
-            _ => {}
-        }
-    }
-    match run_start {
-        Some(start) => sink.write_at(offset + start as u64, &data[start..]),
-        None => Ok(()),
-    }
-}
-
-/// The 1 MiB units holding non-zero bytes, found by reading every unit the extent map marks as data. The map
-/// is walked an extent at a time, never collected (it may have millions of extents).
-fn nonzero_units(source: &mut dyn Image) -> Result<Bitmap> {
-    let size = source.virtual_size();
-    let mut units = Bitmap::new(size.div_ceil(UNIT))?;
-    let mut buf = zeroed_buffer(UNIT, "a unit of guest data")?;
-    let (mut pos, mut next_unit) = (0, 0);
-    while pos < size {
-        let extent = source.extent_at(pos)?;
-        if extent.offset != pos || extent.length == 0 {
-            return Err(Error::corrupt("Image map does not advance").at(pos));
-        }
-        pos = extent.end().min(size);
-        if extent.kind != ExtentKind::Data {
-            continue;
-        }
-        // A unit shared with the previous data extent has been read already.
-        for unit in (extent.offset / UNIT).max(next_unit)..pos.div_ceil(UNIT) {
-            let len = UNIT.min(size - unit * UNIT) as usize;
-            source.read_at(unit * UNIT, &mut buf[..len])?;
-            if !is_zero(&buf[..len]) {
-                units.set(unit);
-            }
-        }
-        next_unit = pos.div_ceil(UNIT);
-    }
-    Ok(units)
-}
-
 /// The blocks of `units_per_block` units holding at least one non-zero unit, ascending.
 fn blocks_with_data(units: &Bitmap, units_per_block: u64) -> impl Iterator<Item = u64> + '_ {
     (0..units.len().div_ceil(units_per_block))
@@ -283,7 +229,7 @@ impl ImageWriter for VhdxWriter {
         // Fixed disks allocate every block; dynamic ones must know their non-zero blocks to put the BAT first
         // on an append-only sink, or to pick the block size of a large disk.
         let scan = !self.opts.fixed && (self.layout.is_none() || !seekable);
-        let units = if scan { nonzero_units(source)? } else { Bitmap::default() };
+        let units = if scan { nonzero_units(source, UNIT)? } else { Bitmap::default() };
         let layout = match self.layout {
             Some(layout) => layout,
             None => {
@@ -361,7 +307,11 @@ mod tests {
             &self.info
         }
         fn extent_at(&mut self, offset: u64) -> Result<crate::extent::Extent> {
-            Ok(crate::extent::Extent { offset, length: self.info.virtual_size - offset, kind: ExtentKind::Data })
+            Ok(crate::extent::Extent {
+                offset,
+                length: self.info.virtual_size - offset,
+                kind: crate::extent::ExtentKind::Data,
+            })
         }
         fn read_at(&mut self, _offset: u64, buf: &mut [u8]) -> Result<()> {
             self.reads += 1;

@@ -17,12 +17,22 @@ pub const HEADER_SIZE: usize = 1024;
 /// Footer field offsets, as the specification lists them.
 mod footer {
     // `char[8]` cookie "conectix" at 0, then:
+    /// `u32` feature flags; bit 1 is reserved and always set.
+    pub const FEATURES: usize = 8;
     /// `u32` file format version, major in the high 16 bits: 0x0001_0000.
     pub const FORMAT_VERSION: usize = 12;
     /// `u64` absolute offset of the dynamic disk header; all ones for fixed disks.
     pub const DATA_OFFSET: usize = 16;
+    /// `u32` creation time, seconds since 2000-01-01 00:00:00 UTC.
+    pub const TIMESTAMP: usize = 24;
     /// `char[4]` creator application ("vpc ", "qemu", "qem2", "win ", "wa\0\0", ...).
     pub const CREATOR_APP: usize = 28;
+    /// `u32` creator version, major in the high 16 bits.
+    pub const CREATOR_VERSION: usize = 32;
+    /// `char[4]` creator host OS: the specification knows "Wi2k" and "Mac ".
+    pub const CREATOR_HOST_OS: usize = 36;
+    /// `u64` size of the disk in bytes when it was created. libvhdi takes the disk's size from here.
+    pub const ORIGINAL_SIZE: usize = 40;
     /// `u64` size of the disk in bytes as currently seen by the guest.
     pub const CURRENT_SIZE: usize = 48;
     /// `u16` cylinders, then `u8` heads, then `u8` sectors per track.
@@ -40,6 +50,9 @@ mod footer {
 mod dynamic {
     /// `char[8]` cookie, "cxsparse".
     pub const COOKIE: usize = 0;
+    /// `u64` offset of the next structure: unused, all ones (the specification says 32 bits of ones; Microsoft's
+    /// tools want all 64, as qemu notes).
+    pub const DATA_OFFSET: usize = 8;
     /// `u64` absolute offset of the block allocation table.
     pub const TABLE_OFFSET: usize = 16;
     /// `u32` header version, major in the high 16 bits: 0x0001_0000.
@@ -72,9 +85,59 @@ pub const MAX_VIRTUAL_SIZE: u64 = 0xff00_0000 * SECTOR;
 /// cached sector bitmap to 64 KiB.
 pub const MAX_BLOCK_SIZE: u32 = 256 << 20;
 
-/// The geometry Hyper-V and others write when the size does not fit CHS: 65535 cylinders, 16 heads, 255
-/// sectors. With it the geometry says nothing about the size.
-const MAX_GEOMETRY_SECTORS: u64 = 65535 * 16 * 255;
+/// Seconds from 1970-01-01 to 2000-01-01 00:00:00 UTC, where VHD timestamps start.
+pub const TIMESTAMP_BASE: u64 = 946_684_800;
+
+/// Cylinders, heads and sectors per track: the disk's CHS geometry as an ATA controller would report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Cylinders.
+    pub cylinders: u16,
+    /// Heads.
+    pub heads: u8,
+    /// Sectors per track.
+    pub sectors_per_track: u8,
+}
+
+impl Geometry {
+    /// The largest geometry, 65535 × 16 × 255 (127 GiB), which the specification's algorithm gives every larger
+    /// disk, and which Hyper-V, qemu's `force_size` and diskbridge write when no geometry fits the size. With it
+    /// the geometry says nothing about the size, and every reader takes the current size field.
+    pub const MAX: Geometry = Geometry { cylinders: 65535, heads: 16, sectors_per_track: 255 };
+
+    /// Cylinders × heads × sectors per track.
+    pub fn sectors(self) -> u64 {
+        u64::from(self.cylinders) * u64::from(self.heads) * u64::from(self.sectors_per_track)
+    }
+
+    /// The specification's "CHS calculation" for a disk of `total_sectors`: the geometry Virtual PC and Hyper-V
+    /// record. It covers at most `total_sectors`, usually a little less.
+    pub fn for_sectors(total_sectors: u64) -> Geometry {
+        let total = total_sectors.min(Geometry::MAX.sectors());
+        let (sectors_per_track, heads, cylinders_times_heads) = if total >= 65535 * 16 * 63 {
+            (255, 16, total / 255)
+        } else {
+            let mut spt = 17;
+            let mut cth = total / spt;
+            let mut heads = cth.div_ceil(1024).max(4);
+            if cth >= heads * 1024 || heads > 16 {
+                (spt, heads) = (31, 16);
+                cth = total / spt;
+            }
+            if cth >= heads * 1024 {
+                (spt, heads) = (63, 16);
+                cth = total / spt;
+            }
+            (spt, heads, cth)
+        };
+        // Each quotient is bounded by the branch that chose it: below 65536 cylinders, at most 16 heads.
+        Geometry {
+            cylinders: (cylinders_times_heads / heads) as u16,
+            heads: heads as u8,
+            sectors_per_track: sectors_per_track as u8,
+        }
+    }
+}
 
 /// The footer and header checksum: the one's complement of the sum of all bytes, the 4-byte checksum field at
 /// `field` counted as zero.
@@ -112,10 +175,14 @@ pub struct Footer {
     pub data_offset: u64,
     /// The application that created the image; decides how the size is read.
     pub creator_app: [u8; 4],
+    /// The creator application's version, major in the high 16 bits.
+    pub creator_version: u32,
+    /// Creation time, seconds since 2000-01-01 00:00:00 UTC.
+    pub timestamp: u32,
     /// The size the footer records, in bytes.
     pub current_size: u64,
-    /// Cylinders × heads × sectors per track.
-    pub geometry_sectors: u64,
+    /// The CHS geometry.
+    pub geometry: Geometry,
     /// This image's unique id.
     pub unique_id: [u8; 16],
 }
@@ -157,10 +224,14 @@ impl Footer {
             disk_type,
             data_offset: BigEndian::read_u64(&buf[footer::DATA_OFFSET..]),
             creator_app: buf[footer::CREATOR_APP..footer::CREATOR_APP + 4].try_into().expect("4 bytes"),
+            creator_version: BigEndian::read_u32(&buf[footer::CREATOR_VERSION..]),
+            timestamp: BigEndian::read_u32(&buf[footer::TIMESTAMP..]),
             current_size: BigEndian::read_u64(&buf[footer::CURRENT_SIZE..]),
-            geometry_sectors: u64::from(BigEndian::read_u16(geometry))
-                * u64::from(geometry[2])
-                * u64::from(geometry[3]),
+            geometry: Geometry {
+                cylinders: BigEndian::read_u16(geometry),
+                heads: geometry[2],
+                sectors_per_track: geometry[3],
+            },
             unique_id: buf[footer::UNIQUE_ID..footer::UNIQUE_ID + 16].try_into().expect("16 bytes"),
         })
     }
@@ -174,10 +245,9 @@ impl Footer {
     /// # Errors
     /// `LimitExceeded` above [`MAX_VIRTUAL_SIZE`].
     pub fn virtual_size(&self) -> Result<u64> {
-        let by_geometry =
-            matches!(&self.creator_app, b"vpc " | b"qemu") && self.geometry_sectors != MAX_GEOMETRY_SECTORS;
+        let by_geometry = matches!(&self.creator_app, b"vpc " | b"qemu") && self.geometry != Geometry::MAX;
         let size = if by_geometry {
-            self.geometry_sectors * SECTOR
+            self.geometry.sectors() * SECTOR
         } else {
             self.current_size.div_ceil(SECTOR).saturating_mul(SECTOR)
         };
@@ -187,6 +257,36 @@ impl Footer {
             )));
         }
         Ok(size)
+    }
+
+    /// The footer's 512 bytes, checksum included; the original size is the current size, as in a new disk.
+    /// The creator host OS is "Wi2k" whatever the host: the specification knows only "Wi2k" and "Mac ", and
+    /// output must not depend on where it was made.
+    pub fn to_bytes(&self) -> [u8; FOOTER_SIZE] {
+        let mut buf = [0u8; FOOTER_SIZE];
+        buf[..8].copy_from_slice(FOOTER_COOKIE);
+        BigEndian::write_u32(&mut buf[footer::FEATURES..], 2);
+        BigEndian::write_u32(&mut buf[footer::FORMAT_VERSION..], 0x0001_0000);
+        BigEndian::write_u64(&mut buf[footer::DATA_OFFSET..], self.data_offset);
+        BigEndian::write_u32(&mut buf[footer::TIMESTAMP..], self.timestamp);
+        buf[footer::CREATOR_APP..footer::CREATOR_APP + 4].copy_from_slice(&self.creator_app);
+        BigEndian::write_u32(&mut buf[footer::CREATOR_VERSION..], self.creator_version);
+        buf[footer::CREATOR_HOST_OS..footer::CREATOR_HOST_OS + 4].copy_from_slice(b"Wi2k");
+        BigEndian::write_u64(&mut buf[footer::ORIGINAL_SIZE..], self.current_size);
+        BigEndian::write_u64(&mut buf[footer::CURRENT_SIZE..], self.current_size);
+        BigEndian::write_u16(&mut buf[footer::GEOMETRY..], self.geometry.cylinders);
+        buf[footer::GEOMETRY + 2] = self.geometry.heads;
+        buf[footer::GEOMETRY + 3] = self.geometry.sectors_per_track;
+        let disk_type = match self.disk_type {
+            DiskType::Fixed => 2,
+            DiskType::Dynamic => 3,
+            DiskType::Differencing => 4,
+        };
+        BigEndian::write_u32(&mut buf[footer::DISK_TYPE..], disk_type);
+        buf[footer::UNIQUE_ID..footer::UNIQUE_ID + 16].copy_from_slice(&self.unique_id);
+        let sum = checksum(&buf, footer::CHECKSUM);
+        BigEndian::write_u32(&mut buf[footer::CHECKSUM..], sum);
+        buf
     }
 }
 
@@ -330,6 +430,21 @@ impl DynamicHeader {
     }
 }
 
+/// The 1024 bytes of a dynamic disk's header (no parent): its BAT at `table_offset` with `entries` entries,
+/// blocks of `block_size` bytes.
+pub fn dynamic_header_bytes(table_offset: u64, entries: u32, block_size: u32) -> [u8; HEADER_SIZE] {
+    let mut buf = [0u8; HEADER_SIZE];
+    buf[..8].copy_from_slice(HEADER_COOKIE);
+    BigEndian::write_u64(&mut buf[dynamic::DATA_OFFSET..], u64::MAX);
+    BigEndian::write_u64(&mut buf[dynamic::TABLE_OFFSET..], table_offset);
+    BigEndian::write_u32(&mut buf[dynamic::HEADER_VERSION..], 0x0001_0000);
+    BigEndian::write_u32(&mut buf[dynamic::MAX_TABLE_ENTRIES..], entries);
+    BigEndian::write_u32(&mut buf[dynamic::BLOCK_SIZE..], block_size);
+    let sum = checksum(&buf, dynamic::CHECKSUM);
+    BigEndian::write_u32(&mut buf[dynamic::CHECKSUM..], sum);
+    buf
+}
+
 /// A block allocation table entry: the sector where a block's bitmap starts, or all ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatEntry(pub u32);
@@ -344,6 +459,9 @@ pub enum BlockState {
 }
 
 impl BatEntry {
+    /// A block not allocated in this file.
+    pub const ABSENT: BatEntry = BatEntry(u32::MAX);
+
     /// The block's state.
     pub fn state(self) -> BlockState {
         match self.0 {
@@ -377,21 +495,25 @@ pub(crate) mod tests {
 
     /// A footer for a `disk_type` disk of `size` bytes made by `creator`, with CHS geometry c/h/s.
     pub fn footer_bytes(disk_type: u32, creator: &[u8; 4], size: u64, chs: (u16, u8, u8)) -> Vec<u8> {
-        let mut f = vec![0u8; FOOTER_SIZE];
-        f[..8].copy_from_slice(FOOTER_COOKIE);
-        BigEndian::write_u32(&mut f[8..], 2); // features: the reserved bit, always set
-        BigEndian::write_u32(&mut f[footer::FORMAT_VERSION..], 0x0001_0000);
-        let data_offset = if disk_type == 2 { u64::MAX } else { FOOTER_SIZE as u64 };
-        BigEndian::write_u64(&mut f[footer::DATA_OFFSET..], data_offset);
-        f[footer::CREATOR_APP..footer::CREATOR_APP + 4].copy_from_slice(creator);
-        BigEndian::write_u64(&mut f[40..], size); // original size
-        BigEndian::write_u64(&mut f[footer::CURRENT_SIZE..], size);
-        BigEndian::write_u16(&mut f[footer::GEOMETRY..], chs.0);
-        f[footer::GEOMETRY + 2] = chs.1;
-        f[footer::GEOMETRY + 3] = chs.2;
-        BigEndian::write_u32(&mut f[footer::DISK_TYPE..], disk_type);
-        f[footer::UNIQUE_ID..footer::UNIQUE_ID + 16].fill(disk_type as u8);
-        seal(&mut f, footer::CHECKSUM);
+        let footer = Footer {
+            disk_type: match disk_type {
+                2 => DiskType::Fixed,
+                3 => DiskType::Dynamic,
+                _ => DiskType::Differencing,
+            },
+            data_offset: if disk_type == 2 { u64::MAX } else { FOOTER_SIZE as u64 },
+            creator_app: *creator,
+            creator_version: 0x0001_0000,
+            timestamp: 0,
+            current_size: size,
+            geometry: Geometry { cylinders: chs.0, heads: chs.1, sectors_per_track: chs.2 },
+            unique_id: [disk_type as u8; 16],
+        };
+        let mut f = footer.to_bytes().to_vec();
+        if disk_type > 4 {
+            BigEndian::write_u32(&mut f[footer::DISK_TYPE..], disk_type);
+            seal(&mut f, footer::CHECKSUM);
+        }
         f
     }
 
@@ -402,13 +524,7 @@ pub(crate) mod tests {
         block_size: u32,
         locators: &[(&[u8; 4], u64, u32)],
     ) -> Vec<u8> {
-        let mut h = vec![0u8; HEADER_SIZE];
-        h[..8].copy_from_slice(HEADER_COOKIE);
-        BigEndian::write_u64(&mut h[8..], u64::MAX); // data offset: unused, all ones
-        BigEndian::write_u64(&mut h[dynamic::TABLE_OFFSET..], table_offset);
-        BigEndian::write_u32(&mut h[dynamic::HEADER_VERSION..], 0x0001_0000);
-        BigEndian::write_u32(&mut h[dynamic::MAX_TABLE_ENTRIES..], entries);
-        BigEndian::write_u32(&mut h[dynamic::BLOCK_SIZE..], block_size);
+        let mut h = dynamic_header_bytes(table_offset, entries, block_size).to_vec();
         h[dynamic::PARENT_UNIQUE_ID..dynamic::PARENT_UNIQUE_ID + 16].fill(2); // a fixed disk's, from footer_bytes
         for (i, (platform, offset, length)) in locators.iter().enumerate() {
             let e = &mut h[dynamic::PARENT_LOCATORS + i * dynamic::LOCATOR_SIZE..];
@@ -454,7 +570,8 @@ pub(crate) mod tests {
         assert_eq!(f.disk_type, DiskType::Dynamic);
         assert_eq!(f.data_offset, 0x200);
         assert_eq!(f.creator_app, *b"qemu");
-        assert_eq!(f.geometry_sectors, 302 * 4 * 17);
+        assert_eq!(f.geometry, Geometry { cylinders: 302, heads: 4, sectors_per_track: 17 });
+        assert_eq!((f.creator_version, f.timestamp), (0x0005_0003, 0x3299_7a7e));
         assert_eq!(f.unique_id[..4], [0x82, 0xa5, 0xc7, 0x28]);
         assert_eq!(f.virtual_size().unwrap(), 10_514_432);
     }
@@ -548,5 +665,43 @@ pub(crate) mod tests {
         let bitmap = [0b1000_0001, 0b0100_0000];
         let present: Vec<u64> = (0..16).filter(|&i| sector_present(&bitmap, i)).collect();
         assert_eq!(present, [0, 7, 9]);
+    }
+
+    #[test]
+    fn geometry_follows_the_specification_and_caps_at_127_gib() {
+        let chs = |sectors| {
+            let g = Geometry::for_sectors(sectors);
+            (g.cylinders, g.heads, g.sectors_per_track)
+        };
+        // qemu's footer above: 10 MiB + 3.5 KiB.
+        assert_eq!(chs(20487), (301, 4, 17));
+        assert_eq!(chs(2 << 20), (2080, 16, 63)); // 1 GiB
+        assert_eq!(chs(20 << 21), (41610, 16, 63)); // 20 GiB
+        assert_eq!(chs(65535 * 16 * 63), (16191, 16, 255));
+        assert_eq!(chs(u64::MAX), (65535, 16, 255));
+        assert_eq!(Geometry::for_sectors(1 << 40), Geometry::MAX);
+        // 31 sectors per track in between.
+        assert_eq!(chs(400_000), (806, 16, 31));
+    }
+
+    #[test]
+    fn written_footer_and_header_parse_back() {
+        let footer = Footer {
+            disk_type: DiskType::Dynamic,
+            data_offset: 512,
+            creator_app: *b"test",
+            creator_version: 0x0002_0001,
+            timestamp: 12345,
+            current_size: 10 << 20,
+            geometry: Geometry::MAX,
+            unique_id: [7; 16],
+        };
+        let bytes = footer.to_bytes();
+        assert_eq!(Footer::parse(&bytes, 0).unwrap(), footer);
+        assert_eq!(&bytes[36..40], b"Wi2k");
+        assert_eq!(BigEndian::read_u64(&bytes[40..]), 10 << 20, "original size");
+        let h = DynamicHeader::parse(&dynamic_header_bytes(1536, 5, 2 << 20), 512).unwrap();
+        assert_eq!((h.table_offset, h.max_table_entries, h.block_size), (1536, 5, 2 << 20));
+        assert_eq!((h.parent_unique_id, h.parent_name.as_str(), h.locators.len()), ([0; 16], "", 0));
     }
 }

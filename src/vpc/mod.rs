@@ -16,10 +16,13 @@
 //! only wants it inside the file). The size rule is qemu's, documented on `Footer::virtual_size` in `header.rs`.
 
 mod header;
+mod writer;
+
+pub use writer::{VpcOptions, VpcWriter};
 
 use crate::error::{Error, Result};
 use crate::extent::{Extent, ExtentKind};
-use crate::image::{Format, Image, ImageInfo, OpenContext, Parent, parent_extent, read_parent};
+use crate::image::{Format, FormatSpecific, Image, ImageInfo, OpenContext, Parent, parent_extent, read_parent};
 use crate::io::{ReadAt, zeroed_buffer};
 use byteorder::{BigEndian, ByteOrder};
 use header::{
@@ -83,6 +86,13 @@ impl Vpc {
         }
         let virtual_size = footer.virtual_size().map_err(|e| e.at(footer_at))?;
         let mut info = ImageInfo::basic(Format::Vpc, virtual_size);
+        let subformat = match footer.disk_type {
+            DiskType::Fixed => "fixed",
+            DiskType::Dynamic => "dynamic",
+            DiskType::Differencing => "differencing",
+        };
+        let creator = String::from_utf8_lossy(&footer.creator_app).trim_end_matches(['\0', ' ']).to_string();
+        info.specific = Some(FormatSpecific::Vpc { subformat: subformat.into(), creator });
         let blocks = match footer.disk_type {
             DiskType::Fixed => {
                 let data = len - FOOTER_SIZE as u64;

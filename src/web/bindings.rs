@@ -148,7 +148,7 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
     set(&obj, "clusterSize", nullable(info.cluster_size.map(|c| c as f64)));
     let compression = info.specific.as_ref().and_then(|s| match s {
         FormatSpecific::Qcow2 { compression_type, .. } => Some(compression_type.clone()),
-        FormatSpecific::Vmdk { .. } => None,
+        FormatSpecific::Vmdk { .. } | FormatSpecific::Vpc { .. } => None,
     });
     set(&obj, "compression", nullable(compression));
     set(&obj, "backingFile", nullable(info.backing_filename.clone().or_else(|| missing.first().cloned())));

@@ -203,6 +203,9 @@ fn specific_fields(specific: &FormatSpecific) -> (&'static str, Vec<(&'static st
                 ("create-type", Json::String(create_type.clone())),
             ],
         ),
+        FormatSpecific::Vpc { subformat, creator } => {
+            ("vpc", vec![("subformat", Json::String(subformat.clone())), ("creator", Json::String(creator.clone()))])
+        }
     }
 }
 

@@ -27,8 +27,9 @@ usage: diskbridge COMMAND [OPTIONS]
   compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2   (exit 0 identical, 1 different, 2 error)
   check [-q] [-f FMT] [--output=human|json] FILE             (exit 0 clean, 2 corrupt, 3 leaks, 1 cannot check)
 
-Formats: read qcow2, raw, vmdk (any hosted kind), vhdx, vpc, ova; write raw, qcow2, vmdk (streamOptimized for
-ESXi), vhdx (dynamic), ova/ovf. -c compresses qcow2 clusters (-o compression_type=zlib|zstd).
+Formats: read qcow2, raw, vmdk (any hosted kind), vhdx, vpc (alias vhd), ova; write raw, qcow2, vmdk
+(streamOptimized for ESXi), vhdx, vpc (dynamic, or -o subformat=fixed for Azure), ova/ovf.
+-c compresses qcow2 clusters (-o compression_type=zlib|zstd).
 OUTPUT '-' writes to standard output. DISKBRIDGE_SEED=N makes random fields reproducible;
 SOURCE_DATE_EPOCH=SECS fixes timestamps; DISKBRIDGE_THREADS=N limits encoder threads. convert accepts and
 ignores qemu-img's I/O tuning options -m N, -W, -S N, -t CACHE and -T CACHE.
@@ -273,6 +274,9 @@ fn write_image(
         staged.extend(s);
         target::writer(target, size, sink).map_err(failed)?
     };
+    for w in writer.warnings() {
+        warn(&format!("{output}: {w}"));
+    }
     let opts = RunOptions { threads, progress: progress.then_some(&mut show as _), cancel: Some(&CANCEL), reopen };
     run(source, writer, opts).map_err(failed)?;
     for s in staged {
