@@ -153,7 +153,10 @@ fn fixed_vhd_of_a_size_not_whole_mib_is_rounded_up_and_the_rest_reads_as_zeros()
     let stderr = convert(&raw, &vhd, "vpc", "subformat=fixed");
     let rounded = 11 * MIB;
     assert!(
-        stderr.contains(&format!("warning: {}: The fixed VHD's size is rounded up from {ODD_SIZE} to {rounded}", s(&vhd))),
+        stderr.contains(&format!(
+            "warning: {}: The fixed VHD's size is rounded up from {ODD_SIZE} to {rounded}",
+            s(&vhd)
+        )),
         "{stderr}"
     );
     // Azure's shape: N MiB of guest data and the footer, nothing else; the footer records the rounded size.

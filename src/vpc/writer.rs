@@ -7,20 +7,21 @@
 //!
 //! Dynamic blocks are 2 MiB (the specification's default, the only size qemu writes) and stored in guest
 //! order right after the BAT, as qemu places them; a block whose guest bytes are all zero is not stored. Each
-//! stored block's sector bitmap is all ones, as qemu and Hyper-V write it for data they store. A block's place
+//! stored block's sector bitmap is all ones, as qemu writes it. A block's place
 //! follows from its rank among the stored blocks, so the writer keeps one bit per block. On a seekable sink a
 //! block is stored when its data arrives and the BAT is written last; on an append-only sink the BAT precedes
 //! the data, so [`ImageWriter::plan`] first reads the source to find the blocks holding non-zero bytes.
 //!
 //! **Size.** The footer records the source's size exactly, in both size fields (libvhdi reads the original
 //! size, qemu and Hyper-V the current size), under diskbridge's own creator application. qemu takes the size
-//! from the CHS geometry instead for Virtual PC's and its own old images, and — before qemu 10 — for every
-//! creator it did not know, unless the geometry is the CHS maximum. So the geometry is the specification's
-//! for the size when that covers it exactly, and otherwise the maximum, 65535 × 16 × 255, as qemu's
-//! `force_size` writes it: every qemu since 2.6 and libvhdi then read back the source's size to the byte.
+//! from the CHS geometry instead for Virtual PC's images and those qemu-img made without `force_size`, and —
+//! before qemu 10 — for every creator it did not know, unless the geometry is the CHS maximum. So the
+//! geometry is the specification's for the size when that covers it exactly, and otherwise the maximum,
+//! 65535 × 16 × 255, as qemu's `force_size` writes it: every qemu since 2.6 and libvhdi then read back the
+//! source's size to the byte.
 //!
-//! **Fixed disks** are rounded up to a whole MiB, which Azure requires of an uploaded VHD; [`VpcWriter::warnings`]
-//! says so when it changes the size, and the added bytes read as zeros.
+//! **Fixed disks** are rounded up to a whole MiB, which Azure requires of an uploaded VHD;
+//! [`ImageWriter::warnings`] says so when it changes the size, and the added bytes read as zeros.
 
 use super::header::{
     BatEntry, DiskType, FOOTER_SIZE, Footer, Geometry, HEADER_SIZE, MAX_VIRTUAL_SIZE, SECTOR, TIMESTAMP_BASE,
