@@ -7,7 +7,8 @@
 //!    [`options`], [`random`], [`extent`], [`image`] (an opened input as a guest map plus guest reads),
 //!    [`chain`] (the files an image names: backing files, parents, extents), [`writer`] (what an output format's
 //!    writer is to the pipeline), [`report`] (what a check found).
-//! 2. **Shared pieces** — [`tar`], [`guest`] (the guest's partition table and boot method).
+//! 2. **Shared pieces** — [`tar`], [`guest`] (the guest's partition table and boot method), [`bitmap`] (one bit per
+//!    block), [`sparse`] (outputs with holes).
 //! 3. **Formats**, one folder each, knowing nothing of one another — [`qcow2`], [`vmdk`], [`vhdx`], [`vpc`],
 //!    [`raw`], [`ova`].
 //! 4. **Registry** — [`formats`] (the table of formats: names, probing, opening, writing, checking) and
@@ -17,6 +18,7 @@
 //! 6. **Shims** — [`native`] for the CLI (not on wasm32) and `web` for the page's workers (wasm32 only).
 #![deny(missing_docs)]
 
+pub mod bitmap;
 pub mod chain;
 pub mod check;
 pub mod compare;
@@ -37,6 +39,7 @@ pub mod random;
 pub mod raw;
 pub mod report;
 pub mod seed;
+pub mod sparse;
 pub mod tar;
 pub mod target;
 pub mod vhdx;

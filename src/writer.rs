@@ -58,6 +58,12 @@ pub trait ImageWriter {
     /// The encoder for this writer's units.
     fn encoder(&self) -> Arc<dyn UnitEncoder>;
 
+    /// What the user should know about the output before it is written (a size rounded up); the CLI prints each
+    /// as a warning, the page shows them. Most writers have nothing to say.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// A bounded look at the source before any pass — a few sectors at most (the partition table an OVA's
     /// firmware follows from). Most writers need nothing here.
     fn prepare(&mut self, _source: &mut dyn Image) -> Result<()> {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// not use one another at all.
 const LAYERS: &[(usize, &[&str])] = &[
     (0, &["error", "io", "options", "random", "extent", "image", "chain", "writer", "report"]),
-    (1, &["tar", "guest"]),
+    (1, &["tar", "guest", "bitmap", "sparse"]),
     (2, &["qcow2", "vmdk", "vhdx", "vpc", "raw", "ova"]),
     (3, &["formats", "open"]),
     (4, &["convert", "target", "check", "compare", "seed"]),

@@ -31,10 +31,12 @@ fn inputs(dir: &Path) -> (PathBuf, Vec<(String, PathBuf)>) {
         qemu_img(&["convert", "-q", "-f", "raw", "-O", fmt, "-o", opts, s(&raw), s(&path)]);
         list.push((name.to_string(), path));
     }
-    let ova = dir.join("in-ours.ova");
-    let r = diskbridge_run(&["convert", "-f", "raw", "-O", "ova", s(&raw), s(&ova)]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    list.push(("ova".to_string(), ova));
+    for (name, fmt, opts) in [("ova", "ova", ""), ("ours-vhd-fixed", "vhd", "subformat=fixed")] {
+        let path = dir.join(format!("in-{name}.{fmt}"));
+        let r = diskbridge_run(&["convert", "-f", "raw", "-O", fmt, "-o", opts, s(&raw), s(&path)]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        list.push((name.to_string(), path));
+    }
     (raw, list)
 }
 
@@ -43,7 +45,7 @@ fn every_input_converts_to_every_output() {
     let dir = tmp();
     let (raw, inputs) = inputs(dir.path());
     for (name, input) in &inputs {
-        for fmt in ["raw", "qcow2", "vmdk", "vhdx", "ova"] {
+        for fmt in ["raw", "qcow2", "vmdk", "vhdx", "vpc", "ova"] {
             let out = dir.path().join(format!("out-{name}.{fmt}"));
             let r = diskbridge_run(&["convert", "-O", fmt, s(input), s(&out)]);
             assert!(r.status.success(), "{name} → {fmt}: {}", String::from_utf8_lossy(&r.stderr));

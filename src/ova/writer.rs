@@ -179,6 +179,10 @@ impl ImageWriter for PackageWriter {
         self.disk.encoder()
     }
 
+    fn warnings(&self) -> Vec<String> {
+        self.disk.warnings()
+    }
+
     fn prepare(&mut self, source: &mut dyn Image) -> Result<()> {
         if self.package.firmware == Firmware::Auto {
             // EFI only when the guest cannot boot any other way: hybrid cloud images boot with BIOS too, and

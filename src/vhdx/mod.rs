@@ -17,7 +17,6 @@
 //! to open them.
 
 pub mod bat;
-pub mod bitmap;
 pub mod guid;
 pub mod header;
 pub mod layout;

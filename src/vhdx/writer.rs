@@ -8,22 +8,20 @@
 
 use super::VhdxOptions;
 use super::bat::{BatEntry, Geometry};
-use super::bitmap::Bitmap;
 use super::guid::Guid;
 use super::header::{self, Header, RegionEntry, RegionTable};
 use super::layout::{self, Layout};
 use super::metadata::{self, Metadata};
+use crate::bitmap::{Bitmap, Ranks};
 use crate::error::{Error, Result};
 use crate::io::Sink;
 use crate::random::Random;
-use crate::writer::{FindData, Finished, Finishing, ImageWriter, SkipZeros, UnitEncoder, is_zero};
+use crate::sparse::write_nonzero;
+use crate::writer::{FindData, Finished, Finishing, ImageWriter, SkipZeros, UnitEncoder};
 use std::sync::Arc;
 
 /// Guest bytes per unit, whatever the block size: keeps the pipeline's memory small with 256 MiB blocks.
 const UNIT: u64 = 1 << 20;
-/// Zero pages of this size are left as holes in a seekable output (qemu-img's default `-S 4k`), in the data
-/// and in the mostly-empty BAT, region tables and metadata table alike.
-const HOLE: usize = 4096;
 /// BAT entries are written in pieces of this many bytes.
 const BAT_PIECE: usize = 1 << 20;
 
@@ -41,8 +39,8 @@ pub struct VhdxWriter {
     stored: Bitmap,
     /// How many bits of `stored` are set.
     stored_count: u64,
-    /// The block the last unit went to, and its rank among the stored blocks.
-    cursor: (u64, u64),
+    /// Ranks of the blocks units go to.
+    ranks: Ranks,
     /// The header section, BAT and metadata are on the sink (append-only sinks: before any data).
     front_written: bool,
     file_write_guid: Guid,
@@ -78,7 +76,7 @@ impl VhdxWriter {
             units: Bitmap::default(),
             stored: Bitmap::default(),
             stored_count: 0,
-            cursor: (0, 0),
+            ranks: Ranks::default(),
             front_written: false,
             file_write_guid: Guid::from_text_order(random.guid()),
             data_write_guid: Guid::from_text_order(random.guid()),
@@ -130,9 +128,7 @@ impl VhdxWriter {
             self.stored.set(block);
             self.stored_count += 1;
         }
-        let (at, rank) = self.cursor;
-        self.cursor = (block, rank + self.stored.count(at, block));
-        Ok(self.cursor.1)
+        Ok(self.ranks.below(&self.stored, block))
     }
 
     fn stored_blocks(&self, layout: &Layout) -> u64 {
@@ -224,26 +220,6 @@ impl VhdxWriter {
             piece.extend_from_slice(&entry.to_le_bytes());
         }
         write_nonzero(self.sink.as_mut(), piece_start, &piece)
-    }
-}
-
-/// Writes the non-zero pages of `data` (`offset` is page aligned): the zero ones stay holes in a file, and an
-/// append-only sink fills them with zeros itself. Keeps the allocated size close to qemu-img's.
-fn write_nonzero(sink: &mut dyn Sink, offset: u64, data: &[u8]) -> Result<()> {
-    let mut run_start = None;
-    for (i, page) in data.chunks(HOLE).enumerate() {
-        match (is_zero(page), run_start) {
-            (false, None) => run_start = Some(i * HOLE),
-            (true, Some(start)) => {
-                sink.write_at(offset + start as u64, &data[start..i * HOLE])?;
-                run_start = None;
-            }
-            _ => {}
-        }
-    }
-    match run_start {
-        Some(start) => sink.write_at(offset + start as u64, &data[start..]),
-        None => Ok(()),
     }
 }
 

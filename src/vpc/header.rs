@@ -17,12 +17,22 @@ pub const HEADER_SIZE: usize = 1024;
 /// Footer field offsets, as the specification lists them.
 mod footer {
     // `char[8]` cookie "conectix" at 0, then:
+    /// `u32` feature flags; bit 1 is reserved and always set.
+    pub const FEATURES: usize = 8;
     /// `u32` file format version, major in the high 16 bits: 0x0001_0000.
     pub const FORMAT_VERSION: usize = 12;
     /// `u64` absolute offset of the dynamic disk header; all ones for fixed disks.
     pub const DATA_OFFSET: usize = 16;
+    /// `u32` creation time, seconds since 2000-01-01 00:00:00 UTC.
+    pub const TIMESTAMP: usize = 24;
     /// `char[4]` creator application ("vpc ", "qemu", "qem2", "win ", "wa\0\0", ...).
     pub const CREATOR_APP: usize = 28;
+    /// `u32` creator version, major in the high 16 bits.
+    pub const CREATOR_VERSION: usize = 32;
+    /// `char[4]` creator host OS: the specification knows "Wi2k" and "Mac ".
+    pub const CREATOR_HOST_OS: usize = 36;
+    /// `u64` size of the disk in bytes when it was created. libvhdi takes the disk's size from here.
+    pub const ORIGINAL_SIZE: usize = 40;
     /// `u64` size of the disk in bytes as currently seen by the guest.
     pub const CURRENT_SIZE: usize = 48;
     /// `u16` cylinders, then `u8` heads, then `u8` sectors per track.
@@ -40,6 +50,9 @@ mod footer {
 mod dynamic {
     /// `char[8]` cookie, "cxsparse".
     pub const COOKIE: usize = 0;
+    /// `u64` offset of the next structure: unused, all ones (the specification says 32 bits of ones; Microsoft's
+    /// tools want all 64, as qemu notes).
+    pub const DATA_OFFSET: usize = 8;
     /// `u64` absolute offset of the block allocation table.
     pub const TABLE_OFFSET: usize = 16;
     /// `u32` header version, major in the high 16 bits: 0x0001_0000.
@@ -72,9 +85,59 @@ pub const MAX_VIRTUAL_SIZE: u64 = 0xff00_0000 * SECTOR;
 /// cached sector bitmap to 64 KiB.
 pub const MAX_BLOCK_SIZE: u32 = 256 << 20;
 
-/// The geometry Hyper-V and others write when the size does not fit CHS: 65535 cylinders, 16 heads, 255
-/// sectors. With it the geometry says nothing about the size.
-const MAX_GEOMETRY_SECTORS: u64 = 65535 * 16 * 255;
+/// Seconds from 1970-01-01 to 2000-01-01 00:00:00 UTC, where VHD timestamps start.
+pub const TIMESTAMP_BASE: u64 = 946_684_800;
+
+/// Cylinders, heads and sectors per track: the disk's CHS geometry as an ATA controller would report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Cylinders.
+    pub cylinders: u16,
+    /// Heads.
+    pub heads: u8,
+    /// Sectors per track.
+    pub sectors_per_track: u8,
+}
+
+impl Geometry {
+    /// The largest geometry, 65535 × 16 × 255 (127 GiB), which the specification's algorithm gives every larger
+    /// disk, and which Hyper-V, qemu's `force_size` and diskbridge write when no geometry fits the size. With it
+    /// the geometry says nothing about the size, and every reader takes the current size field.
+    pub const MAX: Geometry = Geometry { cylinders: 65535, heads: 16, sectors_per_track: 255 };
+
+    /// Cylinders × heads × sectors per track.
+    pub fn sectors(self) -> u64 {
+        u64::from(self.cylinders) * u64::from(self.heads) * u64::from(self.sectors_per_track)
+    }
+
+    /// The specification's "CHS calculation" for a disk of `total_sectors`: the geometry Virtual PC and Hyper-V
+    /// record. It covers at most `total_sectors`, usually a little less.
+    pub fn for_sectors(total_sectors: u64) -> Geometry {
+        let total = total_sectors.min(Geometry::MAX.sectors());
+        let (sectors_per_track, heads, cylinders_times_heads) = if total >= 65535 * 16 * 63 {
+            (255, 16, total / 255)
+        } else {
+            let mut spt = 17;
+            let mut cth = total / spt;
+            let mut heads = cth.div_ceil(1024).max(4);
+            if cth >= heads * 1024 || heads > 16 {
+                (spt, heads) = (31, 16);
+                cth = total / spt;
+            }
+            if cth >= heads * 1024 {
+                (spt, heads) = (63, 16);
+                cth = total / spt;
+            }
+            (spt, heads, cth)
+        };
+        // Each quotient is bounded by the branch that chose it: below 65536 cylinders, at most 16 heads.
+        Geometry {
+            cylinders: (cylinders_times_heads / heads) as u16,
+            heads: heads as u8,
+            sectors_per_track: sectors_per_track as u8,
+        }
+    }
+}
 
 /// The footer and header checksum: the one's complement of the sum of all bytes, the 4-byte checksum field at
 /// `field` counted as zero.
@@ -112,10 +175,14 @@ pub struct Footer {
     pub data_offset: u64,
     /// The application that created the image; decides how the size is read.
     pub creator_app: [u8; 4],
+    /// The creator application's version, major in the high 16 bits.
+    pub creator_version: u32,
+    /// Creation time, seconds since 2000-01-01 00:00:00 UTC.
+    pub timestamp: u32,
     /// The size the footer records, in bytes.
     pub current_size: u64,
-    /// Cylinders × heads × sectors per track.
-    pub geometry_sectors: u64,
+    /// The CHS geometry.
+    pub geometry: Geometry,
     /// This image's unique id.
     pub unique_id: [u8; 16],
 }
@@ -157,10 +224,14 @@ impl Footer {
             disk_type,
             data_offset: BigEndian::read_u64(&buf[footer::DATA_OFFSET..]),
             creator_app: buf[footer::CREATOR_APP..footer::CREATOR_APP + 4].try_into().expect("4 bytes"),
+            creator_version: BigEndian::read_u32(&buf[footer::CREATOR_VERSION..]),
+            timestamp: BigEndian::read_u32(&buf[footer::TIMESTAMP..]),
             current_size: BigEndian::read_u64(&buf[footer::CURRENT_SIZE..]),
-            geometry_sectors: u64::from(BigEndian::read_u16(geometry))
-                * u64::from(geometry[2])
-                * u64::from(geometry[3]),
+            geometry: Geometry {
+                cylinders: BigEndian::read_u16(geometry),
+                heads: geometry[2],
+                sectors_per_track: geometry[3],
+            },
             unique_id: buf[footer::UNIQUE_ID..footer::UNIQUE_ID + 16].try_into().expect("16 bytes"),
         })
     }
@@ -174,10 +245,9 @@ impl Footer {
     /// # Errors
     /// `LimitExceeded` above [`MAX_VIRTUAL_SIZE`].
     pub fn virtual_size(&self) -> Result<u64> {
-        let by_geometry =
-            matches!(&self.creator_app, b"vpc " | b"qemu") && self.geometry_sectors != MAX_GEOMETRY_SECTORS;
+        let by_geometry = matches!(&self.creator_app, b"vpc " | b"qemu") && self.geometry != Geometry::MAX;
         let size = if by_geometry {
-            self.geometry_sectors * SECTOR
+            self.geometry.sectors() * SECTOR
         } else {
             self.current_size.div_ceil(SECTOR).saturating_mul(SECTOR)
         };
@@ -187,6 +257,36 @@ impl Footer {
             )));
         }
         Ok(size)
+    }
+
+    /// The footer's 512 bytes, checksum included; the original size is the current size, as in a new disk.
+    /// The creator host OS is "Wi2k" whatever the host: the specification knows only "Wi2k" and "Mac ", and
+    /// output must not depend on where it was made.
+    pub fn to_bytes(&self) -> [u8; FOOTER_SIZE] {
+        let mut buf = [0u8; FOOTER_SIZE];
+        buf[..8].copy_from_slice(FOOTER_COOKIE);
+        BigEndian::write_u32(&mut buf[footer::FEATURES..], 2);
+        BigEndian::write_u32(&mut buf[footer::FORMAT_VERSION..], 0x0001_0000);
+        BigEndian::write_u64(&mut buf[footer::DATA_OFFSET..], self.data_offset);
+        BigEndian::write_u32(&mut buf[footer::TIMESTAMP..], self.timestamp);
+        buf[footer::CREATOR_APP..footer::CREATOR_APP + 4].copy_from_slice(&self.creator_app);
+        BigEndian::write_u32(&mut buf[footer::CREATOR_VERSION..], self.creator_version);
+        buf[footer::CREATOR_HOST_OS..footer::CREATOR_HOST_OS + 4].copy_from_slice(b"Wi2k");
+        BigEndian::write_u64(&mut buf[footer::ORIGINAL_SIZE..], self.current_size);
+        BigEndian::write_u64(&mut buf[footer::CURRENT_SIZE..], self.current_size);
+        BigEndian::write_u16(&mut buf[footer::GEOMETRY..], self.geometry.cylinders);
+        buf[footer::GEOMETRY + 2] = self.geometry.heads;
+        buf[footer::GEOMETRY + 3] = self.geometry.sectors_per_track;
+        let disk_type = match self.disk_type {
+            DiskType::Fixed => 2,
+            DiskType::Dynamic => 3,
+            DiskType::Differencing => 4,
+        };
+        BigEndian::write_u32(&mut buf[footer::DISK_TYPE..], disk_type);
+        buf[footer::UNIQUE_ID..footer::UNIQUE_ID + 16].copy_from_slice(&self.unique_id);
+        let sum = checksum(&buf, footer::CHECKSUM);
+        BigEndian::write_u32(&mut buf[footer::CHECKSUM..], sum);
+        buf
     }
 }
 
@@ -330,6 +430,21 @@ impl DynamicHeader {
     }
 }
 
+/// The 1024 bytes of a dynamic disk's header (no parent): its BAT at `table_offset` with `entries` entries,
+/// blocks of `block_size` bytes.
+pub fn dynamic_header_bytes(table_offset: u64, entries: u32, block_size: u32) -> [u8; HEADER_SIZE] {
+    let mut buf = [0u8; HEADER_SIZE];
+    buf[..8].copy_from_slice(HEADER_COOKIE);
+    BigEndian::write_u64(&mut buf[dynamic::DATA_OFFSET..], u64::MAX);
+    BigEndian::write_u64(&mut buf[dynamic::TABLE_OFFSET..], table_offset);
+    BigEndian::write_u32(&mut buf[dynamic::HEADER_VERSION..], 0x0001_0000);
+    BigEndian::write_u32(&mut buf[dynamic::MAX_TABLE_ENTRIES..], entries);
+    BigEndian::write_u32(&mut buf[dynamic::BLOCK_SIZE..], block_size);
+    let sum = checksum(&buf, dynamic::CHECKSUM);
+    BigEndian::write_u32(&mut buf[dynamic::CHECKSUM..], sum);
+    buf
+}
+
 /// A block allocation table entry: the sector where a block's bitmap starts, or all ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatEntry(pub u32);
@@ -344,6 +459,9 @@ pub enum BlockState {
 }
 
 impl BatEntry {
+    /// A block not allocated in this file.
+    pub const ABSENT: BatEntry = BatEntry(u32::MAX);
+
     /// The block's state.
     pub fn state(self) -> BlockState {
         match self.0 {
@@ -365,188 +483,4 @@ pub fn sector_present(bitmap: &[u8], index: u64) -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::error::ErrorKind;
-
-    /// Stores the checksum of a footer or header whose checksum field is at `field`.
-    pub fn seal(buf: &mut [u8], field: usize) {
-        let sum = checksum(buf, field);
-        BigEndian::write_u32(&mut buf[field..], sum);
-    }
-
-    /// A footer for a `disk_type` disk of `size` bytes made by `creator`, with CHS geometry c/h/s.
-    pub fn footer_bytes(disk_type: u32, creator: &[u8; 4], size: u64, chs: (u16, u8, u8)) -> Vec<u8> {
-        let mut f = vec![0u8; FOOTER_SIZE];
-        f[..8].copy_from_slice(FOOTER_COOKIE);
-        BigEndian::write_u32(&mut f[8..], 2); // features: the reserved bit, always set
-        BigEndian::write_u32(&mut f[footer::FORMAT_VERSION..], 0x0001_0000);
-        let data_offset = if disk_type == 2 { u64::MAX } else { FOOTER_SIZE as u64 };
-        BigEndian::write_u64(&mut f[footer::DATA_OFFSET..], data_offset);
-        f[footer::CREATOR_APP..footer::CREATOR_APP + 4].copy_from_slice(creator);
-        BigEndian::write_u64(&mut f[40..], size); // original size
-        BigEndian::write_u64(&mut f[footer::CURRENT_SIZE..], size);
-        BigEndian::write_u16(&mut f[footer::GEOMETRY..], chs.0);
-        f[footer::GEOMETRY + 2] = chs.1;
-        f[footer::GEOMETRY + 3] = chs.2;
-        BigEndian::write_u32(&mut f[footer::DISK_TYPE..], disk_type);
-        f[footer::UNIQUE_ID..footer::UNIQUE_ID + 16].fill(disk_type as u8);
-        seal(&mut f, footer::CHECKSUM);
-        f
-    }
-
-    /// A dynamic disk header with its BAT at `table_offset`, and `locators` as (platform, offset, length).
-    pub fn header_bytes(
-        table_offset: u64,
-        entries: u32,
-        block_size: u32,
-        locators: &[(&[u8; 4], u64, u32)],
-    ) -> Vec<u8> {
-        let mut h = vec![0u8; HEADER_SIZE];
-        h[..8].copy_from_slice(HEADER_COOKIE);
-        BigEndian::write_u64(&mut h[8..], u64::MAX); // data offset: unused, all ones
-        BigEndian::write_u64(&mut h[dynamic::TABLE_OFFSET..], table_offset);
-        BigEndian::write_u32(&mut h[dynamic::HEADER_VERSION..], 0x0001_0000);
-        BigEndian::write_u32(&mut h[dynamic::MAX_TABLE_ENTRIES..], entries);
-        BigEndian::write_u32(&mut h[dynamic::BLOCK_SIZE..], block_size);
-        h[dynamic::PARENT_UNIQUE_ID..dynamic::PARENT_UNIQUE_ID + 16].fill(2); // a fixed disk's, from footer_bytes
-        for (i, (platform, offset, length)) in locators.iter().enumerate() {
-            let e = &mut h[dynamic::PARENT_LOCATORS + i * dynamic::LOCATOR_SIZE..];
-            e[..4].copy_from_slice(*platform);
-            BigEndian::write_u32(&mut e[4..], length.div_ceil(512)); // data space, in sectors
-            BigEndian::write_u32(&mut e[8..], *length);
-            BigEndian::write_u64(&mut e[16..], *offset);
-        }
-        seal(&mut h, dynamic::CHECKSUM);
-        h
-    }
-
-    /// The footer qemu-img 10.0 wrote for `qemu-img create -f vpc -o subformat=dynamic x.vhd 10M` (zero bytes
-    /// after the saved-state byte left out).
-    const QEMU_FOOTER: &[u8] = &[
-        b'c', b'o', b'n', b'e', b'c', b't', b'i', b'x', // cookie
-        0x00, 0x00, 0x00, 0x02, // features: reserved bit
-        0x00, 0x01, 0x00, 0x00, // format version 1.0
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, // data offset: header at 0x200
-        0x32, 0x99, 0x7a, 0x7e, // timestamp
-        b'q', b'e', b'm', b'u', // creator app
-        0x00, 0x05, 0x00, 0x03, // creator version 5.3 (Virtual PC 2007)
-        b'W', b'i', b'2', b'k', // creator host OS
-        0x00, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x70, 0x00, // original size
-        0x00, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x70, 0x00, // current size 10514432
-        0x01, 0x2e, 0x04, 0x11, // geometry: 302 cylinders, 4 heads, 17 sectors
-        0x00, 0x00, 0x00, 0x03, // disk type: dynamic
-        0xff, 0xff, 0xed, 0x55, // checksum
-        0x82, 0xa5, 0xc7, 0x28, 0x39, 0xd8, 0x4c, 0x55, // unique id, bytes 0-7
-        0x9a, 0xac, 0x20, 0x3d, 0xae, 0xf7, 0x11, 0xe0, // unique id, bytes 8-15
-        0x00, // saved state
-    ];
-
-    fn qemu_footer() -> Vec<u8> {
-        let mut f = QEMU_FOOTER.to_vec();
-        f.resize(FOOTER_SIZE, 0);
-        f
-    }
-
-    #[test]
-    fn parses_a_footer_written_by_qemu() {
-        let f = Footer::parse(&qemu_footer(), 0).unwrap();
-        assert_eq!(f.disk_type, DiskType::Dynamic);
-        assert_eq!(f.data_offset, 0x200);
-        assert_eq!(f.creator_app, *b"qemu");
-        assert_eq!(f.geometry_sectors, 302 * 4 * 17);
-        assert_eq!(f.unique_id[..4], [0x82, 0xa5, 0xc7, 0x28]);
-        assert_eq!(f.virtual_size().unwrap(), 10_514_432);
-    }
-
-    #[test]
-    fn footer_checksum_mismatch_is_corrupt_and_named() {
-        let mut f = qemu_footer();
-        f[0x30] ^= 1;
-        let err = Footer::parse(&f, 0).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Corrupt);
-        assert!(err.message().contains("footer checksum"), "{err}");
-        assert_eq!(err.offset(), Some(64));
-    }
-
-    #[test]
-    fn footer_rejects_bad_cookie_version_and_type() {
-        let mut f = qemu_footer();
-        f[0] = b'C';
-        assert_eq!(Footer::parse(&f, 0).unwrap_err().kind(), ErrorKind::InvalidFormat);
-        let mut f = qemu_footer();
-        f[footer::FORMAT_VERSION + 1] = 2;
-        seal(&mut f, footer::CHECKSUM);
-        assert_eq!(Footer::parse(&f, 0).unwrap_err().kind(), ErrorKind::Unsupported);
-        let f = footer_bytes(5, b"win ", 1 << 20, (1, 1, 1));
-        assert_eq!(Footer::parse(&f, 0).unwrap_err().kind(), ErrorKind::Corrupt);
-    }
-
-    #[test]
-    fn size_rule_follows_the_creator_app() {
-        let size =
-            |creator: &[u8; 4], chs| Footer::parse(&footer_bytes(2, creator, 10 << 20, chs), 0).unwrap().virtual_size();
-        // Virtual PC and qemu without force_size: the geometry (here 20 sectors short of 10 MiB).
-        assert_eq!(size(b"vpc ", (301, 4, 17)).unwrap(), 301 * 4 * 17 * 512);
-        assert_eq!(size(b"qemu", (301, 4, 17)).unwrap(), 301 * 4 * 17 * 512);
-        // ... unless the geometry is the CHS maximum.
-        assert_eq!(size(b"qemu", (65535, 16, 255)).unwrap(), 10 << 20);
-        // Everyone else: the current size (Hyper-V, Azure, qemu force_size, disk2vhd, XenServer, unknown).
-        for creator in [b"win ", b"wa\0\0", b"qem2", b"d2v ", b"tap\0", b"CTXS", b"????"] {
-            assert_eq!(size(creator, (301, 4, 17)).unwrap(), 10 << 20);
-        }
-    }
-
-    #[test]
-    fn size_rounds_up_to_a_sector_and_is_bounded() {
-        let size = |bytes| Footer::parse(&footer_bytes(2, b"win ", bytes, (1, 1, 1)), 0).unwrap().virtual_size();
-        assert_eq!(size(1000).unwrap(), 1024);
-        assert_eq!(size(MAX_VIRTUAL_SIZE).unwrap(), MAX_VIRTUAL_SIZE);
-        assert_eq!(size(MAX_VIRTUAL_SIZE + 1).unwrap_err().kind(), ErrorKind::LimitExceeded);
-        assert_eq!(size(u64::MAX).unwrap_err().kind(), ErrorKind::LimitExceeded);
-    }
-
-    #[test]
-    fn parses_a_dynamic_header_with_locators_relative_first() {
-        let h = header_bytes(0x600, 5, 2 << 20, &[(b"W2ku", 0x1000, 20), (b"Mac ", 0, 0), (b"W2ru", 0x1200, 12)]);
-        let h = DynamicHeader::parse(&h, 0).unwrap();
-        assert_eq!((h.table_offset, h.max_table_entries, h.block_size), (0x600, 5, 2 << 20));
-        assert_eq!(h.parent_unique_id, [2; 16]);
-        let platforms: Vec<_> = h.locators.iter().map(|l| l.platform).collect();
-        assert_eq!(platforms, [Platform::WindowsRelative, Platform::WindowsAbsolute]);
-        assert_eq!((h.locators[0].offset, h.locators[0].length), (0x1200, 12));
-    }
-
-    #[test]
-    fn dynamic_header_checks_cookie_and_checksum() {
-        let mut h = header_bytes(0x600, 5, 2 << 20, &[]);
-        h[40] = 9;
-        let err = DynamicHeader::parse(&h, 0).unwrap_err();
-        assert!(err.message().contains("header checksum"), "{err}");
-        h[0] = 0;
-        assert_eq!(DynamicHeader::parse(&h, 0).unwrap_err().kind(), ErrorKind::Corrupt);
-    }
-
-    #[test]
-    fn locator_paths_decode_to_resolver_names() {
-        let utf16le = |s: &str| s.encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>();
-        let at = |platform| ParentLocator { platform, offset: 0, length: 0 };
-        assert_eq!(at(Platform::WindowsRelative).decode(&utf16le(".\\base\\p.vhd\0")).unwrap(), "base/p.vhd");
-        assert_eq!(at(Platform::WindowsAbsolute).decode(&utf16le("C:\\vms\\p.vhd")).unwrap(), "C:/vms/p.vhd");
-        assert_eq!(at(Platform::MacX).decode(b"file://localhost/Users/a/p.vhd").unwrap(), "/Users/a/p.vhd");
-        assert_eq!(at(Platform::WindowsRelative).decode(&[0x00, 0xd8]).unwrap_err().kind(), ErrorKind::Corrupt);
-    }
-
-    #[test]
-    fn bat_entries_and_bitmaps_decode() {
-        assert_eq!(BatEntry(0xffff_ffff).state(), BlockState::Absent);
-        assert_eq!(BatEntry(4).state(), BlockState::At(0x800));
-        // 2 MiB blocks: 4096 sectors, 512 bytes of bitmap; 512 KiB blocks still take a whole sector.
-        assert_eq!(bitmap_size(2 << 20), 512);
-        assert_eq!(bitmap_size(512 << 10), 512);
-        assert_eq!(bitmap_size(16 << 20), 4096);
-        let bitmap = [0b1000_0001, 0b0100_0000];
-        let present: Vec<u64> = (0..16).filter(|&i| sector_present(&bitmap, i)).collect();
-        assert_eq!(present, [0, 7, 9]);
-    }
-}
+pub(crate) mod tests;

@@ -16,11 +16,14 @@
 //! only wants it inside the file). The size rule is qemu's, documented on `Footer::virtual_size` in `header.rs`.
 
 mod header;
+mod writer;
+
+pub use writer::{OPTIONS, VpcOptions, VpcWriter, writer};
 
 use crate::chain::{Opener, Parent, ParentSearch, parent_extent, read_parent, unless_missing};
 use crate::error::{Error, Result};
 use crate::extent::{Extent, ExtentKind};
-use crate::image::{Image, ImageInfo};
+use crate::image::{Fact, Image, ImageInfo, Specific};
 use crate::io::{ReadAt, zeroed_buffer};
 use byteorder::{BigEndian, ByteOrder};
 use header::{
@@ -97,6 +100,14 @@ impl Vpc {
         }
         let virtual_size = footer.virtual_size().map_err(|e| e.at(footer_at))?;
         let mut info = ImageInfo::basic("vpc", virtual_size);
+        let subformat = match footer.disk_type {
+            DiskType::Fixed => "fixed",
+            DiskType::Dynamic => "dynamic",
+            DiskType::Differencing => "differencing",
+        };
+        let creator = String::from_utf8_lossy(&footer.creator_app).trim_end_matches(['\0', ' ']).to_string();
+        info.specific =
+            Some(Specific(vec![("subformat", Fact::Text(subformat.into())), ("creator", Fact::Text(creator))]));
         let blocks = match footer.disk_type {
             DiskType::Fixed => {
                 let data = len - FOOTER_SIZE as u64;

@@ -32,8 +32,9 @@ usage: diskbridge COMMAND [OPTIONS]
   seed [--hostname NAME] [--ssh-key FILE]... [--password-file FILE] [--user-data FILE] [-O FMT] OUTPUT
                                       (a cloud-init NoCloud disk that gives a cloud image its first login)
 
-Formats: read qcow2, raw, vmdk (any hosted kind), vhdx, vpc, ova; write raw, qcow2, vmdk (streamOptimized for
-ESXi), vhdx (dynamic), ova/ovf. -c compresses qcow2 clusters (-o compression_type=zlib|zstd).
+Formats: read qcow2, raw, vmdk (any hosted kind), vhdx, vpc (alias vhd), ova; write raw, qcow2, vmdk
+(streamOptimized for ESXi), vhdx, vpc (dynamic, or -o subformat=fixed for Azure), ova/ovf.
+-c compresses qcow2 clusters (-o compression_type=zlib|zstd).
 OUTPUT '-' writes to standard output. DISKBRIDGE_SEED=N makes random fields reproducible;
 SOURCE_DATE_EPOCH=SECS fixes timestamps; DISKBRIDGE_THREADS=N limits encoder threads. convert accepts and
 ignores qemu-img's I/O tuning options -m N, -W, -S N, -t CACHE and -T CACHE.
@@ -283,6 +284,9 @@ fn write_image(
     // A format of several files (OVF) stages each of them; all appear together when complete.
     let mut files = output::Files::new(output);
     let writer = target::writer(target, size, &mut files).map_err(failed)?;
+    for w in writer.warnings() {
+        warn(&format!("{output}: {w}"));
+    }
     let opts = RunOptions { threads, progress: progress.then_some(&mut show as _), cancel: Some(&CANCEL), reopen };
     run(source, writer, opts).map_err(failed)?;
     files.commit().map_err(failed)?;

@@ -61,6 +61,23 @@ impl Bitmap {
     }
 }
 
+/// Ranks of ascending indices, counted incrementally: a writer that stores blocks in guest order finds a
+/// block's place from how many stored blocks precede it, without a table of places.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ranks {
+    at: u64,
+    rank: u64,
+}
+
+impl Ranks {
+    /// How many indices below `i` are in `bitmap`; `i` must not be below the previous call's.
+    pub fn below(&mut self, bitmap: &Bitmap, i: u64) -> u64 {
+        self.rank += bitmap.count(self.at, i);
+        self.at = i;
+        self.rank
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +97,7 @@ mod tests {
             }
         }
         assert!(Bitmap::new(0).unwrap().is_empty());
+        let mut ranks = Ranks::default();
+        assert_eq!([1, 64, 65, 151].map(|i| ranks.below(&b, i)), [1, 3, 4, 8]);
     }
 }
