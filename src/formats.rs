@@ -53,6 +53,8 @@ pub struct FormatSpec {
     pub write: Option<WriterFactory>,
     /// The `-o` keys its writer takes.
     pub options: &'static [&'static str],
+    /// For a package, the format of the disk inside, whose `-o` keys it takes as well.
+    pub disk_format: Option<&'static str>,
     /// Whether `-c` applies (compressed clusters or grains).
     pub compress: bool,
     /// How `check` examines it.
@@ -71,6 +73,7 @@ static FORMATS: [FormatSpec; 7] = [
         disks: None,
         write: Some(crate::qcow2::writer),
         options: crate::qcow2::OPTIONS,
+        disk_format: None,
         compress: true,
         check: Check::Tables(crate::qcow2::check),
     },
@@ -84,6 +87,7 @@ static FORMATS: [FormatSpec; 7] = [
         disks: None,
         write: Some(crate::vmdk::writer),
         options: crate::vmdk::OPTIONS,
+        disk_format: None,
         compress: true,
         check: Check::Walk(Some(crate::vmdk::every_grain_compressed)),
     },
@@ -97,6 +101,7 @@ static FORMATS: [FormatSpec; 7] = [
         disks: None,
         write: Some(crate::vhdx::writer),
         options: crate::vhdx::OPTIONS,
+        disk_format: None,
         compress: false,
         check: Check::Walk(None),
     },
@@ -109,7 +114,8 @@ static FORMATS: [FormatSpec; 7] = [
         not_a_disk: "",
         disks: Some(crate::ova::disk_count),
         write: Some(write_ova),
-        options: OVA_OPTIONS,
+        options: crate::ova::OPTIONS,
+        disk_format: Some("vmdk"),
         compress: true,
         check: Check::None,
     },
@@ -123,6 +129,7 @@ static FORMATS: [FormatSpec; 7] = [
         disks: None,
         write: Some(crate::vpc::writer),
         options: crate::vpc::OPTIONS,
+        disk_format: None,
         compress: false,
         check: Check::Walk(None),
     },
@@ -136,6 +143,7 @@ static FORMATS: [FormatSpec; 7] = [
         disks: None,
         write: Some(crate::raw::writer),
         options: &[],
+        disk_format: None,
         compress: false,
         check: Check::None,
     },
@@ -148,27 +156,11 @@ static FORMATS: [FormatSpec; 7] = [
         not_a_disk: "An OVF descriptor is not a disk: convert the disk it names",
         disks: None,
         write: Some(write_ovf),
-        options: OVA_OPTIONS,
+        options: crate::ova::OPTIONS,
+        disk_format: Some("vmdk"),
         compress: true,
         check: Check::None,
     },
-];
-
-/// An OVF package's keys: the VM's, then its disk's (a VMDK).
-const OVA_OPTIONS: &[&str] = &[
-    "name",
-    "cpus",
-    "memory",
-    "controller",
-    "nic",
-    "firmware",
-    "hw",
-    "subformat",
-    "adapter_type",
-    "compat6",
-    "hwversion",
-    "toolsversion",
-    "compression_level",
 ];
 
 /// An OVA: one tar file around the VMDK.

@@ -5,6 +5,9 @@ use crate::error::{Error, Result};
 use crate::options::OptionList;
 use std::fmt::Write;
 
+/// The `-o` keys of the VM around the disk (the disk's own keys are its format's).
+pub const OPTIONS: &[&str] = &["name", "cpus", "memory", "controller", "nic", "firmware", "hw"];
+
 /// The VM around the disk: `-o` keys for `-O ova` / `-O ovf`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OvfOptions {

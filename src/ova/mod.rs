@@ -5,5 +5,6 @@ pub mod descriptor;
 mod reader;
 mod writer;
 
+pub use descriptor::OPTIONS;
 pub use reader::{Member, Package, disk_count, open, probe};
 pub use writer::{Kind, Names, PackageWriter};

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-const USAGE: &str = "\
+const COMMANDS: &str = "\
 usage: diskbridge COMMAND [OPTIONS]
 
   info [-f FMT] [--output=human|json] [--backing-chain] FILE
@@ -31,15 +31,52 @@ usage: diskbridge COMMAND [OPTIONS]
   check [-q] [-f FMT] [--output=human|json] FILE             (exit 0 clean, 2 corrupt, 3 leaks, 1 cannot check)
   seed [--hostname NAME] [--ssh-key FILE]... [--password-file FILE] [--user-data FILE] [-O FMT] OUTPUT
                                       (a cloud-init NoCloud disk that gives a cloud image its first login)
+";
 
-Formats: read qcow2, raw, vmdk (any hosted kind), vhdx, vpc (alias vhd), ova; write raw, qcow2, vmdk
-(streamOptimized for ESXi), vhdx, vpc (dynamic, or -o subformat=fixed for Azure), ova/ovf.
--c compresses qcow2 clusters (-o compression_type=zlib|zstd).
+const NOTES: &str = "\
+-c compresses qcow2 clusters (-o compression_type=zlib|zstd); VMDK grains are always compressed.
 OUTPUT '-' writes to standard output. DISKBRIDGE_SEED=N makes random fields reproducible;
 SOURCE_DATE_EPOCH=SECS fixes timestamps; DISKBRIDGE_THREADS=N limits encoder threads. convert accepts and
 ignores qemu-img's I/O tuning options -m N, -W, -S N, -t CACHE and -T CACHE.
 See README.md for every option.
 ";
+
+/// The usage text, its list of formats and their `-o` keys taken from the table of formats.
+fn usage() -> String {
+    let named = |f: Format| match f.spec().aliases {
+        [] => f.name().to_string(),
+        aliases => format!("{} (alias {})", f.name(), aliases.join(", ")),
+    };
+    let read: Vec<String> = Format::readable().map(named).collect();
+    let mut text = format!("{COMMANDS}\nFormats read: {}.\nFormats written, with their -o keys:\n", read.join(", "));
+    for format in Format::writable() {
+        let spec = format.spec();
+        let mut keys = spec.options.join(", ");
+        if let Some(disk) = spec.disk_format {
+            keys += &format!(", and {disk}'s");
+        }
+        text += &wrap(&format!("  {:<18} {}", named(format), if keys.is_empty() { "none" } else { &keys }), 21);
+    }
+    text + NOTES
+}
+
+/// `line` broken at spaces into lines of at most 110 characters, the later ones indented by `indent`.
+fn wrap(line: &str, indent: usize) -> String {
+    let mut out = String::new();
+    let mut current = String::new();
+    for word in line.split(' ') {
+        if current.len() + word.len() + 1 > 110 && !current.trim().is_empty() {
+            out += current.trim_end();
+            out.push('\n');
+            current = " ".repeat(indent);
+        }
+        current += word;
+        current.push(' ');
+    }
+    out += current.trim_end();
+    out.push('\n');
+    out
+}
 
 /// Set by Ctrl-C; the conversion stops at the next unit and removes its partial output.
 static CANCEL: AtomicBool = AtomicBool::new(false);
@@ -72,7 +109,7 @@ fn main() -> ExitCode {
         Some("check") => return check::run(&argv[1..]),
         Some("seed") => seed::run(&argv[1..]),
         Some("-h" | "--help" | "help") => {
-            say(USAGE.trim_end());
+            say(usage().trim_end());
             Ok(())
         }
         Some("-V" | "--version") => {
@@ -92,7 +129,7 @@ fn main() -> ExitCode {
 fn report(failure: Failure) -> u8 {
     match failure {
         Failure::Usage(msg) => {
-            tell(&format!("diskbridge: {msg}\n{USAGE}"));
+            tell(&format!("diskbridge: {msg}\n{}", usage()));
             2
         }
         Failure::Error(fallback_file, e) => {
