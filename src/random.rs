@@ -30,14 +30,12 @@ impl Random {
         (self.next_u64() >> 32) as u32
     }
 
-    /// A random (version 4, RFC 4122 variant) GUID as 16 bytes in the order a GUID's text form lists them.
-    pub fn guid(&mut self) -> [u8; 16] {
+    /// A random (version 4, RFC 4122 variant) GUID.
+    pub fn uuid(&mut self) -> uuid::Uuid {
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&self.next_u64().to_be_bytes());
         b[8..].copy_from_slice(&self.next_u64().to_be_bytes());
-        b[6] = (b[6] & 0x0f) | 0x40;
-        b[8] = (b[8] & 0x3f) | 0x80;
-        b
+        uuid::Builder::from_random_bytes(b).into_uuid()
     }
 }
 
@@ -49,9 +47,8 @@ mod tests {
     fn same_seed_same_values_and_guids_are_version_4() {
         let (mut a, mut b) = (Random::new(42), Random::new(42));
         assert_eq!(a.next_u64(), b.next_u64());
-        let g = a.guid();
-        assert_eq!(g[6] >> 4, 4);
-        assert_eq!(g[8] >> 6, 2);
+        let g = a.uuid();
+        assert_eq!((g.get_version_num(), g.get_variant()), (4, uuid::Variant::RFC4122));
         assert_ne!(Random::new(1).next_u64(), Random::new(2).next_u64());
     }
 }

@@ -15,7 +15,7 @@ use diskbridge::io::{MemorySink, ReadAt, Window};
 use diskbridge::native::open_image;
 use diskbridge::raw::RawImage;
 use diskbridge::vhdx::bat::{BatEntry, BatState, Geometry};
-use diskbridge::vhdx::guid::Guid;
+use diskbridge::vhdx::guid::{self, Guid};
 use diskbridge::vhdx::header::{HEADER_OFFSETS, HEADER_SIZE, Header, REGION_TABLE_OFFSETS, RegionTable};
 use diskbridge::vhdx::log::{LogEntry, LogWrite};
 use diskbridge::vhdx::metadata::{Metadata, ParentLocator};
@@ -104,7 +104,7 @@ impl Vhdx {
         let header = *headers.iter().max_by_key(|h| h.sequence_number).unwrap();
         let regions = RegionTable::parse(&bytes[REGION_TABLE_OFFSETS[0] as usize..]).unwrap();
         let at = |guid| regions.entries.iter().find(|e| e.guid == guid).unwrap().file_offset as usize;
-        let (bat_at, metadata_at) = (at(Guid::BAT_REGION), at(Guid::METADATA_REGION));
+        let (bat_at, metadata_at) = (at(guid::BAT_REGION), at(guid::METADATA_REGION));
         let metadata = Metadata::parse(&bytes[metadata_at..metadata_at + MIB as usize]).unwrap();
         Vhdx { bytes, header, bat_at, metadata_at, metadata }
     }
@@ -202,7 +202,7 @@ fn chain_over(relative_path: &str, parent_size: u64) -> Chain {
     }
     let mut child = Vhdx::parse(dynamic(&child_data, 12));
     let locator = ParentLocator {
-        locator_type: Guid::VHDX_PARENT_LOCATOR_TYPE,
+        locator_type: guid::VHDX_PARENT_LOCATOR_TYPE,
         entries: vec![
             ("parent_linkage".into(), format!("{{{parent_guid}}}")),
             ("relative_path".into(), relative_path.into()),
@@ -382,7 +382,7 @@ fn second_chunk_has_its_own_sector_bitmap() {
     let own_blocks = vec![(low, pattern(MIB as usize, 3)), (high, pattern(MIB as usize, 4))];
     let mut child = Vhdx::parse(dynamic_from(Box::new(Sparse::new(size, own_blocks.clone())), 32));
     let locator = ParentLocator {
-        locator_type: Guid::VHDX_PARENT_LOCATOR_TYPE,
+        locator_type: guid::VHDX_PARENT_LOCATOR_TYPE,
         entries: vec![
             ("parent_linkage".into(), format!("{{{parent_guid}}}")),
             ("relative_path".into(), "parent.vhdx".into()),

@@ -231,7 +231,7 @@ fn odd_size_holes_and_zero_data_follow_hyper_v_conventions() {
     assert_eq!(h2, diskbridge::vhdx::header::Header { sequence_number: h2.sequence_number, ..h1 });
     assert_eq!(h2, h, "the reader takes the newer header");
     assert_ne!(h1.file_write_guid, h1.data_write_guid);
-    assert_eq!(h1.log_guid, diskbridge::vhdx::guid::Guid::ZERO);
+    assert_eq!(h1.log_guid, diskbridge::vhdx::guid::Guid::nil());
     let rt = RegionTable::parse(&bytes[0x30000..]).unwrap();
     assert_eq!(bytes[0x30000..0x40000], bytes[0x40000..0x50000], "two identical region tables");
     let regions: Vec<_> =

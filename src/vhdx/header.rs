@@ -2,7 +2,7 @@
 //! region tables at 192 KiB and 256 KiB. All integers little-endian; headers and region tables carry a
 //! CRC-32C (Castagnoli) over the whole structure with the checksum field taken as zero.
 
-use super::guid::Guid;
+use super::guid::{self, Guid};
 use crate::error::{Error, Result};
 use byteorder::{ByteOrder, LittleEndian as LE};
 
@@ -113,9 +113,9 @@ impl Header {
         let mut b = [0u8; HEADER_SIZE];
         b[0..4].copy_from_slice(HEADER_SIGNATURE);
         LE::write_u64(&mut b[8..], self.sequence_number);
-        b[16..32].copy_from_slice(&self.file_write_guid.to_disk());
-        b[32..48].copy_from_slice(&self.data_write_guid.to_disk());
-        b[48..64].copy_from_slice(&self.log_guid.to_disk());
+        b[16..32].copy_from_slice(&self.file_write_guid.to_bytes_le());
+        b[32..48].copy_from_slice(&self.data_write_guid.to_bytes_le());
+        b[48..64].copy_from_slice(&self.log_guid.to_bytes_le());
         LE::write_u16(&mut b[64..], 0);
         LE::write_u16(&mut b[66..], VERSION);
         LE::write_u32(&mut b[68..], self.log_length);
@@ -144,9 +144,9 @@ impl Header {
         }
         let h = Header {
             sequence_number: LE::read_u64(&buf[8..]),
-            file_write_guid: Guid::from_disk(&buf[16..]),
-            data_write_guid: Guid::from_disk(&buf[32..]),
-            log_guid: Guid::from_disk(&buf[48..]),
+            file_write_guid: guid::from_disk(&buf[16..]),
+            data_write_guid: guid::from_disk(&buf[32..]),
+            log_guid: guid::from_disk(&buf[48..]),
             log_length: LE::read_u32(&buf[68..]),
             log_offset: LE::read_u64(&buf[72..]),
         };
@@ -185,7 +185,7 @@ impl RegionTable {
         LE::write_u32(&mut b[8..], self.entries.len() as u32);
         for (i, e) in self.entries.iter().enumerate() {
             let o = 16 + REGION_ENTRY_SIZE * i;
-            b[o..o + 16].copy_from_slice(&e.guid.to_disk());
+            b[o..o + 16].copy_from_slice(&e.guid.to_bytes_le());
             LE::write_u64(&mut b[o + 16..], e.file_offset);
             LE::write_u32(&mut b[o + 24..], e.length);
             LE::write_u32(&mut b[o + 28..], u32::from(e.required));
@@ -212,7 +212,7 @@ impl RegionTable {
         for i in 0..count {
             let o = 16 + REGION_ENTRY_SIZE * i;
             let e = RegionEntry {
-                guid: Guid::from_disk(&buf[o..]),
+                guid: guid::from_disk(&buf[o..]),
                 file_offset: LE::read_u64(&buf[o + 16..]),
                 length: LE::read_u32(&buf[o + 24..]),
                 required: LE::read_u32(&buf[o + 28..]) & 1 == 1,
@@ -283,7 +283,7 @@ mod tests {
             sequence_number: 0x0102_0304_0506_0708,
             file_write_guid: Guid::from_u128(0x00112233_4455_6677_8899_aabbccddeeff),
             data_write_guid: Guid::from_u128(1),
-            log_guid: Guid::ZERO,
+            log_guid: Guid::nil(),
             log_length: 1 << 20,
             log_offset: 1 << 20,
         };
@@ -309,8 +309,8 @@ mod tests {
     fn region_table_fields_sit_at_spec_offsets() {
         let t = RegionTable {
             entries: vec![
-                RegionEntry { guid: Guid::BAT_REGION, file_offset: 2 << 20, length: 1 << 20, required: true },
-                RegionEntry { guid: Guid::METADATA_REGION, file_offset: 3 << 20, length: 1 << 20, required: true },
+                RegionEntry { guid: guid::BAT_REGION, file_offset: 2 << 20, length: 1 << 20, required: true },
+                RegionEntry { guid: guid::METADATA_REGION, file_offset: 3 << 20, length: 1 << 20, required: true },
             ],
         };
         let b = t.to_bytes();
@@ -318,9 +318,9 @@ mod tests {
         assert_eq!(&b[0..4], b"regi");
         assert_eq!(LE::read_u32(&b[4..]), checksum(&b));
         assert_eq!(&b[8..16], &[2, 0, 0, 0, 0, 0, 0, 0], "EntryCount 2, reserved 0");
-        assert_eq!(&b[16..32], &Guid::BAT_REGION.to_disk());
+        assert_eq!(&b[16..32], &guid::BAT_REGION.to_bytes_le());
         assert_eq!(&b[32..48], &[0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 1, 0, 0, 0], "offset 2M, len 1M, required");
-        assert_eq!(&b[48..64], &Guid::METADATA_REGION.to_disk());
+        assert_eq!(&b[48..64], &guid::METADATA_REGION.to_bytes_le());
         assert_eq!(&b[64..80], &[0, 0, 0x30, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 1, 0, 0, 0]);
         assert!(b[80..].iter().all(|&x| x == 0));
         assert_eq!(RegionTable::parse(&b).unwrap(), t);

@@ -22,7 +22,7 @@
 //! at the valid entry with the largest sequence number and starts at that entry's `Tail`; a break between
 //! them, or an entry that writes where no log may write, is a corrupt log and the file is refused.
 
-use super::guid::Guid;
+use super::guid::{self, Guid};
 use super::header::{self, Header};
 use crate::error::{Error, Result};
 use crate::io::{ReadAt, zeroed_buffer};
@@ -118,7 +118,7 @@ impl LogEntry {
         LE::write_u32(&mut b[12..], self.tail);
         LE::write_u64(&mut b[16..], self.sequence_number);
         LE::write_u32(&mut b[24..], self.writes.len() as u32);
-        b[32..48].copy_from_slice(&self.log_guid.to_disk());
+        b[32..48].copy_from_slice(&self.log_guid.to_bytes_le());
         LE::write_u64(&mut b[48..], self.flushed_file_offset);
         LE::write_u64(&mut b[56..], self.last_file_offset);
         for (i, write) in self.writes.iter().enumerate() {
@@ -172,7 +172,7 @@ impl Ring<'_> {
         let sequence_number = LE::read_u64(&head[16..]);
         // The count is bounded by the length before any arithmetic on it.
         if &head[..4] != ENTRY_SIGNATURE
-            || Guid::from_disk(&head[32..]) != guid
+            || guid::from_disk(&head[32..]) != guid
             || length == 0
             || length % SECTOR != 0
             || length > self.0.len()

@@ -8,7 +8,7 @@
 //! u16 KeyValueCount`, then `KeyValueCount` entries of `u32 KeyOffset | u32 ValueOffset | u16 KeyLength |
 //! u16 ValueLength` (offsets from the item's start), keys and values UTF-16LE without terminators.
 
-use super::guid::Guid;
+use super::guid::{self, Guid};
 use crate::error::{Error, Result};
 use byteorder::{ByteOrder, LittleEndian as LE};
 
@@ -66,12 +66,12 @@ impl Metadata {
         LE::write_u32(&mut params[4..], flags);
         // Flags as Hyper-V and qemu write them: file parameters describe the file, the rest the virtual disk.
         vec![
-            (Guid::FILE_PARAMETERS, IS_REQUIRED, params.to_vec()),
-            (Guid::VIRTUAL_DISK_SIZE, IS_VIRTUAL_DISK | IS_REQUIRED, self.virtual_size.to_le_bytes().to_vec()),
-            (Guid::PAGE83_DATA, IS_VIRTUAL_DISK | IS_REQUIRED, self.page83.to_disk().to_vec()),
-            (Guid::LOGICAL_SECTOR_SIZE, IS_VIRTUAL_DISK | IS_REQUIRED, self.logical_sector_size.to_le_bytes().to_vec()),
+            (guid::FILE_PARAMETERS, IS_REQUIRED, params.to_vec()),
+            (guid::VIRTUAL_DISK_SIZE, IS_VIRTUAL_DISK | IS_REQUIRED, self.virtual_size.to_le_bytes().to_vec()),
+            (guid::PAGE83_DATA, IS_VIRTUAL_DISK | IS_REQUIRED, self.page83.to_bytes_le().to_vec()),
+            (guid::LOGICAL_SECTOR_SIZE, IS_VIRTUAL_DISK | IS_REQUIRED, self.logical_sector_size.to_le_bytes().to_vec()),
             (
-                Guid::PHYSICAL_SECTOR_SIZE,
+                guid::PHYSICAL_SECTOR_SIZE,
                 IS_VIRTUAL_DISK | IS_REQUIRED,
                 self.physical_sector_size.to_le_bytes().to_vec(),
             ),
@@ -89,7 +89,7 @@ impl Metadata {
     pub fn to_bytes_with(&self, locator: Option<&ParentLocator>) -> Vec<u8> {
         let mut items = self.items();
         if let Some(locator) = locator {
-            items.push((Guid::PARENT_LOCATOR, IS_REQUIRED, locator.to_bytes()));
+            items.push((guid::PARENT_LOCATOR, IS_REQUIRED, locator.to_bytes()));
         }
         let values_len: usize = items.iter().map(|(_, _, v)| v.len()).sum();
         let mut b = vec![0u8; TABLE_SIZE + values_len];
@@ -98,7 +98,7 @@ impl Metadata {
         let mut value_at = TABLE_SIZE;
         for (i, (guid, flags, value)) in items.iter().enumerate() {
             let o = 32 + ENTRY_SIZE * i;
-            b[o..o + 16].copy_from_slice(&guid.to_disk());
+            b[o..o + 16].copy_from_slice(&guid.to_bytes_le());
             LE::write_u32(&mut b[o + 16..], value_at as u32);
             LE::write_u32(&mut b[o + 20..], value.len() as u32);
             LE::write_u32(&mut b[o + 24..], *flags);
@@ -123,17 +123,17 @@ impl Metadata {
         }
         let mut found: [Option<&[u8]>; 5] = [None; 5];
         let known = [
-            (Guid::FILE_PARAMETERS, 8),
-            (Guid::VIRTUAL_DISK_SIZE, 8),
-            (Guid::PAGE83_DATA, 16),
-            (Guid::LOGICAL_SECTOR_SIZE, 4),
-            (Guid::PHYSICAL_SECTOR_SIZE, 4),
+            (guid::FILE_PARAMETERS, 8),
+            (guid::VIRTUAL_DISK_SIZE, 8),
+            (guid::PAGE83_DATA, 16),
+            (guid::LOGICAL_SECTOR_SIZE, 4),
+            (guid::PHYSICAL_SECTOR_SIZE, 4),
         ];
         let mut seen = Vec::with_capacity(count);
         let mut parent_locator_at = None;
         for i in 0..count {
             let o = 32 + ENTRY_SIZE * i;
-            let id = Guid::from_disk(&region[o..]);
+            let id = guid::from_disk(&region[o..]);
             let offset = LE::read_u32(&region[o + 16..]) as usize;
             let length = LE::read_u32(&region[o + 20..]) as usize;
             let flags = LE::read_u32(&region[o + 24..]);
@@ -152,7 +152,7 @@ impl Metadata {
                 Some(k) if value.len() == known[k].1 => found[k] = Some(value),
                 Some(_) => return Err(Error::corrupt(format!("Metadata item {id} has length {length}"))),
                 // An empty value's offset is meaningless (and unchecked): keep it from being used.
-                None if id == Guid::PARENT_LOCATOR => {
+                None if id == guid::PARENT_LOCATOR => {
                     parent_locator_at = Some(if length == 0 { (0, 0) } else { (offset as u32, length as u32) });
                 }
                 None if flags & IS_REQUIRED != 0 => {
@@ -169,7 +169,7 @@ impl Metadata {
             leave_blocks_allocated: LE::read_u32(&params[4..]) & LEAVE_BLOCKS_ALLOCATED != 0,
             has_parent: LE::read_u32(&params[4..]) & HAS_PARENT != 0,
             virtual_size: LE::read_u64(value(1)?),
-            page83: Guid::from_disk(value(2)?),
+            page83: guid::from_disk(value(2)?),
             logical_sector_size: LE::read_u32(value(3)?),
             physical_sector_size: LE::read_u32(value(4)?),
             parent_locator_at,
@@ -196,7 +196,7 @@ impl Metadata {
 /// The parent locator of a differencing disk: its type and key/value pairs, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParentLocator {
-    /// [`Guid::VHDX_PARENT_LOCATOR_TYPE`] for a VHDX parent.
+    /// [`guid::VHDX_PARENT_LOCATOR_TYPE`] for a VHDX parent.
     pub locator_type: Guid,
     /// `parent_linkage`, `relative_path`, `absolute_win32_path`, `volume_path`, … and their values.
     pub entries: Vec<(String, String)>,
@@ -212,7 +212,7 @@ impl ParentLocator {
     pub fn to_bytes(&self) -> Vec<u8> {
         let utf16 = |s: &str| s.encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>();
         let mut b = vec![0u8; LOCATOR_HEADER_SIZE + LOCATOR_ENTRY_SIZE * self.entries.len()];
-        b[..16].copy_from_slice(&self.locator_type.to_disk());
+        b[..16].copy_from_slice(&self.locator_type.to_bytes_le());
         LE::write_u16(&mut b[18..], self.entries.len() as u16);
         for (i, (key, value)) in self.entries.iter().enumerate() {
             let (key, value) = (utf16(key), utf16(value));
@@ -258,7 +258,7 @@ impl ParentLocator {
             let value = text(LE::read_u32(&e[4..]), LE::read_u16(&e[10..]), "value")?;
             entries.push((key, value));
         }
-        Ok(ParentLocator { locator_type: Guid::from_disk(item), entries })
+        Ok(ParentLocator { locator_type: guid::from_disk(item), entries })
     }
 }
 
@@ -284,15 +284,15 @@ mod tests {
         // FORMATS.md §3.5: qemu-img's metadata for a 64 MiB disk with 8 MiB blocks.
         let b = sample().to_bytes();
         assert_eq!(&b[0..16], b"metadata\0\0\x05\0\0\0\0\0", "signature, reserved, EntryCount 5");
-        assert_eq!(&b[32..48], &Guid::FILE_PARAMETERS.to_disk());
+        assert_eq!(&b[32..48], &guid::FILE_PARAMETERS.to_bytes_le());
         assert_eq!(&b[48..64], &[0, 0, 1, 0, 8, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0], "offset 64K, len 8, required");
-        assert_eq!(&b[64..80], &Guid::VIRTUAL_DISK_SIZE.to_disk());
+        assert_eq!(&b[64..80], &guid::VIRTUAL_DISK_SIZE.to_bytes_le());
         assert_eq!(&b[80..96], &[8, 0, 1, 0, 8, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0], "offset 64K+8, virtual disk");
-        assert_eq!(&b[96..112], &Guid::PAGE83_DATA.to_disk());
+        assert_eq!(&b[96..112], &guid::PAGE83_DATA.to_bytes_le());
         assert_eq!(&b[112..116], &[0x10, 0, 1, 0]);
-        assert_eq!(&b[128..144], &Guid::LOGICAL_SECTOR_SIZE.to_disk());
+        assert_eq!(&b[128..144], &guid::LOGICAL_SECTOR_SIZE.to_bytes_le());
         assert_eq!(&b[144..148], &[0x20, 0, 1, 0]);
-        assert_eq!(&b[160..176], &Guid::PHYSICAL_SECTOR_SIZE.to_disk());
+        assert_eq!(&b[160..176], &guid::PHYSICAL_SECTOR_SIZE.to_bytes_le());
         assert_eq!(&b[176..180], &[0x24, 0, 1, 0]);
         assert!(b[192..TABLE_SIZE].iter().all(|&x| x == 0));
         let values: [u8; 40] = [
@@ -321,7 +321,7 @@ mod tests {
         assert!(Metadata::parse(&missing).unwrap_err().message().contains("missing"));
 
         let locator = ParentLocator {
-            locator_type: Guid::VHDX_PARENT_LOCATOR_TYPE,
+            locator_type: guid::VHDX_PARENT_LOCATOR_TYPE,
             entries: vec![("relative_path".into(), ".\\p.vhdx".into()), ("parent_linkage".into(), "{x}".into())],
         };
         let mut diff = Metadata { has_parent: true, ..m }.to_bytes_with(Some(&locator));
@@ -336,7 +336,7 @@ mod tests {
             let _ = ParentLocator::parse(&item[..cut]);
         }
         assert!(ParentLocator::parse(&item[..item.len() - 1]).is_err());
-        let empty = ParentLocator { locator_type: Guid::ZERO, entries: vec![] };
+        let empty = ParentLocator { locator_type: Guid::nil(), entries: vec![] };
         let mut empty_item = Metadata { has_parent: true, ..m }.to_bytes_with(Some(&empty));
         empty_item.resize(REGION_SIZE as usize, 0);
         // The item's entry (the sixth) with length 0 and an offset far outside the region.

@@ -13,7 +13,7 @@
 //! made would mix two disks.
 
 use super::bat::{BatEntry, BatState, Geometry};
-use super::guid::Guid;
+use super::guid::{self, Guid};
 use super::header::{self, Header, RegionEntry, RegionTable};
 use super::log;
 use super::metadata::{Metadata, ParentLocator};
@@ -81,7 +81,7 @@ impl Vhdx {
         let header = current_header(file.as_ref())?;
         let file_length = file.len();
         let mut warnings = Vec::new();
-        let file: Box<dyn ReadAt> = if header.log_guid == Guid::ZERO {
+        let file: Box<dyn ReadAt> = if header.log_guid == Guid::nil() {
             file
         } else {
             let replayed = log::replay(file, &header)?;
@@ -99,7 +99,7 @@ impl Vhdx {
             let entry = regions.entries.iter().find(|e| e.guid == guid).copied();
             entry.ok_or_else(|| Error::corrupt(format!("Region table lacks the {name} region")))
         };
-        let (bat, meta) = (region(Guid::BAT_REGION, "BAT")?, region(Guid::METADATA_REGION, "metadata")?);
+        let (bat, meta) = (region(guid::BAT_REGION, "BAT")?, region(guid::METADATA_REGION, "metadata")?);
         if let Some(e) = regions.entries.iter().find(|e| e.required && **e != bat && **e != meta) {
             return Err(Error::unsupported(format!("Unknown required region {}", e.guid)));
         }
@@ -270,12 +270,12 @@ fn bit_set(bitmap: &[u8], index: u64) -> bool {
 /// `absolute_win32_path` and `volume_path` beside the child — absolute Windows paths resolve nowhere else, and
 /// the page matches picked files by base name anyway.
 fn open_parent(locator: &ParentLocator, name: &str, opener: &mut dyn Opener) -> Result<Parent> {
-    if locator.locator_type != Guid::VHDX_PARENT_LOCATOR_TYPE {
+    if locator.locator_type != guid::VHDX_PARENT_LOCATOR_TYPE {
         return Err(Error::unsupported(format!("Parent locator type {} is not a VHDX parent's", locator.locator_type)));
     }
     let linkage = |key: &str| match locator.get(key) {
         None => Ok(None),
-        Some(text) => Guid::parse_text(text)
+        Some(text) => guid::parse(text)
             .map(Some)
             .ok_or_else(|| Error::corrupt(format!("Parent locator's {key} '{text}' is not a GUID"))),
     };

@@ -8,7 +8,7 @@
 
 use super::VhdxOptions;
 use super::bat::{BatEntry, Geometry};
-use super::guid::Guid;
+use super::guid::{self, Guid};
 use super::header::{self, Header, RegionEntry, RegionTable};
 use super::layout::{self, Layout};
 use super::metadata::{self, Metadata};
@@ -78,9 +78,9 @@ impl VhdxWriter {
             stored_count: 0,
             ranks: Ranks::default(),
             front_written: false,
-            file_write_guid: Guid::from_text_order(random.guid()),
-            data_write_guid: Guid::from_text_order(random.guid()),
-            page83: Guid::from_text_order(random.guid()),
+            file_write_guid: random.uuid(),
+            data_write_guid: random.uuid(),
+            page83: random.uuid(),
             sequence_number: random.next_u32() as u64,
         };
         let block_size = match opts.block_size {
@@ -145,7 +145,7 @@ impl VhdxWriter {
                 sequence_number: self.sequence_number + i as u64,
                 file_write_guid: self.file_write_guid,
                 data_write_guid: self.data_write_guid,
-                log_guid: Guid::ZERO,
+                log_guid: Guid::nil(),
                 log_length: layout.log_length as u32,
                 log_offset: layout.log_offset,
             };
@@ -154,13 +154,13 @@ impl VhdxWriter {
         let regions = RegionTable {
             entries: vec![
                 RegionEntry {
-                    guid: Guid::BAT_REGION,
+                    guid: guid::BAT_REGION,
                     file_offset: layout.bat_offset,
                     length: layout.bat_length as u32,
                     required: true,
                 },
                 RegionEntry {
-                    guid: Guid::METADATA_REGION,
+                    guid: guid::METADATA_REGION,
                     file_offset: layout.metadata_offset,
                     length: layout.metadata_length as u32,
                     required: true,

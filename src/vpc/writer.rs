@@ -148,7 +148,7 @@ impl VpcWriter {
             timestamp: epoch.saturating_sub(TIMESTAMP_BASE).min(u64::from(u32::MAX)) as u32,
             current_size: size,
             geometry,
-            unique_id: Random::new(seed).guid(),
+            unique_id: Random::new(seed).uuid().into_bytes(),
         };
         Ok(VpcWriter {
             sink,
