@@ -469,3 +469,110 @@ fn own_source<'a>(own: &'a mut Option<Box<dyn Image>>, reopen: Option<Reopen<'_>
     }
     Ok(own.as_mut().expect("opened above").as_mut())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{MemorySink, StreamSink};
+    use crate::options::OptionList;
+    use crate::raw::RawImage;
+    use crate::writer::{OneOutput, Settings};
+
+    /// 24 MiB of bytes that do not compress, so that an OVA's disk takes several hashing steps.
+    fn noise() -> Vec<u8> {
+        let mut random = crate::random::Random::new(5);
+        (0..3 << 20).flat_map(|_| random.next_u64().to_le_bytes()).collect()
+    }
+
+    fn writer(format: &str, size: u64, sink: Box<dyn Sink>) -> Box<dyn ImageWriter> {
+        let settings = Settings { seed: 1, epoch: 0, output_name: format!("out.{format}"), compressed: false };
+        let write = crate::formats::Format::from_name(format).unwrap().spec().write.unwrap();
+        write(&mut OptionList::default(), &settings, size, &mut OneOutput::new(sink)).unwrap()
+    }
+
+    /// Runs `writer` over `data`, setting the cancel flag once `stop(done, total)` says so; the progress seen.
+    fn run_watched(
+        data: &[u8],
+        writer: Box<dyn ImageWriter>,
+        threads: usize,
+        stop: &dyn Fn(u64, u64) -> bool,
+    ) -> (Result<Box<dyn Sink>>, Vec<(u64, u64)>) {
+        let cancel = AtomicBool::new(false);
+        let mut seen = Vec::new();
+        let mut progress = |done, total| {
+            seen.push((done, total));
+            if stop(done, total) {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        };
+        let source = Box::new(RawImage::new(Box::new(data.to_vec())));
+        let opts = RunOptions { threads, progress: Some(&mut progress), cancel: Some(&cancel), reopen: None };
+        let result = run(source, writer, opts);
+        (result, seen)
+    }
+
+    fn assert_complete_only_at_the_end(seen: &[(u64, u64)]) {
+        let (_, total) = seen[0];
+        assert!(seen.iter().all(|&(_, t)| t == total), "the total never changes");
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "monotonic: {seen:?}");
+        assert_eq!(seen.last(), Some(&(total, total)));
+        assert!(seen[..seen.len() - 1].iter().all(|&(done, _)| done < total), "100 % before the end: {seen:?}");
+    }
+
+    #[test]
+    fn a_scan_pass_counts_in_the_same_progress_and_cancel_stops_it_before_any_byte_is_written() {
+        let data = noise();
+        let size = data.len() as u64;
+        let stream = |out: &std::rc::Rc<std::cell::RefCell<Vec<u8>>>| {
+            Box::new(StreamSink::new(SharedVec(out.clone()))) as Box<dyn Sink>
+        };
+        for threads in [1, 2] {
+            let out = std::rc::Rc::default();
+            let (result, seen) = run_watched(&data, writer("vhdx", size, stream(&out)), threads, &|_, _| false);
+            result.unwrap();
+            assert_complete_only_at_the_end(&seen);
+            // The scan and the write pass each count the 24 MiB.
+            assert!(seen[0].1 >= 2 * size, "{:?}", seen[0]);
+
+            let out = std::rc::Rc::default();
+            let stop = |done: u64, total: u64| done > 0 && done < total / 4;
+            let (result, _) = run_watched(&data, writer("vhdx", size, stream(&out)), threads, &stop);
+            assert_eq!(result.err().map(|e| e.kind()), Some(ErrorKind::Cancelled));
+            assert!(out.borrow().is_empty(), "written during the scan: {} bytes", out.borrow().len());
+        }
+    }
+
+    #[test]
+    fn an_ova_hashes_in_steps_that_count_and_cancel_stops_before_the_package_is_complete() {
+        let data = noise();
+        let size = data.len() as u64;
+        let memory = MemorySink::default();
+        let (result, seen) = run_watched(&data, writer("ova", size, Box::new(memory.clone())), 1, &|_, _| false);
+        result.unwrap();
+        assert_complete_only_at_the_end(&seen);
+        let total = seen[0].1;
+        let hashing = seen.iter().filter(|&&(done, _)| done > size && done < total).count();
+        assert!(hashing >= 2, "progress while hashing: {seen:?}");
+        assert_eq!(&memory.bytes()[..6], b"out.ov", "the descriptor's tar header");
+
+        let memory = MemorySink::default();
+        let stop = |done: u64, total: u64| done > size && done < total;
+        let (result, _) = run_watched(&data, writer("ova", size, Box::new(memory.clone())), 1, &stop);
+        assert_eq!(result.err().map(|e| e.kind()), Some(ErrorKind::Cancelled));
+        assert!(memory.bytes()[..512].iter().all(|&b| b == 0), "no tar header: not an archive");
+    }
+
+    /// An append-only output into a vector the test keeps.
+    struct SharedVec(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+    impl std::io::Write for SharedVec {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}

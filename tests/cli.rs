@@ -224,20 +224,32 @@ fn a_failed_conversion_leaves_no_output_behind() {
 
 #[test]
 fn ctrl_c_stops_removes_the_partial_output_and_exits_130() {
+    use std::io::Read;
     let dir = tmp();
     let raw = dir.path().join("big.raw");
-    // Enough data to deflate that the conversion is still running when the signal arrives.
+    // Enough data to deflate that the conversion runs for seconds.
     sparse_raw(&raw, 3 << 30, &[(0, 64 << 20), (1 << 30, 64 << 20), (2 << 30, 64 << 20)]);
     let out_path = dir.path().join("out.vmdk");
-    let child = Command::new(diskbridge()).args(["convert", "-O", "vmdk", s(&raw), s(&out_path)]).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(150));
-    ok("kill", &["-INT", &child.id().to_string()]);
-    let status = child.wait_with_output().unwrap().status;
-    if status.code() == Some(0) {
-        // The machine finished before the signal; nothing to check but the output's integrity.
-        assert_same_guest(&raw, &out_path);
-        return;
+    let mut child = Command::new(diskbridge())
+        .args(["convert", "-p", "-O", "vmdk", s(&raw), s(&out_path)])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The signal goes once the progress shows units being written and not yet all of them, so it always lands
+    // in the middle of the conversion.
+    let mut stdout = child.stdout.take().unwrap();
+    let (mut text, mut byte) = (String::new(), [0u8]);
+    let under_way = |text: &str| {
+        text.split('\r')
+            .filter_map(|l| l.trim().strip_prefix('(')?.split('/').next()?.parse::<f64>().ok())
+            .any(|p| p > 0.0 && p < 50.0)
+    };
+    while !under_way(&text) {
+        assert_eq!(stdout.read(&mut byte).unwrap(), 1, "the conversion ended before it was seen under way: {text:?}");
+        text.push(byte[0] as char);
     }
+    ok("kill", &["-INT", &child.id().to_string()]);
+    let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left.len(), 1, "left behind: {left:?}");
