@@ -490,13 +490,16 @@ mod tests {
         write(&mut OptionList::default(), &settings, size, &mut OneOutput::new(sink)).unwrap()
     }
 
+    /// A run's result and every (done, total) it reported.
+    type Watched = (Result<Box<dyn Sink>>, Vec<(u64, u64)>);
+
     /// Runs `writer` over `data`, setting the cancel flag once `stop(done, total)` says so; the progress seen.
     fn run_watched(
         data: &[u8],
         writer: Box<dyn ImageWriter>,
         threads: usize,
         stop: &dyn Fn(u64, u64) -> bool,
-    ) -> (Result<Box<dyn Sink>>, Vec<(u64, u64)>) {
+    ) -> Watched {
         let cancel = AtomicBool::new(false);
         let mut seen = Vec::new();
         let mut progress = |done, total| {
