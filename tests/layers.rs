@@ -6,17 +6,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Each top-level module's layer, bottom first. A module may use modules of lower layers; within the vocabulary
-/// (layer 0) and the registry and operations (3, 4) modules may use each other without a cycle; formats (2) may
-/// not use one another at all.
+/// Each top-level module's layer, bottom first, as src/lib.rs and docs/ARCHITECTURE.md number them. A module may
+/// use modules of lower layers; within the vocabulary (1), the registry (4) and the operations (5) modules may use
+/// each other without a cycle; formats (3) may not use one another at all.
 const LAYERS: &[(usize, &[&str])] = &[
-    (0, &["error", "io", "options", "random", "extent", "image", "chain", "writer", "report"]),
-    (1, &["tar", "guest", "bitmap", "sparse"]),
-    (2, &["qcow2", "vmdk", "vhdx", "vpc", "raw", "ova"]),
-    (3, &["formats", "open"]),
-    (4, &["convert", "target", "check", "compare", "seed"]),
-    (5, &["native", "web"]),
+    (1, &["error", "io", "options", "random", "extent", "image", "chain", "writer", "report"]),
+    (2, &["tar", "guest", "bitmap", "sparse"]),
+    (3, &["qcow2", "vmdk", "vhdx", "vpc", "raw", "ova"]),
+    (4, &["formats", "open"]),
+    (5, &["convert", "target", "check", "compare", "seed"]),
+    (6, &["native", "web"]),
 ];
+
+/// The layer whose modules must not use one another.
+const FORMATS: usize = 3;
 
 /// Library files longer than this are to be split (issue 18: "no source file over ~600 lines").
 const MAX_LINES: usize = 600;
@@ -106,7 +109,7 @@ fn modules_import_only_from_the_layers_below() {
     for (module, uses) in graph() {
         for used in uses {
             let (from, to) = (layer(&module), layer(&used));
-            if to > from || (to == from && from == 2) {
+            if to > from || (to == from && from == FORMATS) {
                 wrong.push(format!("{module} (layer {from}) uses {used} (layer {to})"));
             }
         }
