@@ -113,7 +113,7 @@ static FORMATS: [FormatSpec; 7] = [
         open: Some(crate::ova::open),
         not_a_disk: "",
         disks: Some(crate::ova::disk_count),
-        write: Some(write_ova),
+        write: Some(write_package::<false>),
         options: crate::ova::OPTIONS,
         disk_format: Some("vmdk"),
         compress: true,
@@ -155,7 +155,7 @@ static FORMATS: [FormatSpec; 7] = [
         open: None,
         not_a_disk: "An OVF descriptor is not a disk: convert the disk it names",
         disks: None,
-        write: Some(write_ovf),
+        write: Some(write_package::<true>),
         options: crate::ova::OPTIONS,
         disk_format: Some("vmdk"),
         compress: true,
@@ -163,27 +163,16 @@ static FORMATS: [FormatSpec; 7] = [
     },
 ];
 
-/// An OVA: one tar file around the VMDK.
-fn write_ova(
+/// An OVF package around a VMDK: one tar file (OVA), or the descriptor, the VMDK and the manifest side by side
+/// (`OVF`).
+fn write_package<const OVF: bool>(
     options: &mut OptionList,
     settings: &Settings,
     size: u64,
     outputs: &mut dyn Outputs,
 ) -> Result<Box<dyn ImageWriter>> {
-    let package =
-        crate::ova::PackageWriter::new(crate::ova::Kind::Ova, options, settings, size, outputs, crate::vmdk::writer)?;
-    Ok(Box::new(package))
-}
-
-/// An OVF: the descriptor, the VMDK and the manifest side by side.
-fn write_ovf(
-    options: &mut OptionList,
-    settings: &Settings,
-    size: u64,
-    outputs: &mut dyn Outputs,
-) -> Result<Box<dyn ImageWriter>> {
-    let package =
-        crate::ova::PackageWriter::new(crate::ova::Kind::Ovf, options, settings, size, outputs, crate::vmdk::writer)?;
+    let kind = if OVF { crate::ova::Kind::Ovf } else { crate::ova::Kind::Ova };
+    let package = crate::ova::PackageWriter::new(kind, options, settings, size, outputs, crate::vmdk::writer)?;
     Ok(Box::new(package))
 }
 
