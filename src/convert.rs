@@ -485,7 +485,8 @@ mod tests {
     }
 
     fn writer(format: &str, size: u64, sink: Box<dyn Sink>) -> Box<dyn ImageWriter> {
-        let settings = Settings { seed: 1, epoch: 0, output_name: format!("out.{format}"), compressed: false };
+        let settings =
+            Settings { seed: 1, epoch: 0, output_name: format!("out.{format}"), compressed: false, seed_disk: None };
         let write = crate::formats::Format::from_name(format).unwrap().spec().write.unwrap();
         write(&mut OptionList::default(), &settings, size, &mut OneOutput::new(sink)).unwrap()
     }

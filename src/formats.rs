@@ -279,7 +279,8 @@ mod tests {
             let write = spec.write.unwrap();
             for key in spec.options {
                 let mut options = OptionList::parse(&format!("{key}=0")).unwrap();
-                let settings = Settings { seed: 1, epoch: 0, output_name: "x".into(), compressed: false };
+                let settings =
+                    Settings { seed: 1, epoch: 0, output_name: "x".into(), compressed: false, seed_disk: None };
                 // A bad value may be refused; an unknown key would be left over.
                 if write(&mut options, &settings, 1 << 20, &mut crate::writer::NoOutputs).is_ok() {
                     assert!(options.is_empty(), "{format}: '{key}' is listed but not taken");

@@ -172,6 +172,64 @@ impl Iterator for Extents<'_> {
     }
 }
 
+/// An image seen with a larger virtual size: past the inner image's end it is unallocated and reads as zeros — a
+/// disk grown for its guest to fill (`convert -o size=`; cloud-init's growpart grows the root file system into
+/// it at first boot).
+pub struct Grown {
+    inner: Box<dyn Image>,
+    info: ImageInfo,
+}
+
+impl Grown {
+    /// `inner` as a disk of `virtual_size` bytes, rounded up to whole sectors.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when that is smaller than `inner`, naming both sizes.
+    pub fn new(inner: Box<dyn Image>, virtual_size: u64) -> Result<Grown> {
+        let size = virtual_size.div_ceil(512) * 512;
+        if size < inner.virtual_size() {
+            return Err(Error::argument(format!(
+                "size={virtual_size} is smaller than the source's virtual size of {} bytes: a disk is only ever grown",
+                inner.virtual_size()
+            )));
+        }
+        let info = ImageInfo { virtual_size: size, ..inner.info().clone() };
+        Ok(Grown { inner, info })
+    }
+}
+
+impl Image for Grown {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+
+    fn extent_at(&mut self, offset: u64) -> Result<Extent> {
+        let inner_size = self.inner.virtual_size();
+        if offset >= inner_size {
+            return Ok(Extent { offset, length: self.info.virtual_size - offset, kind: ExtentKind::Unallocated });
+        }
+        self.inner.extent_at(offset)
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let inside = self.inner.virtual_size().saturating_sub(offset).min(buf.len() as u64) as usize;
+        let (head, tail) = buf.split_at_mut(inside);
+        if !head.is_empty() {
+            self.inner.read_at(offset, head)?;
+        }
+        tail.fill(0);
+        Ok(())
+    }
+
+    fn backing(&mut self) -> Option<&mut dyn Image> {
+        self.inner.backing()
+    }
+
+    fn file_length(&self) -> u64 {
+        self.inner.file_length()
+    }
+}
+
 /// A disk of a given size with nothing in it — the source for `create`.
 pub struct Blank {
     info: ImageInfo,

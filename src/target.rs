@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::formats::Format;
+use crate::image::{Grown, Image};
 use crate::options::OptionList;
 use crate::writer::{ImageWriter, NoOutputs, Outputs, Settings, UnitEncoder};
 use std::sync::Arc;
@@ -34,6 +35,18 @@ pub fn writer(target: &Target, virtual_size: u64, outputs: &mut dyn Outputs) -> 
     let writer = write(&mut options, &target.settings, virtual_size, outputs)?;
     options.finish(name)?;
     Ok(writer)
+}
+
+/// The source as the output will hold it: grown to `-o size=` when the options ask for that (which this takes
+/// out of them), for every output format.
+///
+/// # Errors
+/// `InvalidArgument` for a size that is not one, or smaller than the source.
+pub fn sized(source: Box<dyn Image>, options: &mut OptionList) -> Result<Box<dyn Image>> {
+    match options.take_size("size")? {
+        Some(size) => Ok(Box::new(Grown::new(source, size)?)),
+        None => Ok(source),
+    }
 }
 
 /// The encoders a writer for `target` would use, for running them in another thread or wasm instance.

@@ -21,6 +21,23 @@ pub struct Settings {
     pub output_name: String,
     /// `-c`: compressed clusters for qcow2; formats without a compressed form refuse it, as qemu-img does.
     pub compressed: bool,
+    /// A cloud-init seed disk for a package (OVA, OVF) to carry as a second disk; other formats refuse it.
+    pub seed_disk: Option<SeedDisk>,
+}
+
+/// A small disk a package carries beside the converted one: a NoCloud seed that gives the guest its first login.
+#[derive(Clone)]
+pub struct SeedDisk {
+    /// Its guest bytes (a few MiB at most).
+    pub bytes: Arc<Vec<u8>>,
+    /// The seed for the random fields of the disk file holding it, apart from the converted disk's.
+    pub container_seed: u64,
+}
+
+impl std::fmt::Debug for SeedDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SeedDisk({} bytes)", self.bytes.len())
+    }
 }
 
 /// Where a writer's files go: the output itself, and for a format made of several files (OVF) files beside it.

@@ -1,6 +1,7 @@
 //! Golden hashes: the exact bytes of each output format under a fixed DISKBRIDGE_SEED and SOURCE_DATE_EPOCH. A
 //! restructuring of the code must leave every one of them unchanged; a deliberate change of an output's bytes
-//! updates its hash here, in the same commit, saying why.
+//! updates its hash here, in the same commit, saying why. (The OVA and OVF descriptors gained cloud-init's
+//! ProductSection with issue 15.)
 
 mod common;
 
@@ -68,7 +69,11 @@ fn every_output_keeps_its_bytes() {
         ("vhdx", convert(&qcow2, &out("o.vhdx"), &["-O", "vhdx"])),
         ("vhdx stdout", convert(&qcow2, stdout, &["-O", "vhdx"])),
         ("vhdx fixed", convert(&qcow2, &out("f.vhdx"), &["-O", "vhdx", "-o", "subformat=fixed"])),
+        ("vpc", convert(&qcow2, &out("o.vhd"), &["-O", "vpc"])),
+        ("vpc fixed", convert(&qcow2, &out("f.vhd"), &["-O", "vpc", "-o", "subformat=fixed"])),
+        ("vmdk grown", convert(&qcow2, &out("g.vmdk"), &["-O", "vmdk", "-o", "size=20M"])),
         ("ova", convert(&qcow2, &out("vm.ova"), &["-O", "ova"])),
+        ("ova with a seed", convert(&qcow2, &out("login.ova"), &["-O", "ova", "--hostname", "golden"])),
         ("ovf", convert(&qcow2, &out("vm.ovf"), &["-O", "ovf"])),
         ("ovf disk", std::fs::read(out("vm-disk1.vmdk")).unwrap()),
         ("ovf manifest", std::fs::read(out("vm.mf")).unwrap()),
@@ -85,10 +90,14 @@ fn every_output_keeps_its_bytes() {
         "vhdx: 9d9e73a52e65d0829aa32775eabc4b94a9e4beb65da0294cfb990b4f0b60add4",
         "vhdx stdout: 9d9e73a52e65d0829aa32775eabc4b94a9e4beb65da0294cfb990b4f0b60add4",
         "vhdx fixed: d12313a03132ab2304df792320cc1f1c5f1361a8e69e8aa673c04640d12d81cf",
-        "ova: 4c017f7bbb63c8532a53c38f9e46f3246c0394c95212a4a946f7e091a8ba5b11",
-        "ovf: aa60de2098fb4b70e2fe803f1adfa866fbb54f97cad83f42a87ce7af6eba5e46",
+        "vpc: f27d325301dc562e7d50cf2bd01a78463f465fc839eb8a7921d5f09db3fecd1e",
+        "vpc fixed: d18a8595ba9582102410d5e0f99be0be9be87d788bc98223d15b4fb1230f76b6",
+        "vmdk grown: 1ec9a09ddd593e1bc9caf03361ca623e7577d8b14e1f755ca8dc22e07bef79cd",
+        "ova: ea2c4b31d16a0b256f65ed69adca401e8e877c6190b266190aaf4fb5b4811315",
+        "ova with a seed: 218a5e7953b4c8cdc53732bc4d06bdbce8e143cb38ee5f3cee7db5f0dc06f559",
+        "ovf: 9c82cbb3dda596e5c54bef3bf7120ce94f75c2f7163c4f60b0454ebf24d0bd82",
         "ovf disk: 47150dea7b07ceb9bc3d677a976106e6796383fa3d7932291773e078db387b7a",
-        "ovf manifest: e2bf02275b3e439672504ccd9517dc1b29a434477797c1174c0d4f77124071d9",
+        "ovf manifest: cae8ff836c5bc08da0be200ae05a69246a40c55b4323908f6b8ba5af18a8d093",
     ];
     assert_eq!(got, want, "\n{}", got.join("\n"));
 }

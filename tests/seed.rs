@@ -315,7 +315,7 @@ fn hostile_inputs_get_one_clear_error_and_leave_no_output() {
             "diskbridge: seed needs at least one of --hostname, --ssh-key, --password-file, --user-data".into(),
         ),
         (vec!["--hostname", "web_1", o], 2, "diskbridge: 'web_1' is not a valid host name: '_' is not allowed".into()),
-        (vec!["--hostname", "a", "--hostname", "b", o], 2, "diskbridge: seed: --hostname given twice".into()),
+        (vec!["--hostname", "a", "--hostname", "b", o], 2, "diskbridge: --hostname given twice".into()),
         (vec!["-O", "ova", "--hostname", "a", o], 2, "diskbridge: A seed disk is one disk".into()),
         (vec!["--hostname", "a"], 2, "diskbridge: seed needs one OUTPUT".into()),
         (vec!["--ssh-key", &private, o], 1, format!("diskbridge: {private}: This is a private key")),

@@ -24,7 +24,7 @@ fn target(options: &str, seed: u64) -> Target {
     Target {
         format: Format::from_name("vhdx").unwrap(),
         options: OptionList::parse(options).unwrap(),
-        settings: Settings { seed, epoch: 0, output_name: "out.vhdx".into(), compressed: false },
+        settings: Settings { seed, epoch: 0, output_name: "out.vhdx".into(), compressed: false, seed_disk: None },
     }
 }
 

@@ -204,7 +204,7 @@ fn diskbridges_own_output_in_both_layouts() {
         let target = Target {
             format: Format::from_name("vmdk").unwrap(),
             options: OptionList::default(),
-            settings: Settings { seed: 1, epoch: 0, output_name: "x.vmdk".into(), compressed: false },
+            settings: Settings { seed: 1, epoch: 0, output_name: "x.vmdk".into(), compressed: false, seed_disk: None },
         };
         let source = open_image(&raw, Some(Format::raw())).unwrap();
         run(source, writer(&target, size, &mut OneOutput::new(sink)).unwrap(), RunOptions::default()).unwrap();
@@ -529,7 +529,7 @@ fn truncations_never_panic_and_a_truncated_stream_is_refused() {
         let target = Target {
             format: Format::from_name("vmdk").unwrap(),
             options: OptionList::default(),
-            settings: Settings { seed: 1, epoch: 0, output_name: String::new(), compressed: false },
+            settings: Settings { seed: 1, epoch: 0, output_name: String::new(), compressed: false, seed_disk: None },
         };
         let sink = Box::new(StreamSink::new(std::fs::File::create(&stream).unwrap()));
         let source = open_image(&raw, Some(Format::raw())).unwrap();

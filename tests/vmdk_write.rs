@@ -35,6 +35,7 @@ fn target(options: &str, seed: u64, out: &Path) -> Target {
             epoch: 0,
             output_name: out.file_name().unwrap().to_string_lossy().into_owned(),
             compressed: false,
+            seed_disk: None,
         },
     }
 }

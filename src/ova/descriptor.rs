@@ -190,30 +190,103 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The OVF descriptor for one VM with one streamOptimized disk. `firmware` must be resolved (not `Auto`).
-pub fn descriptor(opts: &OvfOptions, firmware: Firmware, disk: &DiskFile) -> String {
+/// The defaults of the properties a deployer is asked for, which cloud-init's OVF datasource reads from the
+/// `ovf-env.xml` the host hands the guest: a package without a seed disk carries them so that "Deploy OVF
+/// Template" (vCenter) can create the first login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Properties {
+    /// `instance-id`: a new one makes cloud-init set the guest up again.
+    pub instance_id: String,
+    /// `hostname`.
+    pub hostname: String,
+}
+
+/// The descriptor's `ProductSection`: cloud-init's OVF datasource keys, each one the deployer may set.
+fn product_section(properties: &Properties) -> String {
+    let property = |key: &str, value: &str, label: &str, description: &str| {
+        format!(
+            r#"      <Property ovf:key="{key}" ovf:type="string" ovf:userConfigurable="true" ovf:value="{value}">
+        <Label>{label}</Label>
+        <Description>{description}</Description>
+      </Property>
+"#,
+            value = escape(value)
+        )
+    };
+    [
+        "    <ProductSection ovf:required=\"false\">\n      <Info>First login: settings cloud-init reads at first boot</Info>\n"
+            .to_string(),
+        property(
+            "instance-id",
+            &properties.instance_id,
+            "Instance ID",
+            "Any text, different for each machine: cloud-init sets the guest up again when it changes.",
+        ),
+        property("hostname", &properties.hostname, "Host name", "The guest's host name."),
+        property(
+            "public-keys",
+            "",
+            "SSH public keys",
+            "OpenSSH public keys (ssh-ed25519 AAAA... user@host) for the image's default user, one per line.",
+        ),
+        property(
+            "password",
+            "",
+            "Password",
+            "A password for the image's default user, for the console and SSH. Leave empty to log in with a key only.",
+        ),
+        property(
+            "user-data",
+            "",
+            "User data (base64)",
+            "cloud-init user data (#cloud-config or a script), base64-encoded. Optional.",
+        ),
+        "    </ProductSection>\n".to_string(),
+    ]
+    .concat()
+}
+
+/// The OVF descriptor for one VM with its streamOptimized disks, all on the one SCSI controller (the converted
+/// disk first), and, given `properties`, the `ProductSection` that asks the deployer for a first login and the
+/// ISO and guestinfo transports that hand it to the guest. `firmware` must be resolved (not `Auto`).
+pub fn descriptor(
+    opts: &OvfOptions,
+    firmware: Firmware,
+    disks: &[DiskFile],
+    properties: Option<&Properties>,
+) -> String {
     let name = escape(&opts.name);
-    let href = escape(&disk.href);
     let (scsi_subtype, scsi_label) = match opts.controller {
         Controller::LsiLogic => ("lsilogic", "LSI Logic"),
         Controller::Pvscsi => ("VirtualSCSI", "VMware Paravirtual"),
         Controller::LsiLogicSas => ("lsilogicsas", "LSI Logic SAS"),
     };
-    let mut xml = format!(
+    let mut xml = String::from(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
   <References>
-    <File ovf:href="{href}" ovf:id="file1" ovf:size="{size}"/>
-  </References>
-  <DiskSection>
-    <Info>Virtual disk information</Info>
-    <Disk ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:capacity="{capacity}" ovf:capacityAllocationUnits="byte" ovf:populatedSize="{populated}" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/>
-  </DiskSection>
 "#,
-        size = disk.size,
-        capacity = disk.capacity,
-        populated = disk.populated,
     );
+    for (i, disk) in disks.iter().enumerate() {
+        let _ = writeln!(
+            xml,
+            r#"    <File ovf:href="{href}" ovf:id="file{n}" ovf:size="{size}"/>"#,
+            href = escape(&disk.href),
+            n = i + 1,
+            size = disk.size
+        );
+    }
+    xml += "  </References>\n  <DiskSection>\n    <Info>Virtual disk information</Info>\n";
+    for (i, disk) in disks.iter().enumerate() {
+        let _ = writeln!(
+            xml,
+            r#"    <Disk ovf:diskId="vmdisk{n}" ovf:fileRef="file{n}" ovf:capacity="{capacity}" ovf:capacityAllocationUnits="byte" ovf:populatedSize="{populated}" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/>"#,
+            n = i + 1,
+            capacity = disk.capacity,
+            populated = disk.populated,
+        );
+    }
+    xml += "  </DiskSection>\n";
     if opts.nic != Nic::None {
         xml += r#"  <NetworkSection>
     <Info>The list of logical networks</Info>
@@ -231,7 +304,16 @@ pub fn descriptor(opts: &OvfOptions, firmware: Firmware, disk: &DiskFile) -> Str
     <OperatingSystemSection ovf:id="101" vmw:osType="other3xLinux64Guest">
       <Info>The kind of installed guest operating system</Info>
     </OperatingSystemSection>
-    <VirtualHardwareSection>
+"#
+    );
+    if let Some(properties) = properties {
+        xml += &product_section(properties);
+    }
+    // The ISO transport is a CD-ROM holding ovf-env.xml, which the VM already has; guestinfo reaches VMware Tools.
+    let transport = if properties.is_some() { r#" ovf:transport="iso com.vmware.guestInfo""# } else { "" };
+    let _ = write!(
+        xml,
+        r#"    <VirtualHardwareSection{transport}>
       <Info>Virtual hardware requirements</Info>
       <System>
         <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>
@@ -279,19 +361,28 @@ pub fn descriptor(opts: &OvfOptions, firmware: Firmware, disk: &DiskFile) -> Str
         <rasd:ResourceSubType>vmware.cdrom.remotepassthrough</rasd:ResourceSubType>
         <rasd:ResourceType>15</rasd:ResourceType>
       </Item>
-      <Item>
-        <rasd:AddressOnParent>0</rasd:AddressOnParent>
-        <rasd:ElementName>Hard Disk 1</rasd:ElementName>
-        <rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource>
-        <rasd:InstanceID>6</rasd:InstanceID>
-        <rasd:Parent>3</rasd:Parent>
-        <rasd:ResourceType>17</rasd:ResourceType>
-      </Item>
 "#,
         hw = opts.hardware_version,
         cpus = opts.cpus,
         memory = opts.memory_mib,
     );
+    // Instance ids: 6 for the first disk, 7 for the network adapter, 8 on for the other disks.
+    for i in 0..disks.len() {
+        let _ = write!(
+            xml,
+            r#"      <Item>
+        <rasd:AddressOnParent>{i}</rasd:AddressOnParent>
+        <rasd:ElementName>Hard Disk {n}</rasd:ElementName>
+        <rasd:HostResource>ovf:/disk/vmdisk{n}</rasd:HostResource>
+        <rasd:InstanceID>{id}</rasd:InstanceID>
+        <rasd:Parent>3</rasd:Parent>
+        <rasd:ResourceType>17</rasd:ResourceType>
+      </Item>
+"#,
+            n = i + 1,
+            id = if i == 0 { 6 } else { 7 + i },
+        );
+    }
     let nic = match opts.nic {
         Nic::Vmxnet3 => Some(("VmxNet3", "VmxNet3 ethernet adapter")),
         Nic::E1000 => Some(("E1000", "E1000 ethernet adapter")),
@@ -362,7 +453,7 @@ mod tests {
     fn descriptor_carries_sizes_hardware_and_escaped_name() {
         let o = opts("name=a<b,controller=pvscsi,nic=e1000,cpus=4,memory=4096,hw=vmx-17");
         let disk = DiskFile { href: "vm-disk1.vmdk".into(), size: 13824, capacity: 65536, populated: 0 };
-        let xml = descriptor(&o, Firmware::Efi, &disk);
+        let xml = descriptor(&o, Firmware::Efi, &[disk], None);
         for needle in [
             r#"<File ovf:href="vm-disk1.vmdk" ovf:id="file1" ovf:size="13824"/>"#,
             r#"ovf:capacity="65536" ovf:capacityAllocationUnits="byte" ovf:populatedSize="0""#,

@@ -23,6 +23,8 @@ use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::random::Random;
 use crate::raw::RawImage;
+use crate::writer::SeedDisk;
+use std::sync::Arc;
 
 /// The label NoCloud looks for (it tries `CIDATA` and `cidata`; mkfs.fat and Windows store labels upper case).
 pub const LABEL: &str = "CIDATA";
@@ -140,6 +142,15 @@ fn refuse_conflicts(given: &user_data::UserData<'_>, config: &SeedConfig) -> Res
 pub fn image(config: &SeedConfig, seed: u64, epoch: u64) -> Result<Box<dyn Image>> {
     let disk = Contents::new(config, seed)?.disk(epoch)?;
     Ok(Box::new(RawImage::new(Box::new(disk))))
+}
+
+/// The seed disk as a package (OVA, OVF) carries it beside the converted disk.
+///
+/// # Errors
+/// As [`Contents::new`] and [`Contents::disk`].
+pub fn for_package(config: &SeedConfig, seed: u64, epoch: u64) -> Result<SeedDisk> {
+    let disk = Contents::new(config, seed)?.disk(epoch)?;
+    Ok(SeedDisk { bytes: Arc::new(disk), container_seed: container_seed(seed) })
 }
 
 /// The seed for the seed disk's container (VHDX GUIDs, VMDK CID), apart from the one its contents and the

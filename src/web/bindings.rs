@@ -80,6 +80,7 @@ fn target(spec: &JsValue) -> Result<Target> {
             // qemu-img's -c: the page's qcow2 is uncompressed, as OpenStack's own conversions write it (compressed
             // clusters would cost every later read).
             compressed: false,
+            seed_disk: None,
         },
     })
 }

@@ -113,6 +113,15 @@ pub fn sparse_raw(path: &Path, size: u64, data_at: &[(u64, usize)]) {
     }
 }
 
+/// Unpacks `ova` into `into` and checks it with Python's tarfile, XML parser and hashlib (tests/common/check_ova.py),
+/// the manifest's digests in `algorithm` (`SHA256`, `SHA1`); returns the disks' names in order.
+pub fn check_ova(ova: &Path, into: &Path, algorithm: &str) -> Vec<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/check_ova.py");
+    std::fs::create_dir_all(into).unwrap();
+    let names = ok("python3", &[script, ova.to_str().unwrap(), into.to_str().unwrap(), algorithm]);
+    names.lines().map(str::to_string).collect()
+}
+
 /// A FUSE mount point (vhdimount's, vmdkmount's), unmounted when dropped.
 pub struct Mount(pub PathBuf);
 

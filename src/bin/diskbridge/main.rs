@@ -11,7 +11,7 @@ mod seed;
 use args::{Arg, UsageError};
 use diskbridge::convert::{RunOptions, run};
 use diskbridge::formats::Format;
-use diskbridge::image::{Blank, Image};
+use diskbridge::image::{Blank, Grown, Image};
 use diskbridge::options::{OptionList, parse_size};
 use diskbridge::target::{self, Target};
 use diskbridge::writer::Settings;
@@ -25,7 +25,8 @@ const COMMANDS: &str = "\
 usage: diskbridge COMMAND [OPTIONS]
 
   info [-f FMT] [--output=human|json] [--backing-chain] FILE
-  convert [-p] [-q] [-c] [-f FMT] [-O FMT] [-o OPTIONS] INPUT OUTPUT
+  convert [-p] [-q] [-c] [-f FMT] [-O FMT] [-o OPTIONS] [-o size=SIZE] INPUT OUTPUT
+          with -O ova|ovf also [--hostname NAME] [--ssh-key FILE]... [--password-file FILE] [--user-data FILE]
   create [-q] [-f FMT] [-o OPTIONS] OUTPUT [SIZE]
   compare [-f FMT] [-F FMT] [-s] [-p] [-q] IMAGE1 IMAGE2   (exit 0 identical, 1 different, 2 error)
   check [-q] [-f FMT] [--output=human|json] FILE             (exit 0 clean, 2 corrupt, 3 leaks, 1 cannot check)
@@ -296,7 +297,11 @@ fn target_for(format: Format, options: OptionList, output: &str, compressed: boo
     } else {
         Path::new(output).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| output.to_string())
     };
-    Ok(Target { format, options, settings: Settings { seed: seed()?, epoch: epoch()?, output_name, compressed } })
+    Ok(Target {
+        format,
+        options,
+        settings: Settings { seed: seed()?, epoch: epoch()?, output_name, compressed, seed_disk: None },
+    })
 }
 
 /// Converts `source` into `output` (a path or `-`), removing any partial output on failure or Ctrl-C.
@@ -335,7 +340,8 @@ fn write_image(
 
 fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     // Which flags take a value follows qemu-img: `-W` takes none, so `-W in out` keeps both positionals.
-    let parsed = args::parse(argv, "fOomStTlrF", &["target-is-zero"])?;
+    let long: Vec<&str> = ["target-is-zero"].into_iter().chain(seed::FLAGS).collect();
+    let parsed = args::parse(argv, "fOomStTlrF", &long)?;
     let (mut in_format, mut out_format, mut options) = (None, None, OptionList::default());
     let (mut progress, mut quiet, mut compressed) = (false, false, false);
     for a in &parsed {
@@ -348,6 +354,7 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
             // Accepted for qemu-img compatibility; they tune qemu's own I/O and mean nothing here.
             Arg::Short('m' | 'S' | 't' | 'T', Some(_)) | Arg::Short('W', None) => {}
             Arg::Short('c', None) => compressed = true,
+            Arg::Long(name, Some(_)) if seed::FLAGS.contains(&name.as_str()) => {}
             Arg::Positional(_) => {}
             other => return Err(Failure::Usage(format!("convert: unsupported option {other:?}"))),
         }
@@ -355,6 +362,8 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     let [input, output] = positionals(&parsed)[..] else {
         return Err(Failure::Usage("convert needs INPUT and OUTPUT".into()));
     };
+    let (first_login, login_files) = seed::config(&parsed)?;
+    seed::refuse_overwriting(&login_files, output)?;
     if output != "-" {
         if output::same_file(Path::new(input), Path::new(output)) {
             return Err(Failure::Error(Some(output.into()), Error::argument("Refusing to overwrite the input image")));
@@ -372,7 +381,14 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
         }
         Format::raw()
     });
+    if !first_login.is_empty() && out_format.spec().disk_format.is_none() {
+        return Err(Failure::Usage(format!(
+            "--hostname, --ssh-key, --password-file and --user-data go into an OVA or OVF package; for {out_format} \
+             output write the seed disk beside it with `diskbridge seed`"
+        )));
+    }
     let chosen_disk = options.take_u64("disk").map_err(|e| Failure::Usage(e.message().into()))?;
+    let grown_to = options.take_size("size").map_err(|e| Failure::Usage(e.message().into()))?;
     // A package of several disks (an OVA) converts each, or the one disk=N picks.
     let format = probe(input, in_format)?;
     let package = format.spec().disks.is_some();
@@ -389,9 +405,25 @@ fn cmd_convert(argv: &[String]) -> Result<(), Failure> {
     };
     for (disk, output) in disks {
         let source = open_input_disk(input, in_format, disk)?;
-        let target = target_for(out_format, options.clone(), &output, compressed)?;
+        let source = match grown_to {
+            // A size below the source's is the caller's mistake, named with both sizes.
+            Some(size) => Box::new(Grown::new(source, size).map_err(|e| Failure::Usage(e.message().into()))?),
+            None => source,
+        };
+        let mut target = target_for(out_format, options.clone(), &output, compressed)?;
+        if !first_login.is_empty() {
+            let settings = &target.settings;
+            let seed_disk = diskbridge::seed::for_package(&first_login, settings.seed, settings.epoch);
+            target.settings.seed_disk = Some(seed_disk.map_err(|e| Failure::Usage(e.message().into()))?);
+        }
         // Each encoder thread opens the input itself, so decompressing it runs on every core too.
-        let reopen = || diskbridge::native::open_image_disk(Path::new(input), in_format, disk);
+        let reopen = || {
+            let source = diskbridge::native::open_image_disk(Path::new(input), in_format, disk)?;
+            Ok(match grown_to {
+                Some(size) => Box::new(Grown::new(source, size)?) as Box<dyn Image>,
+                None => source,
+            })
+        };
         // As in qemu-img, -q silences progress whatever the order of -p and -q.
         write_image(source, Some(&reopen), &target, &output, progress && !quiet)?;
     }
