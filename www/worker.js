@@ -63,8 +63,8 @@ async function convert(msg) {
   let output = null;
   try {
     output = await openOutput(msg.output);
-    job = msg.input
-      ? new wasm_bindgen.Job(msg.input, msg.others, target)
+    job = msg.input ? new wasm_bindgen.Job(msg.input, msg.others, target, msg.login ?? null)
+      : msg.login ? wasm_bindgen.Job.seedDisk(msg.login, target)
       : wasm_bindgen.Job.blank(msg.blankSize, target);
     if (output.readBack) job.setReadBack(output.readBack);
     const total = job.total;
@@ -78,9 +78,14 @@ async function convert(msg) {
     const checkCancel = () => {
       if (cancelled.has(id)) throw {kind: 'cancelled', message: 'Cancelled'};
     };
-    const pooled = setUpPool(msg);
+    // A seed disk (a few MiB, made from the login) is encoded here; an input's units on the pool.
+    const pooled = msg.input ? setUpPool(msg) : null;
     for (let phase = job.phase; phase === 'scan' || phase === 'write'; phase = job.phase) {
-      await encodeInPool(job, pooled, phase, output, checkCancel, progress);
+      if (pooled === null) {
+        while (job.encodeHere(BATCH_BYTES)) checkCancel();
+      } else {
+        await encodeInPool(job, pooled, phase, output, checkCancel, progress);
+      }
       job.endPass();
     }
     await finishInSteps(job, output, checkCancel, progress);
@@ -120,14 +125,12 @@ function verify(msg) {
   }
 }
 
-/** Has every encoder open the input for a new job (a blank disk has none, and no unit to encode); its id. */
+/** Has every encoder open the input for a new job; its id. */
 function setUpPool(msg) {
   if (!pool.length) throw {kind: 'internal', message: 'No encoder workers', offset: null, file: null};
   const jobId = ++poolJob;
-  if (msg.input) {
-    for (const port of pool) {
-      port.postMessage({type: POOL.SETUP, job: jobId, input: msg.input, others: msg.others, target: msg.target});
-    }
+  for (const port of pool) {
+    port.postMessage({type: POOL.SETUP, job: jobId, input: msg.input, others: msg.others, target: msg.target});
   }
   return jobId;
 }

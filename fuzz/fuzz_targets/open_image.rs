@@ -2,8 +2,9 @@
 //! error — never a panic, a hang or a giant allocation.
 #![no_main]
 
-use diskbridge::extent::Extents;
-use diskbridge::image::{NoFiles, open};
+use diskbridge::chain::NoFiles;
+use diskbridge::image::Extents;
+use diskbridge::open::open;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

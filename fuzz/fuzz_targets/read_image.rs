@@ -2,8 +2,10 @@
 //! which drives L2 lookups, compressed-cluster decoding and backing fallbacks.
 #![no_main]
 
-use diskbridge::extent::{ExtentKind, Extents};
-use diskbridge::image::{NoFiles, open};
+use diskbridge::chain::NoFiles;
+use diskbridge::extent::ExtentKind;
+use diskbridge::image::Extents;
+use diskbridge::open::open;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

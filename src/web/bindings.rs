@@ -12,6 +12,7 @@ use crate::formats::Format;
 use crate::image::{Blank, Extents, Image};
 use crate::open::OpenContext;
 use crate::options::OptionList;
+use crate::seed::SeedConfig;
 use crate::target::{self, Encoders, Target};
 use crate::writer::{OneOutput, Settings};
 use js_sys::{Array, Function, Object, Reflect, Uint8Array};
@@ -83,6 +84,38 @@ fn target(spec: &JsValue) -> Result<Target> {
             seed_disk: None,
         },
     })
+}
+
+/// The protocol's `Login`, `{hostname, sshKeys, password, userData}` (each `null` or missing when not given; the
+/// keys as pasted text, the user data as bytes): what the first boot is to set up. `None` when nothing is given.
+fn login(value: &JsValue) -> Result<Option<SeedConfig>> {
+    if value.is_null() || value.is_undefined() {
+        return Ok(None);
+    }
+    let field = |key: &str| Reflect::get(value, &key.into()).ok().filter(|v| !v.is_null() && !v.is_undefined());
+    let text = |key: &str| field(key).and_then(|v| v.as_string()).filter(|t| !t.is_empty());
+    let ssh_keys = match text("sshKeys") {
+        Some(keys) => crate::seed::ssh_key::keys_in(keys.as_bytes())?,
+        None => Vec::new(),
+    };
+    let user_data = field("userData").map(|bytes| Uint8Array::new(&bytes).to_vec());
+    let config = SeedConfig { hostname: text("hostname"), ssh_keys, password: text("password"), user_data };
+    Ok(if config.is_empty() { None } else { Some(config) })
+}
+
+/// The target with `login` in it: a package carries the seed disk, other formats cannot.
+fn with_login(mut target: Target, login: Option<SeedConfig>) -> Result<Target> {
+    if let Some(config) = login {
+        if target.format.spec().disk_format.is_none() {
+            return Err(Error::argument(format!(
+                "A first login goes into an OVA; for {} output save the seed disk beside it",
+                target.format
+            )));
+        }
+        let (seed, epoch) = (target.settings.seed, target.settings.epoch);
+        target.settings.seed_disk = Some(crate::seed::for_package(&config, seed, epoch)?);
+    }
+    Ok(target)
 }
 
 fn open(input: &File, resolver: &PickedFiles) -> Result<Box<dyn Image>> {
@@ -177,14 +210,30 @@ pub struct Job {
 
 #[wasm_bindgen]
 impl Job {
-    /// Converts `input` (backing files found among `others`) to the protocol's `Target` `spec`.
+    /// Converts `input` (backing files found among `others`) to the protocol's `Target` `spec`, grown to its
+    /// `size=` option if it has one, an OVA carrying the seed disk for the protocol's `Login` `login`.
     ///
     /// # Errors
-    /// The core's error: a bad option, an unreadable image, a backing file that was not picked.
+    /// The core's error: a bad option, size or login, an unreadable image, a backing file that was not picked.
     #[wasm_bindgen(constructor)]
-    pub fn new(input: File, others: Array, spec: JsValue) -> Result<Job, JsValue> {
-        let target = target(&spec)?;
-        Ok(Job::start(open(&input, &PickedFiles::new(files(&others)))?, &target)?)
+    pub fn new(input: File, others: Array, spec: JsValue, login: JsValue) -> Result<Job, JsValue> {
+        let mut target = with_login(target(&spec)?, self::login(&login)?)?;
+        let source = target::sized(open(&input, &PickedFiles::new(files(&others)))?, &mut target.options)?;
+        Ok(Job::start(source, &target)?)
+    }
+
+    /// A cloud-init seed disk for the protocol's `Login` `login`, written to `spec` — the `seed` command, byte for
+    /// byte.
+    ///
+    /// # Errors
+    /// The core's error for an empty or bad login or a bad option.
+    #[wasm_bindgen(js_name = seedDisk)]
+    pub fn seed_disk(login: JsValue, spec: JsValue) -> Result<Job, JsValue> {
+        let mut target = target(&spec)?;
+        let config = self::login(&login)?.ok_or_else(|| Error::argument("The seed disk needs a first login"))?;
+        let image = crate::seed::image(&config, target.settings.seed, target.settings.epoch)?;
+        target.settings.seed = crate::seed::container_seed(target.settings.seed);
+        Ok(Job::start(image, &target)?)
     }
 
     /// An empty disk of `size` bytes written to `spec` — the `create` command.
@@ -245,6 +294,25 @@ impl Job {
             indices.push(index as f64);
         }
         Ok(indices)
+    }
+
+    /// Reads, encodes and writes the next units of the current pass here, about `budget` guest bytes of them,
+    /// for a source no pool worker can open itself (a seed disk, a few MiB); `false` once the pass has none left.
+    ///
+    /// # Errors
+    /// The core's error reading, encoding or writing.
+    #[wasm_bindgen(js_name = encodeHere)]
+    pub fn encode_here(&mut self, budget: f64) -> Result<bool, JsValue> {
+        let conv = self.conv()?;
+        let encoder = conv.encoder()?;
+        let mut taken = 0;
+        while ((taken * conv.unit_size()) as f64) < budget {
+            let Some((index, data)) = conv.next_unit()? else { return Ok(false) };
+            let encoded = encoder.encode(index, data)?;
+            conv.accept(index, encoded)?;
+            taken += 1;
+        }
+        Ok(true)
     }
 
     /// Gives the writer unit `index` as an [`Encoder`] encoded it for the current pass (`undefined` for a unit
@@ -327,8 +395,8 @@ impl Encoder {
     /// The core's error for a bad option or an unreadable image.
     #[wasm_bindgen(constructor)]
     pub fn new(input: File, others: Array, spec: JsValue) -> Result<Encoder, JsValue> {
-        let target = target(&spec)?;
-        let source = open(&input, &PickedFiles::new(files(&others)))?;
+        let mut target = target(&spec)?;
+        let source = target::sized(open(&input, &PickedFiles::new(files(&others)))?, &mut target.options)?;
         Ok(Encoder { encoders: target::encoders(&target, source.virtual_size())?, source })
     }
 
@@ -506,7 +574,7 @@ mod tests {
     fn units_encoded_by_encoders_over_their_own_opening_make_the_image() {
         let disk = raw_disk();
         let input = file(&disk, "disk.img");
-        let mut job = Job::new(input.clone(), Array::new(), spec("raw", "", "disk.raw")).unwrap();
+        let mut job = Job::new(input.clone(), Array::new(), spec("raw", "", "disk.raw"), JsValue::NULL).unwrap();
         assert_eq!(job.phase(), "write");
         let mut encoders: Vec<Encoder> =
             (0..2).map(|_| Encoder::new(input.clone(), Array::new(), spec("raw", "", "disk.raw")).unwrap()).collect();
@@ -524,7 +592,7 @@ mod tests {
         let disk = raw_disk();
         let input = file(&disk, "disk.img");
         let target = || spec("ova", "", "vm.ova");
-        let mut job = Job::new(input.clone(), Array::new(), target()).unwrap();
+        let mut job = Job::new(input.clone(), Array::new(), target(), JsValue::NULL).unwrap();
         let mut encoders: Vec<Encoder> =
             (0..2).map(|_| Encoder::new(input.clone(), Array::new(), target()).unwrap()).collect();
         let out = Written::default();
@@ -542,6 +610,37 @@ mod tests {
         assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
         assert!(progress[..progress.len() - 1].iter().all(|&p| p < total), "100 % only at the end: {progress:?}");
         assert_eq!(progress.last(), Some(&total));
+    }
+
+    #[wasm_bindgen_test]
+    fn a_seed_disk_job_writes_the_seed_commands_disk() {
+        let login = Object::new();
+        set(&login, "hostname", "web-1");
+        let mut job = Job::seed_disk(login.clone().into(), spec("raw", "", "seed.img")).unwrap();
+        let out = Written::default();
+        while matches!(job.phase().as_str(), "scan" | "write") {
+            while job.encode_here((1 << 20) as f64).unwrap() {
+                apply(&mut out.borrow_mut(), &job.take_chunks());
+            }
+            job.end_pass().unwrap();
+        }
+        while !job.finish_step().unwrap() {}
+        let len = job.finish().unwrap();
+        apply(&mut out.borrow_mut(), &job.take_chunks());
+        out.borrow_mut().resize(len as usize, 0);
+        let config = SeedConfig { hostname: Some("web-1".into()), ..SeedConfig::default() };
+        let mut expected = crate::seed::image(&config, u64::MAX, 2).unwrap();
+        let mut bytes = vec![0u8; expected.virtual_size() as usize];
+        expected.read_at(0, &mut bytes).unwrap();
+        assert!(*out.borrow() == bytes);
+        let bad = Object::new();
+        set(&bad, "hostname", "-bad-");
+        assert_eq!(
+            get(&Job::seed_disk(bad.into(), spec("raw", "", "s.img")).err().unwrap(), "kind"),
+            "invalid-argument"
+        );
+        let refused = Job::new(file(&raw_disk(), "d.img"), Array::new(), spec("vhdx", "", "d.vhdx"), login.into());
+        assert_eq!(get(&refused.err().unwrap(), "kind"), "invalid-argument", "a login needs a package");
     }
 
     #[wasm_bindgen_test]
