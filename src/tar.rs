@@ -88,10 +88,14 @@ pub fn parse(h: &[u8; 512]) -> Result<Option<Entry>> {
 /// A numeric field: octal digits (NUL/space terminated), or GNU base-256 (high bit of the first byte set).
 fn number(field: &[u8]) -> Option<u64> {
     if field[0] & 0x80 != 0 {
-        if field[0] != 0x80 || field[1..field.len() - 8].iter().any(|&b| b != 0) {
+        // The flag's other bits are the number's highest; anything past 64 bits, or negative, is refused. Fields
+        // shorter than 9 bytes (the 8-byte checksum) hold fewer than 8 digits.
+        let digits = &field[1..];
+        let high = digits.len().saturating_sub(8);
+        if field[0] != 0x80 || digits[..high].iter().any(|&b| b != 0) {
             return None;
         }
-        return Some(u64::from_be_bytes(field[field.len() - 8..].try_into().ok()?));
+        return Some(digits[high..].iter().fold(0, |value, &b| value << 8 | u64::from(b)));
     }
     let digits = std::str::from_utf8(field).ok()?.trim_matches(|c| c == '\0' || c == ' ');
     if digits.is_empty() {
@@ -147,6 +151,17 @@ mod tests {
         let mut bad = header("a", 1, 0).unwrap();
         bad[0] = b'b';
         assert!(parse(&bad).is_err());
+    }
+
+    #[test]
+    fn base_256_numbers_of_any_width_parse_or_are_refused() {
+        assert_eq!(number(&[0x80, 0, 0, 0, 0, 0, 0, 7]), Some(7), "an 8-byte field holds 7 digits");
+        assert_eq!(number(&[0x80]), Some(0));
+        assert_eq!(number(&[0xff, 0, 0, 0, 0, 0, 0, 7]), None, "negative");
+        let mut wide = [0u8; 12];
+        wide[0] = 0x80;
+        wide[3] = 1;
+        assert_eq!(number(&wide), None, "past 64 bits");
     }
 
     #[test]

@@ -227,3 +227,19 @@ fn truncation_sweep_never_panics() {
         }
     }
 }
+
+/// Found by the fuzzer (read_image, crash-752874ba…): an OVA member header whose 8-byte checksum field sets the
+/// GNU base-256 flag made the number parser slice past its start and panic.
+#[test]
+fn an_ova_header_with_a_base_256_checksum_is_refused() {
+    let dir = tmp();
+    let raw = dir.path().join("d.raw");
+    sparse_raw(&raw, 1 << 20, &[(0, 4096)]);
+    let ova = dir.path().join("vm.ova");
+    let out = diskbridge_run(&["convert", "-O", "ova", s(&raw), s(&ova)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (name, value) in [("base256.ova", 0x80), ("base256-negative.ova", 0xff)] {
+        let path = patched(&ova, dir.path(), name, 148, 1, value);
+        assert_refused(&path, &["checksum", "tar"]);
+    }
+}
