@@ -81,6 +81,11 @@ fn target(spec: &JsValue) -> Result<Target> {
     })
 }
 
+/// The protocol Target's `appendOnly`: the output takes bytes only in order (a streamed download).
+fn append_only(spec: &JsValue) -> bool {
+    Reflect::get(spec, &"appendOnly".into()).is_ok_and(|v| v.is_truthy())
+}
+
 fn open(input: &File, resolver: &PickedFiles) -> Result<Box<dyn Image>> {
     open_blob(&input.name(), input.clone().into(), resolver)
 }
@@ -180,7 +185,7 @@ impl Job {
     #[wasm_bindgen(constructor)]
     pub fn new(input: File, others: Array, spec: JsValue) -> Result<Job, JsValue> {
         let target = target(&spec)?;
-        Ok(Job::start(open(&input, &PickedFiles::new(files(&others)))?, &target)?)
+        Ok(Job::start(open(&input, &PickedFiles::new(files(&others)))?, &target, append_only(&spec))?)
     }
 
     /// An empty disk of `size` bytes written to `spec` — the `create` command.
@@ -188,11 +193,11 @@ impl Job {
     /// # Errors
     /// The core's error for a bad option or size.
     pub fn blank(size: f64, spec: JsValue) -> Result<Job, JsValue> {
-        Ok(Job::start(Box::new(Blank::new(size as u64)), &target(&spec)?)?)
+        Ok(Job::start(Box::new(Blank::new(size as u64)), &target(&spec)?, append_only(&spec))?)
     }
 
-    fn start(image: Box<dyn Image>, target: &Target) -> Result<Job> {
-        let sink = ChunkSink::default();
+    fn start(image: Box<dyn Image>, target: &Target, append_only: bool) -> Result<Job> {
+        let sink = ChunkSink::new(append_only);
         let writer = target::writer(target, image.virtual_size(), Box::new(sink.clone()))?;
         Ok(Job { conv: Some(Converter::new(image, writer)?), sink })
     }
