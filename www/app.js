@@ -117,7 +117,7 @@ function startWorker() {
     };
     worker.onmessage = (event) => {
       const msg = event.data;
-      if (msg.type === MSG.READY) return resolve();
+      if (msg.type === MSG.READY) return resolve(msg.readsFiles);
       const request = pending.get(msg.id);
       if (!request) return;
       if (msg.type === MSG.PROGRESS) return request.onProgress?.(msg.done, msg.total);
@@ -138,7 +138,7 @@ function startWorker() {
         encoder.postMessage({type: MSG.INIT, module, port: channel.port1}, [channel.port1]);
         return channel.port2;
       });
-      worker.postMessage({type: MSG.INIT, module, pool}, pool);
+      worker.postMessage({type: MSG.INIT, module, pool, probe: new Blob([new Uint8Array(16)])}, pool);
     }, (e) => fail(diskError(e)));
   });
 }
@@ -303,13 +303,17 @@ const serviceWorker = !served || !navigator.serviceWorker ? Promise.resolve(null
   new Promise((resolve) => setTimeout(() => resolve(null), SERVICE_WORKER_WAIT_MS)),
 ]);
 
-/** What this browser offers the page, as the storage note and the tests report it. */
+/**
+ * What this browser offers the page, as the storage note and the tests report it. `readsFiles` waits for the
+ * coordinator, which the wiring at the end starts before this first resumes.
+ */
 const capabilities = (async () => ({
   picker: typeof window.showSaveFilePicker === 'function',
   opfs: await opfsAvailable,
   stream: (await serviceWorker) !== null,
   simd: window.diskbridgeSimd,
   file: !served,
+  readsFiles: await workerReady.catch(() => false),
 }))();
 window.diskbridgeCapabilities = capabilities;
 
@@ -405,6 +409,7 @@ async function storageNote() {
   note.hidden = false;
   // BROWSER.md: the picker creates (or empties) the chosen file the moment it is chosen.
   show(note, () => {
+    if (!can.readsFiles) return TEXT.noteNoFileReads;
     if (can.picker) return TEXT.notePicker;
     const fallback = can.opfs ? TEXT.noteOpfs(can, quota == null ? null : human(quota))
       : TEXT.noteMemory(can, human(MEMORY_LIMIT));
@@ -469,8 +474,10 @@ async function convert(format, source) {
   const target = TARGETS[format];
   hideError();
   clearOutcome();
+  let streaming = false;
+  let name = '';
   try {
-    const name = source.blankSize ? '64KiB.vmdk' : outputName(source.file, target.ext);
+    name = source.blankSize ? '64KiB.vmdk' : outputName(source.file, target.ext);
     const options = target.options ? $(target.options).value.trim() : '';
     const message = {
       type: MSG.CONVERT,
@@ -482,6 +489,7 @@ async function convert(format, source) {
     const estimate = source.file ? (format === 'raw' ? image.info.virtualSize : image.info.allocatedBytes) : 0;
     const output = await chooseOutput(name, format, estimate);
     if (!output) return;
+    streaming = output.kind === 'stream';
     // Only what the worker uses crosses to it; the stream's port is handed over, not copied.
     message.output = output.kind === 'stream' ? {kind: 'stream', port: output.port}
       : {...output, copyTo: undefined};
@@ -519,7 +527,9 @@ async function convert(format, source) {
     // For the benchmark and the tests: what the last conversion took, and each worker's wasm memory.
     window.diskbridgeLastRun = {seconds, bytes: result.bytes, total: result.total, memory: result.memory};
   } catch (error) {
-    if (error.kind === 'cancelled') show($('result'), () => TEXT.cancelled);
+    // Some browsers keep what a failed download had received under its name (WebKitGTK does).
+    if (error.kind === 'cancelled') show($('result'), () => (streaming ? TEXT.cancelledStream(name) : TEXT.cancelled));
+    else if (streaming) show($('result'), () => TEXT.failedStream(name));
     else showError(error);
     // A panic leaves the wasm instance unusable: start fresh workers for the next try.
     if (error.kind === 'internal') startWorker();

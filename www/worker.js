@@ -36,7 +36,7 @@ self.onmessage = (event) => {
           settleBatch(e.data);
         };
       });
-      self.postMessage({type: MSG.READY});
+      self.postMessage({type: MSG.READY, readsFiles: readsBlob(msg.probe)});
       break;
     case MSG.INSPECT:
       try {
@@ -155,6 +155,18 @@ async function encodeInPool(job, msg, output, checkCancel, progress) {
   } finally {
     // Batches still out belong to a job that has failed or been cancelled; their answers are dropped.
     for (const key of [...batches.keys()]) if (key.startsWith(`${jobId}/`)) batches.delete(key);
+  }
+}
+
+/**
+ * Whether this worker can read a Blob the page made: WebKitGTK refuses every read from a worker of a page opened
+ * from a file (NotReadableError), so the page can tell why no image can be read there.
+ */
+function readsBlob(blob) {
+  try {
+    return new FileReaderSync().readAsArrayBuffer(blob).byteLength === blob.size;
+  } catch {
+    return false;
   }
 }
 

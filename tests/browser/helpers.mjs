@@ -1,6 +1,6 @@
 // Shared pieces of the browser tests: fixtures made with qemu-img, the diskbridge CLI as the reference, a
 // static server for dist/, and Debian's Chromium driven by playwright-core (browser downloads fail here).
-import {execFileSync} from 'node:child_process';
+import {execFileSync, spawn} from 'node:child_process';
 import {randomBytes} from 'node:crypto';
 import {closeSync, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync,
   writeSync} from 'node:fs';
@@ -41,6 +41,22 @@ export function cli(args) {
   } catch (e) {
     return {status: e.status, stderr: String(e.stderr)};
   }
+}
+
+/**
+ * The CLI's output for `args`, whose output path is `fifo`, as it writes it to a pipe of that name: the
+ * append-only layout the page streams. Resolves to the captured file's path.
+ */
+export async function cliThroughPipe(args, fifo) {
+  run('mkfifo', [fifo]);
+  const captured = `${fifo}.captured`;
+  const reader = spawn('sh', ['-c', 'cat "$1" > "$2"', 'sh', fifo, captured]);
+  const read = new Promise((resolve) => reader.on('exit', resolve));
+  const result = cli(args);
+  if (result.status !== 0) reader.kill();
+  await read;
+  if (result.status !== 0) throw new Error(`diskbridge ${args.join(' ')}: ${result.stderr}`);
+  return captured;
 }
 
 /**

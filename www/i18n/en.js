@@ -54,6 +54,9 @@ const TEXT_EN = {
     'file too: with the image (matched by its name), or here, where a file of any name is used as it.',
   notePicker: 'You choose where to save. The file is created as soon as you choose it, and choosing an existing ' +
     'file empties it at once; if the conversion fails or is cancelled, it is removed.',
+  noteNoFileReads: 'This browser does not let a page opened from a file read the files you pick (its workers ' +
+    'get "NotReadableError"), so only the empty VMDK can be made here. Open the page over http(s) instead (' +
+    'scripts/start serves it), or use Firefox or Chromium.',
   noteStream: 'This browser has no save dialog, so a VMDK, VHDX or raw image is streamed into its downloads as it ' +
     'is written: no size limit but the disk, and a cancelled or failed conversion leaves a failed download, never ' +
     'a complete-looking file. A streamed VMDK has its grain tables at its end (the streamOptimized layout of ' +
@@ -85,6 +88,10 @@ const TEXT_EN = {
   starting: 'Starting…',
   cancelling: 'Cancelling…',
   cancelled: 'Cancelled. No file was left behind.',
+  cancelledStream: (name) => `Cancelled. The download of ${name} was stopped and marked as failed; if the browser ` +
+    'kept what it had received under that name, delete it: it is not a complete image.',
+  failedStream: (name) => `The download of ${name} was stopped and marked as failed; if the browser kept what it ` +
+    'had received under that name, delete it: it is not a complete image.',
   progress: (done, total, mbps) => `${done} of ${total} — ${mbps} MB/s`,
   eta: (left) => `, about ${left} left`,
   seconds: (s) => `${s} s`,
