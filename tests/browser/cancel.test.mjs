@@ -32,7 +32,7 @@ for (const {mode, picker, button, what} of PATHS) {
     const note = await page.locator('#storage-note').innerText();
     if (mode === 'file') assert.match(note, /assembled in memory.*at most 2\.00 GiB/);
     if (picker === 'opfs') assert.match(note, /created as soon as you choose it/);
-    if (mode === 'http' && picker === 'hidden') assert.match(note, /browser's own storage first/);
+    if (mode === 'http' && picker === 'hidden') assert.match(note, /browser's own storage for this page first/);
     await h.pick(page, [input]);
     await page.getByText('Advanced options').click();
     await page.getByRole('button', {name: button, exact: true}).click();

@@ -26,6 +26,16 @@ function freePort() {
   });
 }
 
+/** MiniBrowser needs an X display: a private Xvfb, which tells the display number it took. */
+function startXvfb() {
+  return new Promise((resolve, reject) => {
+    const process = spawn('Xvfb', ['-displayfd', '1', '-nolisten', 'tcp', '-screen', '0', '1280x1024x24'],
+      {stdio: ['ignore', 'pipe', 'ignore']});
+    process.on('error', reject);
+    process.stdout.once('data', (data) => resolve({name: `:${String(data).trim()}`, process}));
+  });
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** `fn` applied to `arg` in the page, as one expression every driver can evaluate (awaited if it is a promise). */
@@ -99,9 +109,10 @@ const LAUNCH = {
 
   async webkit(downloads) {
     const port = await freePort();
+    const display = process.env.DISPLAY ? null : await startXvfb();
     // MiniBrowser saves downloads into $HOME, which it takes from the driver that starts it.
     const driverProcess = spawn('WebKitWebDriver', [`--port=${port}`], {
-      stdio: 'ignore', env: {...process.env, HOME: downloads},
+      stdio: 'ignore', env: {...process.env, HOME: downloads, ...(display && {DISPLAY: display.name})},
     });
     let driver = null;
     for (let i = 0; i < 50 && !driver; i++) {
@@ -111,7 +122,11 @@ const LAUNCH = {
         'webkitgtk:browserOptions': {binary: MINIBROWSER, args: ['--automation']},
       }).build().catch(() => null);
     }
-    if (!driver) throw new Error('WebKitWebDriver did not start MiniBrowser (is Xvfb running?)');
+    if (!driver) {
+      driverProcess.kill();
+      display?.process.kill();
+      throw new Error('WebKitWebDriver did not start MiniBrowser');
+    }
     const evaluate = async (fn, arg) => {
       const result = await driver.executeAsyncScript(`const done = arguments[arguments.length - 1];
         Promise.resolve().then(() => ${expression(fn, arg)})
@@ -124,6 +139,7 @@ const LAUNCH = {
       async close() {
         await driver.quit().catch(() => {});
         driverProcess.kill();
+        display?.process.kill();
       },
       page: {
         goto: (url) => driver.get(url),

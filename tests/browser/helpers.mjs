@@ -133,12 +133,15 @@ export async function pageUrl(t, mode, root = DIST) {
  * picker's code path without a native dialog). `esxi`: the ESXi button's package, 'vmdk' (what most tests
  * compare with the CLI) or 'ova' (the page's default where it can write one). `locale`: the browser's language.
  * `root`: the directory served (or opened) instead of dist/. `init`: code (a function or its source) run before
- * the page's own scripts, to stand in for a browser that lacks something. `close()` stops the server.
+ * the page's own scripts, to stand in for a browser that lacks something. `serviceWorkers`: 'block' (the
+ * default here) keeps the page from registering its service worker, so without the picker it takes its OPFS or
+ * in-memory path as where the worker cannot run; 'allow' lets it stream downloads (engines.test.mjs covers that
+ * path in every engine). `close()` stops the server.
  */
-export async function openPage(t, browser, mode,
-  {query = '', picker = 'hidden', esxi = 'vmdk', locale = 'en-US', root = DIST, init = null} = {}) {
+export async function openPage(t, browser, mode, {query = '', picker = 'hidden', esxi = 'vmdk', locale = 'en-US',
+  root = DIST, init = null, serviceWorkers = 'block'} = {}) {
   const {url, requests: served, close} = await pageUrl(t, mode, root);
-  const context = await browser.newContext({acceptDownloads: true, locale});
+  const context = await browser.newContext({acceptDownloads: true, locale, serviceWorkers});
   t.after(() => context.close());
   if (picker === 'hidden') await context.addInitScript(() => { delete window.showSaveFilePicker; });
   if (picker === 'opfs') {
@@ -156,6 +159,9 @@ export async function openPage(t, browser, mode,
   page.on('pageerror', (e) => errors.push(e));
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   await page.goto(url + query);
+  // The note comes once the page knows where output goes (it waits a few seconds for a service worker that a
+  // blocked context never activates).
+  await page.locator('#storage-note:not([hidden])').waitFor();
   // The OVA choice is turned off (and VMDK chosen) once the page finds it has no OPFS.
   await page.locator(`input[name=esxi-package][value=${esxi}]`).check();
   return {page, requests, served, errors, consoleErrors, url: url + query, close};
