@@ -224,7 +224,8 @@ for (const engine of ENGINES) {
 
 // Issue 17's "done when": where there is no save dialog, an output larger than the memory fallback's 2 GiB
 // arrives whole through the stream, and the browser's own storage does not grow meanwhile (sampled all along).
-for (const engine of ENGINES) {
+// (Chromium streams too without its save dialog, but it has one.)
+for (const engine of ENGINES.filter((name) => name !== 'chromium')) {
   test(`${engine} http: a 2.5 GiB raw image is streamed whole, and OPFS does not grow`, async (t) => {
     const dir = h.tempDir(t);
     // 2.5 GiB virtual with a MiB of data at 2 GiB: quick to read, and every byte of the output must arrive.
