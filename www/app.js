@@ -17,7 +17,7 @@ const SERVICE_WORKER_WAIT_MS = 5000;
 const KEEPALIVE_MS = 10_000;
 // Outputs that have an append-only layout and so can be streamed as they are written (the CLI writes the same
 // to a pipe). qcow2 cannot (its header and tables precede the data and are known only at the end), nor an OVA
-// (its first bytes record the disk's size and digest-bearing manifest follow it).
+// (its first bytes record the size of the disk inside, known only once the disk is written).
 const STREAMABLE = new Set(['vmdk', 'vhdx', 'raw']);
 // A cooperative cancel is answered within one step; past this the worker is presumed stuck and terminated.
 const CANCEL_GRACE_MS = 3000;

@@ -34,6 +34,10 @@ self.addEventListener('activate', (event) => {
 // download); → {type: 'chunk', data: Uint8Array} | {type: 'end'} | {type: 'abort', reason}. A download that
 // does not end with 'end' fails in the browser's download list, so no complete-looking file is left.
 
+// Chunks (of up to 8 MiB) the stream asks for ahead of the browser's reads: one at a time costs a round trip per
+// chunk (measured in Firefox: about 40 MB/s); a few keep the download busy while memory stays bounded.
+const CHUNKS_AHEAD = 4;
+
 /** Registered downloads not yet requested, by id: {name, port}. */
 const registered = new Map();
 /** Downloads being streamed, by id: abort(reason) ends one with an error. */
@@ -96,7 +100,7 @@ function streamDownload(event, id) {
       streaming.delete(id);
       finished();
     },
-  });
+  }, {highWaterMark: CHUNKS_AHEAD});
   event.waitUntil(done);
   // Plain ASCII for old parsers, the exact (UTF-8) name for the rest (RFC 6266).
   const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');

@@ -166,22 +166,19 @@ export async function waitFor(page, fn, arg, timeout = 60_000, what = String(fn)
 }
 
 /**
- * Waits until the browser has finished saving `name` in its download folder: the file is there, no partial
- * file beside it (Firefox: NAME.part; WebKit: a .download file) and its size has stopped changing. Returns its
- * path.
+ * Waits until the browser has finished saving `name`, of `bytes` bytes, in its download folder: the file has
+ * its full size and no partial file is left (Firefox writes to a randomly named .part file beside an empty
+ * placeholder; WebKitGTK writes under the name itself). Returns its path.
  */
-export async function downloaded(browser, name, timeout = 120_000) {
+export async function downloaded(browser, name, bytes, timeout = 120_000) {
   const path = join(browser.downloads, name);
   const until = Date.now() + timeout;
-  let last = -1;
   for (;;) {
     if (browser.failed.has(name)) throw new Error(`the download of ${name} failed`);
-    const partial = readdirSync(browser.downloads).some((f) => f !== name && f.startsWith(name));
-    const size = existsSync(path) && !partial ? statSync(path).size : -1;
-    if (size >= 0 && size === last) return path;
-    last = size;
-    if (Date.now() > until) throw new Error(`${name} was not downloaded into ${browser.downloads}`);
-    await sleep(300);
+    const partial = readdirSync(browser.downloads).some((f) => f.endsWith('.part'));
+    if (!partial && existsSync(path) && statSync(path).size === bytes) return path;
+    if (Date.now() > until) throw new Error(`${name} (${bytes} bytes) was not downloaded into ${browser.downloads}`);
+    await sleep(200);
   }
 }
 

@@ -41,6 +41,11 @@ async function convert(page, button) {
   return outcome.result;
 }
 
+/** The size of the page's last output, as it reported it. */
+function lastBytes(page) {
+  return page.evaluate(() => window.diskbridgeLastRun.bytes);
+}
+
 /** Picks `paths` in the page's file input and waits for the image's info (or an error). */
 async function pick(page, paths) {
   await page.setFiles('#file', paths);
@@ -85,7 +90,7 @@ async function reference(dir, args, name, streamed) {
 /** The Empty 64 KiB VMDK button gives the CLI's empty disk (streamed where the page streams). */
 async function emptyVmdk(dir, browser, can) {
   assert.match(await convert(browser.page, '#empty-vmdk'), /64KiB\.vmdk/);
-  const path = await e.downloaded(browser, '64KiB.vmdk');
+  const path = await e.downloaded(browser, '64KiB.vmdk', await lastBytes(browser.page));
   const expected = await reference(dir, ['create', '-f', 'vmdk', '-o', VMDK_OPTIONS, 'OUT', '64k'], '64KiB.vmdk',
     can.stream);
   assert.ok(h.sameBytes(path, expected), 'the empty VMDK differs from the CLI\'s');
@@ -154,7 +159,7 @@ for (const engine of ENGINES) {
         const streamed = can.stream && STREAMABLE.has(c.format);
         const result = await convert(page, c.button);
         assert.match(result, new RegExp(`^${streamed ? 'Streamed' : 'Saved'} ${c.name} `));
-        const path = await e.downloaded(browser, c.name);
+        const path = await e.downloaded(browser, c.name, await lastBytes(page));
         const expected = await reference(dir, ['convert', ...c.args, qcow2, 'OUT'], c.name, streamed);
         assert.ok(h.sameBytes(path, expected), `${c.name}: the page and the CLI wrote different bytes`);
         h.run('qemu-img', ['compare', '-f', 'raw', '-F', c.format, raw, path]);
@@ -171,7 +176,7 @@ for (const engine of ENGINES) {
       if (can.opfs) {
         await page.click('input[name=esxi-package][value=ova]');
         assert.match(await convert(page, '#to-vmdk'), /^Saved guest\.ova /);
-        const path = await e.downloaded(browser, 'guest.ova');
+        const path = await e.downloaded(browser, 'guest.ova', await lastBytes(page));
         const expected = await reference(dir, ['convert', '-O', 'ova', '-o', VMDK_OPTIONS, qcow2, 'OUT'], 'guest.ova',
           false);
         assert.ok(h.sameBytes(path, expected), 'the page and the CLI wrote different OVAs');
@@ -245,9 +250,11 @@ for (const engine of ENGINES.filter((name) => name !== 'chromium')) {
       most = Math.max(most, await usage());
       result = await page.evaluate(() => document.getElementById('error').innerText.trim()
         || document.getElementById('result').innerText);
+      await new Promise((resolve) => setTimeout(resolve, 250));
     }
+    t.diagnostic(`${engine}: ${result}`);
     assert.match(result, /^Streamed large\.img \(2\.50 GiB\)/);
-    const path = await e.downloaded(browser, 'large.img', 600_000);
+    const path = await e.downloaded(browser, 'large.img', 2560 * 2 ** 20, 600_000);
     assert.equal((await import('node:fs')).statSync(path).size, 2560 * 2 ** 20);
     h.run('qemu-img', ['compare', '-f', 'qcow2', '-F', 'raw', image, path]);
     // WebKitGTK has no OPFS (and no estimate() to ask); the memory fallback would have refused the output.
