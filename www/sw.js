@@ -74,8 +74,10 @@ function streamDownload(event, id) {
         streaming.delete(id);
         port.onmessage = null;
         port.close();
-        if (error) controller.error(new Error(error));
-        else controller.close();
+        try {
+          if (error) controller.error(new Error(error));
+          else controller.close();
+        } catch { /* the browser had already cancelled the download */ }
         settle();
         finished();
       };

@@ -23,8 +23,10 @@ async function open(t, engine, mode, dir, query = `?seed=${h.SEED}&epoch=${h.EPO
   await page.goto(url + query);
   await e.waitFor(page, () => !document.getElementById('storage-note').hidden, null, 30_000, 'the storage note');
   const can = await page.evaluate(() => window.diskbridgeCapabilities);
+  const quota = await page.evaluate(async () => (await navigator.storage?.estimate?.())?.quota ?? null);
+  const gib = quota === null ? 'none' : `${(quota / 2 ** 30).toFixed(1)} GiB`;
   t.diagnostic(`${engine} ${mode}: picker ${can.picker}, OPFS ${can.opfs}, SIMD ${can.simd}, streamed ${can.stream}` +
-    `, reads picked files ${can.readsFiles}`);
+    `, reads picked files ${can.readsFiles}, storage quota ${gib}`);
   return {browser, page, can, url};
 }
 
@@ -221,7 +223,8 @@ for (const engine of ENGINES) {
       assert.match(await page.evaluate(() => document.getElementById('storage-note').innerText), /ブラウザー/);
       assert.equal(await page.evaluate(() => document.getElementById('empty-vmdk').innerText), '空の 64 KiB VMDK');
       await page.goto(await page.evaluate(() => location.href));
-      await e.waitFor(page, () => document.documentElement.lang === 'ja' && document.getElementById('to-vhdx').innerText);
+      await e.waitFor(page, () => document.documentElement.lang === 'ja'
+        && document.getElementById('to-vhdx').innerText);
       assert.equal(await page.evaluate(() => document.getElementById('to-vhdx').innerText), 'Hyper-V 用 VHDX');
     });
   }
