@@ -527,10 +527,10 @@ async function convert(format, source) {
     // For the benchmark and the tests: what the last conversion took, and each worker's wasm memory.
     window.diskbridgeLastRun = {seconds, bytes: result.bytes, total: result.total, memory: result.memory};
   } catch (error) {
-    // Some browsers keep what a failed download had received under its name (WebKitGTK does).
+    // Some browsers keep what a failed download had received under its name (WebKitGTK does): say so.
     if (error.kind === 'cancelled') show($('result'), () => (streaming ? TEXT.cancelledStream(name) : TEXT.cancelled));
-    else if (streaming) show($('result'), () => TEXT.failedStream(name));
     else showError(error);
+    if (error.kind !== 'cancelled' && streaming) show($('result'), () => TEXT.failedStream(name));
     // A panic leaves the wasm instance unusable: start fresh workers for the next try.
     if (error.kind === 'internal') startWorker();
   } finally {

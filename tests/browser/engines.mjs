@@ -44,9 +44,9 @@ function expression(fn, arg) {
 }
 
 /**
- * Starts `engine` with its downloads going to `downloads` (a fresh folder). `bypassCSP`: the page's policy is
- * lifted in this test context (Chromium only needs it to inject scripts; the others evaluate through the
- * driver, which the page's CSP does not govern). Closed after the test.
+ * Starts `engine` with its downloads going to `downloads` (a fresh folder), without a save dialog; closed after
+ * the test. Scripts the tests evaluate (axe-core among them) run through the driver, which the page's CSP does
+ * not govern; Chromium's context also bypasses the CSP, as Playwright needs for that.
  */
 export async function launch(t, engine, downloads) {
   mkdirSync(downloads, {recursive: true});
@@ -146,6 +146,8 @@ const LAUNCH = {
         evaluate,
         async setFiles(selector, paths) {
           const input = await driver.findElement({css: selector});
+          // WebKitWebDriver adds to a multiple input's files; a pick replaces them, as in the other engines.
+          await driver.executeScript('arguments[0].value = "";', input);
           await input.sendKeys([paths].flat().join('\n'));
         },
         click: (selector) => evaluate((s) => document.querySelector(s).click(), selector),

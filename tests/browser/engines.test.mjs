@@ -48,8 +48,13 @@ function lastBytes(page) {
   return page.evaluate(() => window.diskbridgeLastRun.bytes);
 }
 
-/** Picks `paths` in the page's file input and waits for the image's info (or an error). */
+/** Picks `paths` in the page's file input and waits for the image's info (or an error) about them. */
 async function pick(page, paths) {
+  // What an earlier pick showed is hidden first, so only this pick's outcome ends the wait.
+  await page.evaluate(() => {
+    document.getElementById('info').hidden = true;
+    document.getElementById('error').hidden = true;
+  });
   await page.setFiles('#file', paths);
   await e.waitFor(page, () => !document.getElementById('info').hidden || !document.getElementById('error').hidden);
 }
@@ -217,6 +222,20 @@ for (const engine of ENGINES) {
       const cli = h.cli(['convert', '-O', 'vhdx', broken, h.join(dir, 'out.vhdx')]);
       assert.equal(cli.status, 1);
       assert.ok(cli.stderr.includes(message.replace(/^[^:]*: /, '')), `page: ${message}\nCLI: ${cli.stderr}`);
+
+      if (can.stream) {
+        // A conversion that fails once its download has begun: the error, the failed download, no image left.
+        const {raw} = h.makeFixture(dir, 'streamed', 8);
+        await pick(page, [raw]);
+        await page.evaluate(() => { document.getElementById('vhdx-options').value = 'bogus=1'; });
+        await page.click('#to-vhdx');
+        await e.waitFor(page, () => !document.getElementById('error').hidden);
+        assert.match(await page.evaluate(() => document.getElementById('error').innerText), /invalid-argument[^]*bogus/);
+        assert.match(await page.evaluate(() => document.getElementById('result').innerText),
+          /download of streamed\.vhdx was stopped and marked as failed/);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        assert.equal(e.sizeOf(browser, 'streamed.vhdx') ?? 0, 0, e.downloadFolder(browser).join(', '));
+      }
 
       await page.click('[data-lang=ja]');
       assert.equal(await page.evaluate(() => document.documentElement.lang), 'ja');
