@@ -42,6 +42,8 @@ const csp = [
   // 'self': the hosted page's service worker (sw.js); a saved page never registers one.
   "worker-src blob: 'self'",
   "manifest-src 'self'",
+  // 'self': the hidden frame that starts a download the service worker streams (download/<id>/<name>).
+  "frame-src 'self'",
   `style-src ${hash(style)}`,
   "connect-src 'none'",
   // 'self': the manifest's icons, which Chromium loads under the page's policy to make it installable.

@@ -8,6 +8,17 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 // DECISIONS.md: without the picker or OPFS the output is assembled in memory, and refused above this.
 const MEMORY_LIMIT = 2 * 2 ** 30;
+// Best-effort browser storage may be evicted or capped (Firefox: about 10 GiB or 10 % of the disk); above this
+// an OPFS output first asks the browser to keep the page's storage (navigator.storage.persist()).
+const PERSIST_ABOVE = 2 ** 30;
+// How long the page waits for its service worker before it saves without streaming.
+const SERVICE_WORKER_WAIT_MS = 5000;
+// Firefox stops a service worker that has had no event for 30 s, even while it streams a download.
+const KEEPALIVE_MS = 10_000;
+// Outputs that have an append-only layout and so can be streamed as they are written (the CLI writes the same
+// to a pipe). qcow2 cannot (its header and tables precede the data and are known only at the end), nor an OVA
+// (its first bytes record the size of the disk inside, known only once the disk is written).
+const STREAMABLE = new Set(['vmdk', 'vhdx', 'raw']);
 // A cooperative cancel is answered within one step; past this the worker is presumed stuck and terminated.
 const CANCEL_GRACE_MS = 3000;
 const OPFS_PREFIX = 'diskbridge-';
@@ -106,7 +117,7 @@ function startWorker() {
     };
     worker.onmessage = (event) => {
       const msg = event.data;
-      if (msg.type === MSG.READY) return resolve();
+      if (msg.type === MSG.READY) return resolve(msg.readsFiles);
       const request = pending.get(msg.id);
       if (!request) return;
       if (msg.type === MSG.PROGRESS) return request.onProgress?.(msg.done, msg.total);
@@ -127,16 +138,19 @@ function startWorker() {
         encoder.postMessage({type: MSG.INIT, module, port: channel.port1}, [channel.port1]);
         return channel.port2;
       });
-      worker.postMessage({type: MSG.INIT, module, pool}, pool);
+      worker.postMessage({type: MSG.INIT, module, pool, probe: new Blob([new Uint8Array(16)])}, pool);
     }, (e) => fail(diskError(e)));
   });
 }
 
-/** Sends a request to the worker: its id, and a promise of its final message (rejected with a DiskError). */
-function request(message, onProgress) {
+/**
+ * Sends a request to the worker: its id, and a promise of its final message (rejected with a DiskError).
+ * `transfer`: objects in the message handed over rather than copied (a stream's port).
+ */
+function request(message, onProgress, transfer = []) {
   const id = nextId++;
   const promise = new Promise((resolve, reject) => pending.set(id, {resolve, reject, onProgress}));
-  workerReady.then(() => worker.postMessage({...message, id}), () => {});
+  workerReady.then(() => worker.postMessage({...message, id}, transfer), () => {});
   return {id, promise};
 }
 
@@ -260,6 +274,7 @@ function updateButtons() {
   for (const target of Object.values(TARGETS)) if (target.button) $(target.button).disabled = !ready;
   $('empty-vmdk').disabled = busy;
   $('verify').disabled = busy;
+  $('verify-file').disabled = busy;
   // A pick during a conversion would be ignored while the picker showed it: not offered until it ends.
   $('file').disabled = busy;
   $('backing-file').disabled = busy;
@@ -277,19 +292,48 @@ const opfsAvailable = (async () => {
   }
 })();
 
+const served = /^https?:$/.test(location.protocol);
+
 /**
- * Picks the output: the save dialog where there is one, else OPFS then a download, else memory. An OVA is
- * always written to OPFS first, the one output the worker can read back while it hashes the disk member; the
- * picked file (if any) is filled from it afterwards.
+ * The service worker's registration once it is active, or null: a saved page has none, a browser may refuse
+ * it (private windows, plain http to another host), and without it downloads are not streamed.
  */
-async function chooseOutput(name, format) {
+const serviceWorker = !served || !navigator.serviceWorker ? Promise.resolve(null) : Promise.race([
+  navigator.serviceWorker.register('sw.js').then(() => navigator.serviceWorker.ready, () => null),
+  new Promise((resolve) => setTimeout(() => resolve(null), SERVICE_WORKER_WAIT_MS)),
+]);
+
+/**
+ * What this browser offers the page, as the storage note and the tests report it. `readsFiles` waits for the
+ * coordinator, which the wiring at the end starts before this first resumes.
+ */
+const capabilities = (async () => ({
+  picker: typeof window.showSaveFilePicker === 'function',
+  opfs: await opfsAvailable,
+  stream: (await serviceWorker) !== null,
+  simd: window.diskbridgeSimd,
+  file: !served,
+  readsFiles: await workerReady.catch(() => false),
+}))();
+window.diskbridgeCapabilities = capabilities;
+
+/**
+ * Picks the output: the save dialog where there is one; else a download streamed through the service worker
+ * for the formats that can be written in order; else OPFS then a download; else memory. An OVA is always
+ * written to OPFS first, the one output the worker can read back while it hashes the disk member; the picked
+ * file (if any) is filled from it afterwards. `estimate`: about how many bytes the output will take.
+ */
+async function chooseOutput(name, format, estimate) {
   const target = TARGETS[format];
   const opfs = async (copyTo) => {
     await removeOldOpfsFiles();
+    if (!copyTo && estimate > PERSIST_ABOVE) await askToPersist();
     return {kind: 'opfs', name: `${OPFS_PREFIX}${Date.now()}-${name}`, copyTo};
   };
-  if (format === 'ova' && !(await opfsAvailable)) throw {kind: 'unsupported', message: TEXT.noOva};
-  if (typeof window.showSaveFilePicker === 'function') {
+  const can = await capabilities;
+  if (format === 'ova' && !can.opfs) throw {kind: 'unsupported', message: TEXT.noOva(can)};
+  if (!can.picker && can.stream && STREAMABLE.has(format)) return streamTo(name);
+  if (can.picker) {
     try {
       const handle = await window.showSaveFilePicker({
         suggestedName: name,
@@ -305,6 +349,49 @@ async function chooseOutput(name, format) {
   return {kind: 'memory', limit: MEMORY_LIMIT};
 }
 
+/**
+ * Asks the browser to keep this page's storage (not evict it, and in Firefox to lift the best-effort cap) before
+ * a large output goes there. The answer does not stop the conversion: a refusal only keeps the lower limit.
+ */
+async function askToPersist() {
+  try {
+    if (!(await navigator.storage.persisted())) await navigator.storage.persist();
+  } catch { /* not offered: the conversion goes ahead within the default limit */ }
+}
+
+/**
+ * Registers a streamed download with the service worker and starts it: the output spec for the worker holds the
+ * port the service worker pulls chunks from; `abort()` ends the download with an error if the worker cannot.
+ */
+async function streamTo(name) {
+  const registration = await serviceWorker;
+  const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  const channel = new MessageChannel();
+  const registered = new Promise((resolve) => {
+    channel.port2.onmessage = () => resolve();
+  });
+  registration.active.postMessage({type: 'download', id, name}, [channel.port1]);
+  await registered;
+  channel.port2.onmessage = null;
+  // A hidden frame asks for the download; the browser saves the answer as a file, the page stays as it is.
+  const frame = Object.assign(document.createElement('iframe'), {hidden: true, title: name});
+  frame.src = `download/${id}/${encodeURIComponent(name)}`;
+  document.body.append(frame);
+  const keepalive = setInterval(() => registration.active?.postMessage({type: 'keepalive'}), KEEPALIVE_MS);
+  const end = () => {
+    clearInterval(keepalive);
+    // The download carries on without the frame once the response has begun.
+    setTimeout(() => frame.remove(), 60_000);
+  };
+  return {
+    kind: 'stream', port: channel.port2, transfer: [channel.port2], end,
+    abort() {
+      registration.active?.postMessage({type: 'abort', id, reason: 'cancelled'});
+      end();
+    },
+  };
+}
+
 /** Finished outputs stay in OPFS until their download has surely been read; the next conversion clears them. */
 async function removeOldOpfsFiles() {
   const dir = await navigator.storage.getDirectory();
@@ -313,20 +400,31 @@ async function removeOldOpfsFiles() {
   }
 }
 
+/** Says where the output goes in this browser, why, and its limit; the OVA is offered only where it can be made. */
 async function storageNote() {
   const note = $('storage-note');
+  const can = await capabilities;
+  // The storage the browser grants this page, for the OPFS path's limit (Firefox: about 10 % of the disk).
+  const quota = can.opfs ? await navigator.storage.estimate().then((e) => e.quota ?? null, () => null) : null;
   note.hidden = false;
-  const opfs = await opfsAvailable;
   // BROWSER.md: the picker creates (or empties) the chosen file the moment it is chosen.
-  show(note, () => (typeof window.showSaveFilePicker === 'function' ? TEXT.notePicker
-    : opfs ? TEXT.noteOpfs : TEXT.noteMemory(human(MEMORY_LIMIT))));
-  if (!opfs) {
-    // A saved page has no OPFS, so no OVA: offer the VMDK and say why.
+  show(note, () => {
+    if (!can.readsFiles) return TEXT.noteNoFileReads;
+    if (can.picker) return TEXT.notePicker;
+    const fallback = can.opfs ? TEXT.noteOpfs(can, quota == null ? null : human(quota))
+      : TEXT.noteMemory(can, human(MEMORY_LIMIT));
+    return can.stream ? TEXT.noteStream + ' ' + TEXT.noteNotStreamed + ' ' + fallback : fallback;
+  });
+  if (!can.opfs) {
+    // No OPFS, so no OVA: offer the VMDK and say why.
     document.querySelector('input[name=esxi-package][value=ova]').disabled = true;
     document.querySelector('input[name=esxi-package][value=vmdk]').checked = true;
     nameEsxiButton();
     note.after(Object.assign(document.createElement('p'), {className: 'note', id: 'ova-note'}));
-    show($('ova-note'), () => TEXT.noOva);
+    show($('ova-note'), () => TEXT.noOva(can));
+  } else if (!can.picker) {
+    note.after(Object.assign(document.createElement('p'), {className: 'note', id: 'ova-note'}));
+    show($('ova-note'), () => TEXT.ovaStaged);
   }
 }
 
@@ -348,6 +446,7 @@ function download(blob, name) {
  * is the worker's account of it, `chosen` the output chooseOutput() gave (which holds the picked handle).
  */
 async function writtenFile(chosen, written) {
+  if (written.kind === 'stream') return null;
   if (written.kind === 'memory') return written.blob;
   if (written.kind === 'handle') return chosen.handle.getFile();
   const dir = await navigator.storage.getDirectory();
@@ -375,8 +474,10 @@ async function convert(format, source) {
   const target = TARGETS[format];
   hideError();
   clearOutcome();
+  let streaming = false;
+  let name = '';
   try {
-    const name = source.blankSize ? '64KiB.vmdk' : outputName(source.file, target.ext);
+    name = source.blankSize ? '64KiB.vmdk' : outputName(source.file, target.ext);
     const options = target.options ? $(target.options).value.trim() : '';
     const message = {
       type: MSG.CONVERT,
@@ -385,12 +486,17 @@ async function convert(format, source) {
       others: source.file ? files.filter((f) => f !== source.file) : [],
       target: {format, options, ...determinism(), outputName: name},
     };
-    const output = await chooseOutput(name, format);
+    const estimate = source.file ? (format === 'raw' ? image.info.virtualSize : image.info.allocatedBytes) : 0;
+    const output = await chooseOutput(name, format, estimate);
     if (!output) return;
-    message.output = {...output, copyTo: undefined};
+    streaming = output.kind === 'stream';
+    // Only what the worker uses crosses to it; the stream's port is handed over, not copied.
+    message.output = output.kind === 'stream' ? {kind: 'stream', port: output.port}
+      : {...output, copyTo: undefined};
+    message.target.appendOnly = output.kind === 'stream';
     setBusy(true);
     const started = performance.now();
-    const result = await runCancellable(message, output);
+    const result = await runCancellable(message, output).finally(() => output.end?.());
     const seconds = (performance.now() - started) / 1000;
     const mbps = result.total ? (result.total / 1e6 / Math.max(seconds, 0.001)).toFixed(1) : null;
     // Verify reads the file as it is on disk when asked, not a snapshot of it now.
@@ -401,24 +507,30 @@ async function convert(format, source) {
       await file.stream().pipeTo(await output.copyTo.createWritable());
       await (await navigator.storage.getDirectory()).removeEntry(result.output.name);
       reread = () => output.copyTo.getFile();
-    } else if (result.output.kind !== 'handle') {
+    } else if (file) {
       download(file, name);
     }
+    const streamed = result.output.kind === 'stream';
     show($('result'), () => {
       // The exact size on hover, as for every size the page shows.
       $('result').title = TEXT.bytes(result.bytes);
-      return TEXT.saved(name, human(result.bytes), seconds.toFixed(1), mbps);
+      return (streamed ? TEXT.streamed : TEXT.saved)(name, human(result.bytes), seconds.toFixed(1), mbps);
     });
     show($('guidance'), () => guidance(format, name, source.file && image?.info.guest));
     if (source.file) {
-      written = {source: source.file, others: message.others, reread, name};
-      $('verify').hidden = false;
+      // A streamed download cannot be read back by the page: Verify asks for the saved file instead.
+      written = {source: source.file, others: message.others, reread: streamed ? null : reread, name};
+      $('verify').hidden = streamed;
+      $('verify-pick').hidden = !streamed;
+      show($('verify-pick-label'), streamed ? () => TEXT.verifyPick(name) : null);
     }
     // For the benchmark and the tests: what the last conversion took, and each worker's wasm memory.
     window.diskbridgeLastRun = {seconds, bytes: result.bytes, total: result.total, memory: result.memory};
   } catch (error) {
-    if (error.kind === 'cancelled') show($('result'), () => TEXT.cancelled);
+    // Some browsers keep what a failed download had received under its name (WebKitGTK does): say so.
+    if (error.kind === 'cancelled') show($('result'), () => (streaming ? TEXT.cancelledStream(name) : TEXT.cancelled));
     else showError(error);
+    if (error.kind !== 'cancelled' && streaming) show($('result'), () => TEXT.failedStream(name));
     // A panic leaves the wasm instance unusable: start fresh workers for the next try.
     if (error.kind === 'internal') startWorker();
   } finally {
@@ -465,7 +577,7 @@ function runCancellable(message, output) {
   const {id, promise} = request(message, (done, all) => {
     total = all;
     showProgress(done, total, started);
-  });
+  }, output.transfer);
   current = {
     cancel() {
       $('status').textContent = TEXT.cancelling;
@@ -485,6 +597,7 @@ async function forceCancel(id, output) {
   pending.clear();
   startWorker();
   if (output.kind === 'handle') await output.handle.remove().catch(() => {});
+  if (output.kind === 'stream') output.abort();
   if (output.kind === 'opfs') {
     await output.copyTo?.remove().catch(() => {});
     const dir = await navigator.storage.getDirectory();
@@ -533,13 +646,17 @@ function setBusy(value) {
 
 // ---- verifying -------------------------------------------------------------------------------------------
 
-/** Reads the saved output back and compares its guest contents with the source's, as qemu-img compare does. */
-async function verify() {
+/**
+ * Reads the saved output back and compares its guest contents with the source's, as qemu-img compare does.
+ * `picked`: the saved file as the user picked it again (a streamed download, which the page cannot read back).
+ */
+async function verify(picked) {
   if (busy || !written) return;
   hideError();
   show($('verdict'), () => TEXT.verifying);
   setBusy(true);
-  const {source, others, reread, name} = written;
+  const {source, others, name} = written;
+  const reread = picked ? async () => picked : written.reread;
   try {
     const output = await reread().catch((e) => {
       throw {kind: 'io', message: `Cannot read ${name} back: ${e.name}: ${e.message}`};
@@ -560,6 +677,8 @@ function clearOutcome() {
   for (const id of ['result', 'guidance', 'verdict']) show($(id), null);
   $('result').title = '';
   $('verify').hidden = true;
+  $('verify-pick').hidden = true;
+  $('verify-file').value = '';
   written = null;
 }
 
@@ -594,8 +713,7 @@ function becomeInstallable() {
   link('manifest', 'manifest.webmanifest');
   // Named, so the browser does not ask for a /favicon.ico that is not there.
   link('icon', 'icon.svg');
-  // An unregistered worker only costs the offline copy; the page itself works the same.
-  navigator.serviceWorker?.register('sw.js').catch(() => {});
+  // The service worker (offline copy, streamed downloads) is registered by `serviceWorker` above.
   // "Open with" on the installed app hands the files over here.
   window.launchQueue?.setConsumer(async ({files: handles}) => {
     pickFiles(await Promise.all(handles.map((handle) => handle.getFile())), false);
@@ -623,7 +741,10 @@ for (const [format, target] of Object.entries(TARGETS)) {
   const choose = () => (format === 'vmdk' ? esxiFormat() : format);
   $(target.button).addEventListener('click', () => convert(choose(), {file: image.file}));
 }
-$('verify').addEventListener('click', verify);
+$('verify').addEventListener('click', () => verify(null));
+$('verify-file').addEventListener('change', (e) => {
+  if (e.target.files.length) verify(e.target.files[0]);
+});
 $('empty-vmdk').addEventListener('click', () => convert('vmdk', {blankSize: 64 * 1024}));
 $('cancel').addEventListener('click', () => current?.cancel());
 document.addEventListener('dragover', (e) => {

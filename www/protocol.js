@@ -2,20 +2,24 @@
 // Loaded as a classic script into every context (the page and each blob-URL worker), so it defines globals.
 //
 // page → coordinator
-//   {type: 'init', module: WebAssembly.Module, pool: MessagePort[]}  one port per encoder worker (at least one)
+//   {type: 'init', module: WebAssembly.Module, pool: MessagePort[], probe: Blob}  one port per encoder worker
+//       (at least one); probe: a small Blob the worker tries to read
 //   {type: 'inspect', id, file: File, others: File[]}
 //   {type: 'convert', id, input: File | null, blankSize: number, others: File[], target: Target, output: Output}
 //       Target = {format: 'vmdk'|'ova'|'vhdx'|'qcow2'|'raw', options: string, seed: string, epoch: string,
 //                 outputName: string}
 //       (seed and epoch are decimal strings: they are u64 and would lose bits as numbers)
 //       Output = {kind: 'handle', handle: FileSystemFileHandle} | {kind: 'opfs', name} | {kind: 'memory', limit}
+//              | {kind: 'stream', port: MessagePort}   a download the service worker streams (sw.js: its port's
+//                messages), transferred; the target then has appendOnly: true (the core's append-only layouts)
 //   {type: 'verify', id, source: File, others: File[], output: Blob, outputName}   compare output with source
 //   {type: 'cancel', id}
 // coordinator → page
-//   {type: 'ready'}
+//   {type: 'ready', readsFiles: boolean}   whether it could read the probe (not in WebKitGTK from file://)
 //   {type: 'info', id, info}            info as diskbridge's inspect() gives it
 //   {type: 'progress', id, done, total} guest bytes
-//   {type: 'done', id, bytes, output: {kind: 'handle'} | {kind: 'opfs', name} | {kind: 'memory', blob: Blob},
+//   {type: 'done', id, bytes, output: {kind: 'handle'} | {kind: 'opfs', name} | {kind: 'memory', blob: Blob}
+//    | {kind: 'stream'},
 //    memory: {coordinator, encoders: []}}  high-water wasm memory in bytes; an encoder that did nothing has 0
 //   {type: 'verified', id, identical, offset: number|null, sizesDiffer}   offset: first differing sector
 //   {type: 'cancelled', id}             the partial output is already gone

@@ -1,5 +1,5 @@
 // The coordinator worker: runs the core (reading the picked File with FileReaderSync, which only a dedicated
-// worker has), and writes the output chunks it queues to the picked file, OPFS or memory.
+// worker has), and writes the output chunks it queues to the picked file, OPFS, memory or a streamed download.
 // Runs after the wasm-bindgen glue (global `wasm_bindgen`) and protocol.js in the same blob.
 'use strict';
 
@@ -36,7 +36,7 @@ self.onmessage = (event) => {
           settleBatch(e.data);
         };
       });
-      self.postMessage({type: MSG.READY});
+      self.postMessage({type: MSG.READY, readsFiles: readsBlob(msg.probe)});
       break;
     case MSG.INSPECT:
       try {
@@ -62,7 +62,7 @@ async function convert(msg) {
   let job = null;
   let output = null;
   try {
-    output = await openOutput(msg.output);
+    output = await openOutput(msg.output, () => cancelled.has(id));
     job = msg.input ? new wasm_bindgen.Job(msg.input, msg.others, target, msg.login ?? null)
       : msg.login ? wasm_bindgen.Job.seedDisk(msg.login, target)
       : wasm_bindgen.Job.blank(msg.blankSize, target);
@@ -188,6 +188,18 @@ async function finishInSteps(job, output, checkCancel, progress) {
   }
 }
 
+/**
+ * Whether this worker can read a Blob the page made: WebKitGTK refuses every read from a worker of a page opened
+ * from a file (NotReadableError), so the page can tell why no image can be read there.
+ */
+function readsBlob(blob) {
+  try {
+    return new FileReaderSync().readAsArrayBuffer(blob).byteLength === blob.size;
+  } catch {
+    return false;
+  }
+}
+
 function settleBatch(msg) {
   const key = `${msg.job}/${msg.batch}`;
   const pending = batches.get(key);
@@ -200,12 +212,14 @@ function settleBatch(msg) {
 /**
  * An output taking the core's chunks: write([{offset, data}]), close(length) → result, discard(), and where
  * the bytes written so far can be read back synchronously (OPFS only), readBack(offset, length) → Uint8Array.
+ * `stopped()` tells whether the conversion has been cancelled, for an output that waits on its reader.
  */
-async function openOutput(spec) {
+async function openOutput(spec, stopped) {
   const open = {
     handle: () => openHandle(spec.handle),
     opfs: () => openOpfs(spec.name),
     memory: () => openMemory(spec.limit),
+    stream: () => openStream(spec.port, stopped),
   };
   const output = await open[spec.kind]().catch(storageError('Cannot create the output'));
   // One write may still be running when write() returns, so the browser writes while the coordinator hands out
@@ -332,6 +346,74 @@ async function openMemory(limit) {
     },
     async discard() {
       chunks = [];
+    },
+  };
+}
+
+/**
+ * A download the page's service worker streams to the browser's download manager (sw.js has the port's
+ * protocol). The core writes append-only layouts for it (the job's target says so), so chunks come in order;
+ * gaps, which read as zeros, are sent as zeros. A chunk goes only when the service worker asks for one, so the
+ * conversion waits for the disk and memory stays at a chunk or two.
+ */
+async function openStream(port, stopped) {
+  let position = 0;
+  let credit = 0;
+  let cancelledByUser = false;
+  let wake = null;
+  port.onmessage = ({data}) => {
+    if (data.type === 'pull') credit++;
+    if (data.type === 'cancel') cancelledByUser = true;
+    wake?.();
+  };
+  const cancelled = {kind: 'cancelled', message: 'Cancelled'};
+  const send = async (data) => {
+    // Polled as well as woken: a cancel from the page arrives as a message to this worker, not on the port.
+    while (!credit) {
+      if (cancelledByUser || stopped()) throw cancelled;
+      await new Promise((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, 100);
+      });
+      wake = null;
+    }
+    if (cancelledByUser || stopped()) throw cancelled;
+    credit--;
+    // The chunk's buffer is handed over, not copied; a view into a larger buffer is copied out first.
+    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+    port.postMessage({type: 'chunk', data: own}, [own.buffer]);
+  };
+  const zerosTo = async (end) => {
+    while (position < end) {
+      const n = Math.min(end - position, WRITE_BYTES);
+      await send(new Uint8Array(n));
+      position += n;
+    }
+  };
+  return {
+    async write(chunks) {
+      for (const {offset, data} of chunks) {
+        if (offset < position) {
+          throw {kind: 'internal', message: `A streamed output cannot go back to offset ${offset}`, offset: null,
+            file: null};
+        }
+        await zerosTo(offset);
+        // Read before sending: a sent chunk's buffer is detached and its length reads 0.
+        const length = data.length;
+        if (length) await send(data);
+        position += length;
+      }
+    },
+    async close(length) {
+      await zerosTo(length);
+      port.postMessage({type: 'end'});
+      port.close();
+      return {kind: 'stream'};
+    },
+    async discard() {
+      // The browser marks the download failed: a partial file never looks complete.
+      port.postMessage({type: 'abort', reason: 'The conversion failed or was cancelled'});
+      port.close();
     },
   };
 }

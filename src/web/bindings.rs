@@ -118,6 +118,11 @@ fn with_login(mut target: Target, login: Option<SeedConfig>) -> Result<Target> {
     Ok(target)
 }
 
+/// The protocol Target's `appendOnly`: the output takes bytes only in order (a streamed download).
+fn append_only(spec: &JsValue) -> bool {
+    Reflect::get(spec, &"appendOnly".into()).is_ok_and(|v| v.is_truthy())
+}
+
 fn open(input: &File, resolver: &PickedFiles) -> Result<Box<dyn Image>> {
     open_blob(&input.name(), input.clone().into(), resolver)
 }
@@ -219,7 +224,7 @@ impl Job {
     pub fn new(input: File, others: Array, spec: JsValue, login: JsValue) -> Result<Job, JsValue> {
         let mut target = with_login(target(&spec)?, self::login(&login)?)?;
         let source = target::sized(open(&input, &PickedFiles::new(files(&others)))?, &mut target.options)?;
-        Ok(Job::start(source, &target)?)
+        Ok(Job::start(source, &target, append_only(&spec))?)
     }
 
     /// A cloud-init seed disk for the protocol's `Login` `login`, written to `spec` — the `seed` command, byte for
@@ -233,7 +238,7 @@ impl Job {
         let config = self::login(&login)?.ok_or_else(|| Error::argument("The seed disk needs a first login"))?;
         let image = crate::seed::image(&config, target.settings.seed, target.settings.epoch)?;
         target.settings.seed = crate::seed::container_seed(target.settings.seed);
-        Ok(Job::start(image, &target)?)
+        Ok(Job::start(image, &target, append_only(&spec))?)
     }
 
     /// An empty disk of `size` bytes written to `spec` — the `create` command.
@@ -241,11 +246,11 @@ impl Job {
     /// # Errors
     /// The core's error for a bad option or size.
     pub fn blank(size: f64, spec: JsValue) -> Result<Job, JsValue> {
-        Ok(Job::start(Box::new(Blank::new(size as u64)), &target(&spec)?)?)
+        Ok(Job::start(Box::new(Blank::new(size as u64)), &target(&spec)?, append_only(&spec))?)
     }
 
-    fn start(image: Box<dyn Image>, target: &Target) -> Result<Job> {
-        let sink = ChunkSink::default();
+    fn start(image: Box<dyn Image>, target: &Target, append_only: bool) -> Result<Job> {
+        let sink = ChunkSink::new(append_only);
         let writer = target::writer(target, image.virtual_size(), &mut OneOutput::new(Box::new(sink.clone())))?;
         Ok(Job { conv: Some(Converter::new(image, writer)?), sink })
     }

@@ -1,6 +1,8 @@
 //! The output as a queue of positioned chunks: the writer writes into it during a wasm call, and the worker
 //! drains it afterwards to whatever it writes to — the picker's writable (`write({position})`), an OPFS sync
-//! handle (`write(buf, {at})`), or memory. Both real targets take positions, so the sink is seekable.
+//! handle (`write(buf, {at})`), or memory — all of which take positions, so the sink is seekable — or a
+//! download streamed through the page's service worker, which takes bytes only in order: for it the sink is
+//! append-only, and writers choose the layouts the CLI writes to a pipe.
 //! An OVA reads its finished disk member back to hash it; the worker then gives a synchronous reader of the
 //! OPFS file (the only output a worker can read synchronously).
 
@@ -26,12 +28,18 @@ struct Queue {
 #[derive(Debug, Default, Clone)]
 pub struct ChunkSink {
     queue: Rc<RefCell<Queue>>,
+    append_only: bool,
 }
 
 /// A queued chunk is not extended past this, so one drained write stays a reasonable size.
 const MAX_CHUNK: usize = 8 << 20;
 
 impl ChunkSink {
+    /// An empty queue for an output that takes positioned writes, or only bytes in order (`append_only`).
+    pub fn new(append_only: bool) -> Self {
+        ChunkSink { queue: Rc::default(), append_only }
+    }
+
     /// Lets the writer read the drained output back through `reader(offset, length)` (synchronous).
     pub fn set_reader(&self, reader: Function) {
         self.queue.borrow_mut().reader = Some(reader);
@@ -72,7 +80,7 @@ impl Sink for ChunkSink {
     }
 
     fn is_seekable(&self) -> bool {
-        true
+        !self.append_only
     }
 
     fn finish(&mut self, len: u64) -> Result<()> {
@@ -123,6 +131,8 @@ mod tests {
         assert_eq!((handle.queued(), handle.final_len()), (0, None));
         sink.finish(9).unwrap();
         assert_eq!(handle.final_len(), Some(9));
+        assert!(sink.is_seekable());
+        assert!(!ChunkSink::new(true).is_seekable());
     }
 
     #[wasm_bindgen_test]

@@ -32,7 +32,7 @@ for (const {mode, picker, button, what} of PATHS) {
     const note = await page.locator('#storage-note').innerText();
     if (mode === 'file') assert.match(note, /assembled in memory.*at most 2\.00 GiB/);
     if (picker === 'opfs') assert.match(note, /created as soon as you choose it/);
-    if (mode === 'http' && picker === 'hidden') assert.match(note, /browser's own storage first/);
+    if (mode === 'http' && picker === 'hidden') assert.match(note, /browser's own storage for this page first/);
     await h.pick(page, [input]);
     await page.getByText('Advanced options').click();
     await page.getByRole('button', {name: button, exact: true}).click();
@@ -62,3 +62,20 @@ for (const {mode, picker, button, what} of PATHS) {
     assert.deepEqual(errors, []);
   });
 }
+
+test('http, streamed: cancelling the download in the browser stops the conversion', async (t) => {
+  const dir = h.tempDir(t);
+  const input = bigFixture(dir);
+  const browser = await h.launch(t);
+  const {page, errors} = await h.openPage(t, browser, 'http', {serviceWorkers: 'allow'});
+  assert.match(await page.locator('#storage-note').innerText(), /streamed into its downloads/);
+  await h.pick(page, [input]);
+  const download = page.waitForEvent('download');
+  await page.getByRole('button', {name: 'VMDK for VMware ESXi'}).click();
+  await page.waitForFunction(() => Number(document.getElementById('bar').value) > 0);
+  // The service worker's stream is cancelled by its reader; the worker stops at its next chunk.
+  await (await download).cancel();
+  await page.getByText('Cancelled. The download of big.vmdk was stopped').waitFor({timeout: 10_000});
+  assert.equal(await page.locator('#error').isHidden(), true);
+  assert.deepEqual(errors, []);
+});

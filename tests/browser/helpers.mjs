@@ -1,6 +1,6 @@
 // Shared pieces of the browser tests: fixtures made with qemu-img, the diskbridge CLI as the reference, a
 // static server for dist/, and Debian's Chromium driven by playwright-core (browser downloads fail here).
-import {execFileSync} from 'node:child_process';
+import {execFileSync, spawn} from 'node:child_process';
 import {randomBytes} from 'node:crypto';
 import {closeSync, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync,
   writeSync} from 'node:fs';
@@ -41,6 +41,22 @@ export function cli(args) {
   } catch (e) {
     return {status: e.status, stderr: String(e.stderr)};
   }
+}
+
+/**
+ * The CLI's output for `args`, whose output path is `fifo`, as it writes it to a pipe of that name: the
+ * append-only layout the page streams. Resolves to the captured file's path.
+ */
+export async function cliThroughPipe(args, fifo) {
+  run('mkfifo', [fifo]);
+  const captured = `${fifo}.captured`;
+  const reader = spawn('sh', ['-c', 'cat "$1" > "$2"', 'sh', fifo, captured]);
+  const read = new Promise((resolve) => reader.on('exit', resolve));
+  const result = cli(args);
+  if (result.status !== 0) reader.kill();
+  await read;
+  if (result.status !== 0) throw new Error(`diskbridge ${args.join(' ')}: ${result.stderr}`);
+  return captured;
 }
 
 /**
@@ -117,12 +133,15 @@ export async function pageUrl(t, mode, root = DIST) {
  * picker's code path without a native dialog). `esxi`: the ESXi button's package, 'vmdk' (what most tests
  * compare with the CLI) or 'ova' (the page's default where it can write one). `locale`: the browser's language.
  * `root`: the directory served (or opened) instead of dist/. `init`: code (a function or its source) run before
- * the page's own scripts, to stand in for a browser that lacks something. `close()` stops the server.
+ * the page's own scripts, to stand in for a browser that lacks something. `serviceWorkers`: 'block' (the
+ * default here) keeps the page from registering its service worker, so without the picker it takes its OPFS or
+ * in-memory path as where the worker cannot run; 'allow' lets it stream downloads (engines.test.mjs covers that
+ * path in every engine). `close()` stops the server.
  */
-export async function openPage(t, browser, mode,
-  {query = '', picker = 'hidden', esxi = 'vmdk', locale = 'en-US', root = DIST, init = null} = {}) {
+export async function openPage(t, browser, mode, {query = '', picker = 'hidden', esxi = 'vmdk', locale = 'en-US',
+  root = DIST, init = null, serviceWorkers = 'block'} = {}) {
   const {url, requests: served, close} = await pageUrl(t, mode, root);
-  const context = await browser.newContext({acceptDownloads: true, locale});
+  const context = await browser.newContext({acceptDownloads: true, locale, serviceWorkers});
   t.after(() => context.close());
   if (picker === 'hidden') await context.addInitScript(() => { delete window.showSaveFilePicker; });
   if (picker === 'opfs') {
@@ -140,6 +159,9 @@ export async function openPage(t, browser, mode,
   page.on('pageerror', (e) => errors.push(e));
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   await page.goto(url + query);
+  // The note comes once the page knows where output goes (it waits a few seconds for a service worker that a
+  // blocked context never activates).
+  await page.locator('#storage-note:not([hidden])').waitFor();
   // The OVA choice is turned off (and VMDK chosen) once the page finds it has no OPFS.
   await page.locator(`input[name=esxi-package][value=${esxi}]`).check();
   return {page, requests, served, errors, consoleErrors, url: url + query, close};

@@ -17,7 +17,7 @@ test('after one visit the page opens and converts with the server gone', async (
   const dir = h.tempDir(t);
   const {raw} = h.makeFixture(dir, 'guest', 8);
   const browser = await h.launch(t);
-  const {page, close, errors, consoleErrors} = await h.openPage(t, browser, 'http');
+  const {page, close, errors, consoleErrors} = await h.openPage(t, browser, 'http', {serviceWorkers: 'allow'});
   assert.equal(await page.locator('link[rel=manifest]').getAttribute('href'), 'manifest.webmanifest');
   await controlled(page);
   await close();
@@ -33,7 +33,7 @@ test('after one visit the page opens and converts with the server gone', async (
 
 test('Chromium finds the hosted page installable; its manifest opens disk images', async (t) => {
   const browser = await h.launch(t);
-  const {page, consoleErrors} = await h.openPage(t, browser, 'http');
+  const {page, consoleErrors} = await h.openPage(t, browser, 'http', {serviceWorkers: 'allow'});
   await controlled(page);
   const cdp = await page.context().newCDPSession(page);
   const {installabilityErrors} = await cdp.send('Page.getInstallabilityErrors');
@@ -58,7 +58,7 @@ test('a new build takes over: the page shows it and only its cache is left', asy
   const root = h.tempDir(t);
   cpSync(h.DIST, root, {recursive: true});
   const browser = await h.launch(t);
-  const {page, errors} = await h.openPage(t, browser, 'http', {root});
+  const {page, errors} = await h.openPage(t, browser, 'http', {root, serviceWorkers: 'allow'});
   await controlled(page);
   const cachesBefore = await page.evaluate(() => caches.keys());
   assert.equal(cachesBefore.length, 1);

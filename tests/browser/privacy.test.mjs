@@ -11,7 +11,8 @@ for (const mode of ['http', 'file']) {
     const dir = h.tempDir(t);
     const {qcow2, raw} = h.makeFixture(dir);
     const browser = await h.launch(t);
-    const {page, requests, served, url} = await h.openPage(t, browser, mode);
+    // The service worker runs, so over http the download is streamed through it.
+    const {page, requests, served, url} = await h.openPage(t, browser, mode, {serviceWorkers: 'allow'});
     await h.pick(page, [qcow2]);
     await h.pick(page, [raw]);
     await page.getByText('Advanced options').click();
@@ -24,8 +25,12 @@ for (const mode of ['http', 'file']) {
     assert.equal(fetched, 'blocked');
 
     // Only the page itself, plus the blob: URLs the workers start from (memory, not network), and over http the
-    // hosted page's own files beside it (service worker, manifest, icons) — never the disk data.
-    const network = requests.filter((r) => !r.startsWith('blob:'));
+    // hosted page's own files beside it (service worker, manifest, icons) and the streamed download, which the
+    // service worker answers inside the browser — never the disk data.
+    const streamed = requests.filter((r) => new URL(r, url).pathname.startsWith('/download/'));
+    if (mode === 'http') assert.deepEqual(streamed.map((r) => r.replace(/\/download\/[\w-]+\//, '/download/ID/')),
+      [new URL('download/ID/guest.img', url).href]);
+    const network = requests.filter((r) => !r.startsWith('blob:') && !streamed.includes(r));
     const own = mode === 'http' ? APP_FILES.map((name) => new URL(name, url).href) : [];
     assert.equal(network[0], url);
     assert.deepEqual(network.filter((r) => r !== url && !own.includes(r)), []);

@@ -46,3 +46,29 @@ test('a seed in the URL that is not a number is refused with a clear error', asy
   await page.getByRole('alert').waitFor();
   assert.match(await page.getByRole('alert').innerText(), /invalid-argument[\s\S]*seed= must be a whole number/);
 });
+
+test('an OPFS output over 1 GiB asks for persistent storage first; a small one does not', async (t) => {
+  const dir = h.tempDir(t);
+  const {raw} = h.makeFixture(dir, 'small', 8);
+  const large = h.join(dir, 'large.qcow2');
+  h.run('qemu-img', ['create', '-f', 'qcow2', large, '1100M']);
+  const browser = await h.launch(t);
+  // The picker hidden and the service worker blocked: the page's path in Firefox from a saved page.
+  const {page} = await h.openPage(t, browser, 'http', {init: () => {
+    window.persistAsked = 0;
+    navigator.storage.persisted = async () => false;
+    navigator.storage.persist = async () => {
+      window.persistAsked++;
+      return false;
+    };
+  }});
+  await h.pick(page, [raw]);
+  await page.getByText('Advanced options').click();
+  await h.clickAndDownload(page, 'Raw disk image (.img)', dir);
+  assert.equal(await page.evaluate(() => window.persistAsked), 0);
+  await h.pick(page, [large]);
+  await page.getByRole('button', {name: 'Raw disk image (.img)'}).click();
+  await page.waitForFunction(() => window.persistAsked === 1);
+  // Nothing is allocated, so the conversion ends at once, whether or not this context's storage holds 1.1 GiB.
+  await page.locator('#result:not(:empty), #error:not([hidden])').first().waitFor();
+});

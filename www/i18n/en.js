@@ -54,17 +54,44 @@ const TEXT_EN = {
     'file too: with the image (matched by its name), or here, where a file of any name is used as it.',
   notePicker: 'You choose where to save. The file is created as soon as you choose it, and choosing an existing ' +
     'file empties it at once; if the conversion fails or is cancelled, it is removed.',
-  noteOpfs: 'This browser has no save dialog: the output is written to the browser\'s own storage first, then ' +
-    'offered as a download.',
-  noteMemory: (limit) => 'This browser cannot write files directly here, so the output is assembled in memory ' +
-    `and then offered as a download — at most ${limit}. For larger images use Chromium (or Edge) over https, ` +
-    'or the diskbridge command-line tool.',
-  noOva: 'An OVA needs the browser\'s own storage, which a page opened from a file does not have, so the ESXi ' +
-    'button writes the VMDK alone. For an OVA, open the page over http(s).',
+  noteNoFileReads: 'This browser does not let a page opened from a file read the files you pick (its workers ' +
+    'get "NotReadableError"), so only the empty VMDK can be made here. Open the page over http(s) instead (' +
+    'scripts/start serves it), or use Firefox or Chromium.',
+  noteStream: 'This browser has no save dialog, so a VMDK, VHDX or raw image is streamed into its downloads as it ' +
+    'is written: no size limit but the disk, and a cancelled or failed conversion leaves a failed download, never ' +
+    'a complete-looking file. A streamed VMDK has its grain tables at its end (the streamOptimized layout of ' +
+    'VMware\'s own exports); a streamed VHDX reads the disk twice, once to find its empty blocks.',
+  noteNotStreamed: 'A qcow2 cannot be streamed: its header and tables come first and are known only at the end.',
+  noteOpfs: (can, quota) => (can.stream ? 'So a qcow2' : can.file
+    ? 'This browser has no save dialog, and a page opened from a file cannot stream downloads, so the output'
+    : 'This browser has no save dialog and the page\'s service worker is not running (a private window?), so ' +
+      'the output') + ' is written to the browser\'s own storage for this page first, then offered as a ' +
+    `download: it needs that much free space there${quota ? `, at most about ${quota} here` : ''}. For a ` +
+    'larger output, use Chromium (or Edge), which writes straight to the file you choose, or the diskbridge ' +
+    'command-line tool.',
+  noteMemory: (can, limit) => (can.stream
+    ? 'This browser gives the page no storage of its own (OPFS), so a qcow2'
+    : can.file ? 'A page opened from a file has no storage of its own in this browser and cannot stream ' +
+      'downloads, so the output'
+      : 'This browser gives this page neither storage of its own nor a running service worker, so the output') +
+    ` is assembled in memory and then offered as a download — at most ${limit}. For larger images use ` +
+    'Chromium (or Edge), or the diskbridge command-line tool.',
+  noOva: (can) => (can.file
+    ? 'An OVA needs the browser\'s own storage, which a page opened from a file does not have in this browser'
+    : 'An OVA needs the browser\'s own storage (OPFS), which this browser does not give the page') +
+    ': its first bytes record the size of the disk inside, known only once the disk is written. So the ESXi ' +
+    'button writes the VMDK alone.' + (can.file ? ' For an OVA, open the page over http(s).' : ''),
+  ovaStaged: 'An OVA is written to the browser\'s own storage first and then downloaded (its first bytes record ' +
+    'the size of the disk inside, known only at the end): it needs as much free space there as the OVA. ' +
+    'Choose "VMDK only" to stream without that limit.',
   badUrlNumber: (key) => `The URL's ${key}= must be a whole number below 2^64`,
   starting: 'Starting…',
   cancelling: 'Cancelling…',
   cancelled: 'Cancelled. No file was left behind.',
+  cancelledStream: (name) => `Cancelled. The download of ${name} was stopped and marked as failed; if the browser ` +
+    'kept what it had received under that name, delete it: it is not a complete image.',
+  failedStream: (name) => `The download of ${name} was stopped and marked as failed; if the browser kept what it ` +
+    'had received under that name, delete it: it is not a complete image.',
   progress: (done, total, mbps) => `${done} of ${total} — ${mbps} MB/s`,
   eta: (left) => `, about ${left} left`,
   seconds: (s) => `${s} s`,
@@ -72,6 +99,9 @@ const TEXT_EN = {
   hours: (h, m) => `${h} h ${m} min`,
   saved: (name, size, seconds, mbps) =>
     `Saved ${name} (${size}) in ${seconds} s${mbps ? `, reading the disk's data at ${mbps} MB/s` : ''}.`,
+  streamed: (name, size, seconds, mbps) => `Streamed ${name} (${size}) into the browser's downloads in ${seconds} ` +
+    `s${mbps ? `, reading the disk's data at ${mbps} MB/s` : ''}.`,
+  verifyPick: (name) => `To verify, pick the downloaded ${name} (the page cannot read the downloads folder itself)`,
   verifying: 'Reading the saved file back and comparing it with the source…',
   identical: (name) => `Verified: ${name} holds exactly the source's disk contents (identical).`,
   differs: (name, offset) => `${name} differs from the source: the first difference is in the sector at byte ` +
