@@ -96,7 +96,8 @@ export async function serve(t, dir = DIST) {
     const type = {html: 'text/html; charset=utf-8', js: 'text/javascript', webmanifest: 'application/manifest+json',
       svg: 'image/svg+xml', png: 'image/png'}[path.split('.').pop()] ?? 'application/octet-stream';
     res.writeHead(200, {'content-type': type});
-    createReadStream(path).pipe(res);
+    // A test's folder may be removed while a late request (the service worker's) is still being answered.
+    createReadStream(path).on('error', () => res.destroy()).pipe(res);
   });
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
   let closed = null;
