@@ -502,14 +502,14 @@ async function convert(targetId, source) {
   const target = TARGETS[targetId];
   hideError();
   clearOutcome();
-  let first = {login: null, size: ''};
+  let first = {login: null, size: null};
   if (source.file) {
     starting = true;
     first = await firstLogin(image.info.virtualSize).finally(() => { starting = false; });
     if (!first) return;
   }
   const name = source.blankSize ? '64KiB.vmdk' : outputName(source.file, target.ext);
-  const options = [...target.options(), first.size].filter(Boolean).join(',');
+  const options = [...target.options(), first.size && `size=${first.size}`].filter(Boolean).join(',');
   const message = {
     type: MSG.CONVERT,
     input: source.file ?? null,
@@ -519,9 +519,9 @@ async function convert(targetId, source) {
     login: target.format === 'ova' ? first.login : null,
     target: {format: target.format, options, outputName: name},
   };
-  const size = first.size ? Number(first.size.slice('size='.length)) : image?.info.virtualSize ?? 0;
+  // Raw and fixed outputs take the disk's whole size.
   const whole = target.format === 'raw' || /subformat=fixed/.test(options);
-  const estimate = source.file ? (whole ? size : image.info.allocatedBytes) : 0;
+  const estimate = source.file ? (whole ? first.size ?? image.info.virtualSize : image.info.allocatedBytes) : 0;
   const done = await writeOutput(message, target, name, estimate, $('result'));
   if (!done) return;
   const bytes = done.bytes;

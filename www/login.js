@@ -1,6 +1,6 @@
 // The First login section: what a cloud image's first boot is to set up (host name, SSH public keys, password,
-// user-data file) as the protocol's Login, and the disk size as a `size=` option, each field checked before a
-// conversion starts, its error shown at the field. The core does the checking (the worker makes a seed disk
+// user-data file) as the protocol's Login, and the disk size, each field checked before a conversion starts, its
+// error shown at the field. The core does the checking (the worker makes a seed disk
 // of the field alone), so the page and the CLI refuse the same things with the same words.
 // Nothing here is sent anywhere or stored: the values stay in the fields, and in memory for the seed disk the
 // result offers. Uses app.js's $, show, human, request and TEXT (one script with it; runs before it).
@@ -50,17 +50,21 @@ async function coreVerdict(login) {
   }
 }
 
+/** Checks the field `id` of `login` alone and shows its error at it; true when it is good (or empty). */
+async function checkField(id, login) {
+  const key = LOGIN_FIELDS[id];
+  const error = login?.[key] == null ? null : await coreVerdict({[key]: login[key]});
+  fieldError(id, error && (() => TEXT.loginError[key](error.message)));
+  return error === null;
+}
+
 /**
  * Checks each filled field of `login` alone, so that an error lands at its field, then all together (a
  * user-data file may set what a field sets too: that is the user-data's error). True when all are good.
  */
 async function checkLogin(login) {
   let good = true;
-  for (const [id, key] of Object.entries(LOGIN_FIELDS)) {
-    const error = login?.[key] == null ? null : await coreVerdict({[key]: login[key]});
-    fieldError(id, error && (() => TEXT.loginError[key](error.message)));
-    good &&= error === null;
-  }
+  for (const id of Object.keys(LOGIN_FIELDS)) good = (await checkField(id, login)) && good;
   if (good && login) {
     const error = await coreVerdict(login);
     if (error) fieldError('user-data', () => TEXT.loginError.userData(error.message));
@@ -70,14 +74,14 @@ async function checkLogin(login) {
 }
 
 /**
- * The `size=` option for the disk size asked for ('' when the field is empty: the source's size), or null after
- * showing the field's error: not a size, or below `sourceSize` (a disk is only ever grown).
+ * The disk size asked for: `{bytes}`, bytes null when the field is empty (the source's size); or null after showing
+ * the field's error: not a size, or below `sourceSize` (a disk is only ever grown).
  */
-function sizeOption(sourceSize) {
+function diskSize(sourceSize) {
   const input = $('disk-size');
   if (input.value === '' && !input.validity.badInput) {
     fieldError('disk-size', null);
-    return '';
+    return {bytes: null};
   }
   const unit = $('disk-size-unit').value;
   // A whole number of bytes, as the core makes of the same number and unit (rounded down, as qemu-img does).
@@ -85,19 +89,19 @@ function sizeOption(sourceSize) {
   const error = !input.validity.valid || !(bytes > 0) ? () => TEXT.sizeNotNumber
     : bytes < sourceSize ? () => TEXT.sizeTooSmall(`${input.value} ${unit}iB`, human(sourceSize)) : null;
   fieldError('disk-size', error);
-  return error ? null : `size=${bytes}`;
+  return error ? null : {bytes};
 }
 
 /**
  * What the First login section asks of a conversion of an image of `sourceSize` bytes: `{login, size}` (login
- * null when empty, size the `size=` option or ''), or null after showing each wrong field's error and moving
- * the focus to the first one.
+ * null when empty, size in bytes or null for the source's), or null after showing each wrong field's error and
+ * moving the focus to the first one.
  */
 async function firstLogin(sourceSize) {
-  const size = sizeOption(sourceSize);
+  const size = diskSize(sourceSize);
   const login = await readLogin();
   const good = await checkLogin(login);
-  if (good && size !== null) return {login, size};
+  if (good && size !== null) return {login, size: size.bytes};
   document.querySelector('#login [aria-invalid=true]')?.focus();
   return null;
 }
@@ -127,14 +131,8 @@ async function addKeyFiles(list) {
 
 /** Checks the field `id` again once it changes, so its error shows (or goes) before a conversion. */
 async function recheck(id) {
-  if (id === 'disk-size') {
-    sizeOption(image?.info.virtualSize ?? 0);
-    return;
-  }
-  const key = LOGIN_FIELDS[id];
-  const login = await readLogin();
-  const error = login?.[key] == null ? null : await coreVerdict({[key]: login[key]});
-  fieldError(id, error && (() => TEXT.loginError[key](error.message)));
+  if (id === 'disk-size') diskSize(image?.info.virtualSize ?? 0);
+  else await checkField(id, await readLogin());
 }
 
 function wireLogin() {

@@ -2,6 +2,7 @@
 // languages; nothing typed kept anywhere; the disk size growing the output; the seed disk through the save
 // picker. (The seed disk and the OVA carrying it are compared with the CLI in every engine: engines.test.mjs.)
 import assert from 'node:assert/strict';
+import {writeFileSync} from 'node:fs';
 import {test} from 'node:test';
 import * as h from './helpers.mjs';
 
@@ -15,10 +16,12 @@ function fieldErrors(page) {
     .filter(([, el]) => !el.hidden).map(([id, el]) => [id, el.innerText])), FIELDS);
 }
 
-test('a bad host name, a pasted private key and a size below the source each get one clear error at their ' +
-  'field, and nothing starts', async (t) => {
+test('a bad host name, a pasted private key, a size below the source and a user-data file setting the host name ' +
+  'too each get one clear error at their field, and nothing starts', async (t) => {
   const dir = h.tempDir(t);
   const {qcow2} = h.makeFixture(dir);
+  const userData = h.join(dir, 'user-data');
+  writeFileSync(userData, '#cloud-config\nhostname: other\n');
   const browser = await h.launch(t);
   const {page, errors} = await h.openPage(t, browser, 'http');
   let downloads = 0;
@@ -30,6 +33,11 @@ test('a bad host name, a pasted private key and a size below the source each get
       error: /^This host name cannot be used: 'web_1' is not a valid host name: .+\.$/},
     {id: 'ssh-keys', fill: () => page.getByLabel('SSH public keys').fill(PRIVATE_KEY),
       error: /^These are not SSH public keys: This is a private key; give its public key \(the \.pub file\)/},
+    // Each field is good alone; together they set the host name twice.
+    {id: 'user-data', fill: async () => {
+      await page.getByLabel('Host name').fill('web-1');
+      await page.getByLabel('Your own user-data file (optional)').setInputFiles(userData);
+    }, error: /^This user-data file cannot be used: The user data sets 'hostname' itself/},
     {id: 'disk-size', fill: async () => {
       await page.getByRole('spinbutton', {name: 'Disk size'}).fill('16');
       await page.getByRole('combobox', {name: 'Disk size Unit'}).selectOption('MiB');
