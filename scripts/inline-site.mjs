@@ -21,8 +21,9 @@ const build = {
   worker: workerSource('www/worker.js'),
   encoder: workerSource('www/encoder.js'),
 };
-// The page's own scripts, in order: the message shapes, one string table per language, the UI.
-const pageScripts = ['www/protocol.js', 'www/i18n/en.js', 'www/i18n/ja.js', 'www/app.js'];
+// The page's own scripts, in order: the message shapes, one string table per language, the First login
+// section, the UI.
+const pageScripts = ['www/protocol.js', 'www/i18n/en.js', 'www/i18n/ja.js', 'www/login.js', 'www/app.js'];
 // JSON with '<' escaped cannot end the <script> element early, whatever the sources contain.
 const script = [
   `const DISKBRIDGE = ${JSON.stringify(build).replace(/</g, '\\u003c')};`,

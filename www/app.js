@@ -16,9 +16,10 @@ const SERVICE_WORKER_WAIT_MS = 5000;
 // Firefox stops a service worker that has had no event for 30 s, even while it streams a download.
 const KEEPALIVE_MS = 10_000;
 // Outputs that have an append-only layout and so can be streamed as they are written (the CLI writes the same
-// to a pipe). qcow2 cannot (its header and tables precede the data and are known only at the end), nor an OVA
-// (its first bytes record the size of the disk inside, known only once the disk is written).
-const STREAMABLE = new Set(['vmdk', 'vhdx', 'raw']);
+// to a pipe; a dynamic VHD or VHDX then reads the input twice). qcow2 cannot (its header and tables precede the
+// data and are known only at the end), nor an OVA (its first bytes record the size of the disk inside, known
+// only once the disk is written).
+const STREAMABLE = new Set(['vmdk', 'vhdx', 'vpc', 'raw']);
 // A cooperative cancel is answered within one step; past this the worker is presumed stuck and terminated.
 const CANCEL_GRACE_MS = 3000;
 const OPFS_PREFIX = 'diskbridge-';
@@ -74,12 +75,26 @@ function setLanguage(language, remember) {
   }
 }
 
+/** The text typed in the option field `id`. */
+const typed = (id) => $(id).value.trim();
+
+// What each target writes: its format, its -o options (from the Advanced options and the choices beside the
+// buttons), the file's extension and type, and whether a seed disk is offered beside it when a first login is
+// given — every single disk but Azure's, which takes the login from Azure itself; the OVA carries its own.
 const TARGETS = {
-  vmdk: {button: 'to-vmdk', options: 'vmdk-options', ext: 'vmdk', mime: 'application/x-vmdk'},
-  ova: {button: null, options: 'vmdk-options', ext: 'ova', mime: 'application/x-virtualbox-ova'},
-  vhdx: {button: 'to-vhdx', options: 'vhdx-options', ext: 'vhdx', mime: 'application/x-vhdx'},
-  qcow2: {button: 'to-qcow2', options: 'qcow2-options', ext: 'qcow2', mime: 'application/x-qemu-disk'},
-  raw: {button: 'to-raw', options: null, ext: 'img', mime: 'application/octet-stream'},
+  vmdk: {format: 'vmdk', button: 'to-vmdk', options: () => [typed('vmdk-options')], ext: 'vmdk',
+    mime: 'application/x-vmdk', seed: true},
+  ova: {format: 'ova', options: () => [typed('vmdk-options')], ext: 'ova', mime: 'application/x-virtualbox-ova',
+    seed: false},
+  vhdx: {format: 'vhdx', button: 'to-vhdx', ext: 'vhdx', mime: 'application/x-vhdx', seed: true,
+    options: () => [typed('vhdx-options'), $('vhdx-fixed').checked && 'subformat=fixed']},
+  qcow2: {format: 'qcow2', button: 'to-qcow2', options: () => [typed('qcow2-options')], ext: 'qcow2',
+    mime: 'application/x-qemu-disk', seed: true},
+  // Azure takes only a fixed VHD (a whole number of MiB); XCP-ng and XenServer import a dynamic one.
+  azure: {format: 'vpc', button: 'to-azure', options: () => ['subformat=fixed'], ext: 'vhd', mime: 'application/x-vhd',
+    seed: false},
+  xen: {format: 'vpc', button: 'to-xen', options: () => [], ext: 'vhd', mime: 'application/x-vhd', seed: true},
+  raw: {format: 'raw', button: 'to-raw', options: () => [], ext: 'img', mime: 'application/octet-stream', seed: true},
 };
 
 // ---- the coordinator worker ----------------------------------------------------------------------------
@@ -120,7 +135,7 @@ function startWorker() {
       if (msg.type === MSG.READY) return resolve(msg.readsFiles);
       const request = pending.get(msg.id);
       if (!request) return;
-      if (msg.type === MSG.PROGRESS) return request.onProgress?.(msg.done, msg.total);
+      if (msg.type === MSG.PROGRESS) return request.onProgress?.(msg.done, msg.total, msg.phase);
       pending.delete(msg.id);
       if (msg.type === MSG.ERROR) request.reject(msg.error);
       else if (msg.type === MSG.CANCELLED) request.reject({kind: 'cancelled', message: 'Cancelled'});
@@ -205,6 +220,7 @@ async function pickFiles(list, add) {
   } catch (error) {
     image = null;
     $('info').hidden = true;
+    showSourceSize(null);
     showError(error);
   }
   updateButtons();
@@ -231,6 +247,7 @@ function bootKind(guest) {
 
 function showInfo({file, info}) {
   $('info').hidden = false;
+  showSourceSize(info.virtualSize);
   $('info-name').textContent = file.name;
   show($('info-list'), () => infoRows(info).flatMap(([term, value]) => {
     const dt = document.createElement('dt');
@@ -273,6 +290,7 @@ function updateButtons() {
   const ready = image !== null && image.info.needsBacking.length === 0 && !busy;
   for (const target of Object.values(TARGETS)) if (target.button) $(target.button).disabled = !ready;
   $('empty-vmdk').disabled = busy;
+  $('save-seed').disabled = busy;
   $('verify').disabled = busy;
   $('verify-file').disabled = busy;
   // A pick during a conversion would be ignored while the picker showed it: not offered until it ends.
@@ -318,13 +336,14 @@ const capabilities = (async () => ({
 window.diskbridgeCapabilities = capabilities;
 
 /**
- * Picks the output: the save dialog where there is one; else a download streamed through the service worker
- * for the formats that can be written in order; else OPFS then a download; else memory. An OVA is always
- * written to OPFS first, the one output the worker can read back while it hashes the disk member; the picked
- * file (if any) is filled from it afterwards. `estimate`: about how many bytes the output will take.
+ * Picks the output for `target` (one of TARGETS): the save dialog where there is one; else a download streamed
+ * through the service worker for the formats that can be written in order; else OPFS then a download; else
+ * memory. An OVA is always written to OPFS first, the one output the worker can read back while it hashes the
+ * disk member; the picked file (if any) is filled from it afterwards. `estimate`: about how many bytes the
+ * output will take.
  */
-async function chooseOutput(name, format, estimate) {
-  const target = TARGETS[format];
+async function chooseOutput(name, target, estimate) {
+  const {format} = target;
   const opfs = async (copyTo) => {
     await removeOldOpfsFiles();
     if (!copyTo && estimate > PERSIST_ABOVE) await askToPersist();
@@ -468,32 +487,75 @@ function determinism() {
 
 let current = null; // the running conversion: {cancel()}
 let written = null; // the last conversion's {source: File, others, reread() → Blob, name}, for Verify
+// The seed disk the last result offers: {login, target, name}. The login is kept in memory only, until the next
+// conversion.
+let seedOffer = null;
+// The First login fields are being checked for a click on a target: a second click waits for that one.
+let starting = false;
 
-async function convert(format, source) {
-  if (busy) return;
-  const target = TARGETS[format];
+/**
+ * Converts for the target `targetId` (a key of TARGETS). `source`: {file}, the picked image, with the First login
+ * section's login and disk size; or {blankSize}, an empty disk of that many bytes.
+ */
+async function convert(targetId, source) {
+  if (busy || starting) return;
+  const target = TARGETS[targetId];
   hideError();
   clearOutcome();
-  let streaming = false;
-  let name = '';
+  let first = {login: null, size: null};
+  if (source.file) {
+    starting = true;
+    first = await firstLogin(image.info.virtualSize).finally(() => { starting = false; });
+    if (!first) return;
+  }
+  const name = source.blankSize ? '64KiB.vmdk' : outputName(source.file, target.ext);
+  const options = [...target.options(), first.size && `size=${first.size}`].filter(Boolean).join(',');
+  const message = {
+    type: MSG.CONVERT,
+    input: source.file ?? null,
+    blankSize: source.blankSize ?? 0,
+    others: source.file ? files.filter((f) => f !== source.file) : [],
+    // A package carries the seed disk; other targets offer it beside the result.
+    login: target.format === 'ova' ? first.login : null,
+    target: {format: target.format, options, outputName: name},
+  };
+  // Raw and fixed outputs take the disk's whole size.
+  const whole = target.format === 'raw' || /subformat=fixed/.test(options);
+  const estimate = source.file ? (whole ? first.size ?? image.info.virtualSize : image.info.allocatedBytes) : 0;
+  const done = await writeOutput(message, target, name, estimate, $('result'));
+  if (!done) return;
+  const bytes = done.bytes;
+  show($('guidance'), () => guidance(targetId, name, source.file && image?.info.guest, first.login, bytes));
+  $('warnings').hidden = done.warnings.length === 0;
+  show($('warnings'), done.warnings.length ? () => done.warnings.map((w) => paragraph(`${TEXT.rows.warning}: ${w}`))
+    : null);
+  if (source.file) {
+    // A streamed download cannot be read back by the page: Verify asks for the saved file instead.
+    written = {source: source.file, others: message.others, reread: done.reread, name};
+    $('verify').hidden = done.streamed;
+    $('verify-pick').hidden = !done.streamed;
+    show($('verify-pick-label'), done.streamed ? () => TEXT.verifyPick(name) : null);
+  }
+  if (first.login && target.seed) offerSeed(first.login, targetId, name);
+}
+
+/**
+ * Runs the conversion `message` into an output for `target` named `name` (chooseOutput, `estimate` as there),
+ * offers it as a download where it is not written in place, and says in `shown` what was saved — or that it was
+ * cancelled, or failed (the error shown as well). Resolves to {bytes, warnings, streamed, reread() → Blob or
+ * null} once saved, else to null.
+ */
+async function writeOutput(message, target, name, estimate, shown) {
+  let output = null;
+  let streamed = false;
   try {
-    name = source.blankSize ? '64KiB.vmdk' : outputName(source.file, target.ext);
-    const options = target.options ? $(target.options).value.trim() : '';
-    const message = {
-      type: MSG.CONVERT,
-      input: source.file ?? null,
-      blankSize: source.blankSize ?? 0,
-      others: source.file ? files.filter((f) => f !== source.file) : [],
-      target: {format, options, ...determinism(), outputName: name},
-    };
-    const estimate = source.file ? (format === 'raw' ? image.info.virtualSize : image.info.allocatedBytes) : 0;
-    const output = await chooseOutput(name, format, estimate);
-    if (!output) return;
-    streaming = output.kind === 'stream';
+    message.target = {...message.target, ...determinism()};
+    output = await chooseOutput(name, target, estimate);
+    if (!output) return null;
+    streamed = output.kind === 'stream';
     // Only what the worker uses crosses to it; the stream's port is handed over, not copied.
-    message.output = output.kind === 'stream' ? {kind: 'stream', port: output.port}
-      : {...output, copyTo: undefined};
-    message.target.appendOnly = output.kind === 'stream';
+    message.output = streamed ? {kind: 'stream', port: output.port} : {...output, copyTo: undefined};
+    message.target.appendOnly = streamed;
     setBusy(true);
     const started = performance.now();
     const result = await runCancellable(message, output).finally(() => output.end?.());
@@ -510,32 +572,53 @@ async function convert(format, source) {
     } else if (file) {
       download(file, name);
     }
-    const streamed = result.output.kind === 'stream';
-    show($('result'), () => {
+    show(shown, () => {
       // The exact size on hover, as for every size the page shows.
-      $('result').title = TEXT.bytes(result.bytes);
+      shown.title = TEXT.bytes(result.bytes);
       return (streamed ? TEXT.streamed : TEXT.saved)(name, human(result.bytes), seconds.toFixed(1), mbps);
     });
-    show($('guidance'), () => guidance(format, name, source.file && image?.info.guest));
-    if (source.file) {
-      // A streamed download cannot be read back by the page: Verify asks for the saved file instead.
-      written = {source: source.file, others: message.others, reread: streamed ? null : reread, name};
-      $('verify').hidden = streamed;
-      $('verify-pick').hidden = !streamed;
-      show($('verify-pick-label'), streamed ? () => TEXT.verifyPick(name) : null);
-    }
     // For the benchmark and the tests: what the last conversion took, and each worker's wasm memory.
     window.diskbridgeLastRun = {seconds, bytes: result.bytes, total: result.total, memory: result.memory};
+    return {bytes: result.bytes, warnings: result.warnings, streamed, reread: streamed ? null : reread};
   } catch (error) {
+    // The worker removes what it wrote; an OVA bound for the picked file was written to OPFS, not to that file,
+    // which the picker created and which is removed here.
+    await output?.copyTo?.remove().catch(() => {});
     // Some browsers keep what a failed download had received under its name (WebKitGTK does): say so.
-    if (error.kind === 'cancelled') show($('result'), () => (streaming ? TEXT.cancelledStream(name) : TEXT.cancelled));
+    if (error.kind === 'cancelled') show(shown, () => (streamed ? TEXT.cancelledStream(name) : TEXT.cancelled));
     else showError(error);
-    if (error.kind !== 'cancelled' && streaming) show($('result'), () => TEXT.failedStream(name));
+    if (error.kind !== 'cancelled' && streamed) show(shown, () => TEXT.failedStream(name));
     // A panic leaves the wasm instance unusable: start fresh workers for the next try.
     if (error.kind === 'internal') startWorker();
+    return null;
   } finally {
     setBusy(false);
   }
+}
+
+/** Offers the seed disk for `login` beside the output `name` of the target `targetId`, in the same format. */
+function offerSeed(login, targetId, name) {
+  const target = TARGETS[targetId];
+  const stem = name.replace(/\.[^.]*$/, '');
+  const seedName = `${stem}-seed.${target.ext}`;
+  seedOffer = {login, target, name: seedName};
+  $('seed').hidden = false;
+  show($('seed-guidance'), () => [paragraph(TEXT.seedGuide[targetId](seedName, `${stem}-seed`))]);
+  show($('save-seed'), () => TEXT.saveSeedNamed(seedName));
+}
+
+/** Writes the offered seed disk — `diskbridge seed`'s bytes — through the same outputs as any conversion. */
+async function saveSeed() {
+  if (busy || !seedOffer) return;
+  hideError();
+  const {login, target, name} = seedOffer;
+  show($('seed-result'), null);
+  const message = {
+    type: MSG.CONVERT, input: null, blankSize: 0, others: [], login,
+    target: {format: target.format, options: '', outputName: name},
+  };
+  // A seed disk is 1 MiB.
+  await writeOutput(message, target, name, 1 << 20, $('seed-result'));
 }
 
 /** The ESXi button writes an OVA unless "VMDK only" is chosen. */
@@ -549,34 +632,62 @@ function nameEsxiButton() {
   $('to-vmdk').textContent = TEXT.page[$('to-vmdk').dataset.text];
 }
 
-/** What to do with the result on its hypervisor, as paragraphs; commands in <code> to copy. */
-function guidance(format, name, guest) {
+/** A paragraph of `text`. */
+function paragraph(text) {
+  return Object.assign(document.createElement('p'), {textContent: text});
+}
+
+/**
+ * What to do with the result `name` (`bytes` long) of the target `targetId` on its platform, as paragraphs and
+ * command blocks; `guest`: what inspect() found in the source, `login`: the first login asked for, or null.
+ */
+function guidance(targetId, name, guest, login, bytes) {
   const stem = name.replace(/\.[^.]*$/, '');
   const kind = guest ? bootKind(guest) : 'none';
   const firmware = kind === 'uefi' ? 'EFI' : kind === 'none' ? null : 'BIOS';
   const lines = {
-    ova: () => [TEXT.guide.ova(name)],
-    vmdk: () => [TEXT.guide.vmdk(name, stem), firmware && TEXT.guide.esxiFirmware(firmware)],
+    ova: () => [TEXT.guide.ova(name), login && TEXT.guide.ovaLogin(`${stem}-seed.vmdk`)],
+    vmdk: () => [TEXT.guide.vmdk(name, stem), firmware && TEXT.guide.firmware(firmware)],
     vhdx: () => [{
       bios: TEXT.guide.hyperv1, hybrid: TEXT.guide.hypervEither, none: TEXT.guide.hypervData,
       uefi: guest?.partitionTable === 'gpt' ? TEXT.guide.hyperv2 : TEXT.guide.hypervMbrUefi,
     }[kind]],
     qcow2: () => [TEXT.guide.qcow2(name, stem) + (kind === 'uefi' ? TEXT.guide.qcow2Uefi : '')],
+    azure: () => [TEXT.guide.azure(bytes), {code: azureCommands(name, stem, bytes, kind === 'uefi' ? 'V2' : 'V1')},
+      login && TEXT.guide.azureLogin],
+    xen: () => [TEXT.guide.xen(name), firmware && TEXT.guide.firmware(firmware)],
     raw: () => [],
-  }[format]();
+  }[targetId]();
   return lines.filter(Boolean).map((line) => {
-    const p = document.createElement('p');
-    p.textContent = line;
-    return p;
+    if (typeof line === 'string') return paragraph(line);
+    const pre = document.createElement('pre');
+    pre.append(Object.assign(document.createElement('code'), {textContent: line.code}));
+    return pre;
   });
+}
+
+/**
+ * Azure's upload of the fixed VHD `name` (`bytes` long) into a managed disk as a page blob, and a VM made from an
+ * image of it with the login Azure sets; `generation` V1 (BIOS) or V2 (UEFI). The same in every language.
+ */
+function azureCommands(name, stem, bytes, generation) {
+  return [
+    `az disk create -g GROUP -n ${stem} --upload-type Upload --upload-size-bytes ${bytes} --sku Standard_LRS`,
+    `sas=$(az disk grant-access -g GROUP -n ${stem} --access-level Write --duration-in-seconds 86400 ` +
+      '--query accessSas -o tsv)',
+    `azcopy copy ${name} "$sas" --blob-type PageBlob`,
+    `az disk revoke-access -g GROUP -n ${stem}`,
+    `az image create -g GROUP -n ${stem} --source ${stem} --os-type Linux --hyper-v-generation ${generation}`,
+    `az vm create -g GROUP -n VM --image ${stem} --admin-username USER --ssh-key-values ~/.ssh/id_ed25519.pub`,
+  ].join('\n');
 }
 
 function runCancellable(message, output) {
   const started = performance.now();
   let total = 0;
-  const {id, promise} = request(message, (done, all) => {
+  const {id, promise} = request(message, (done, all, phase) => {
     total = all;
-    showProgress(done, total, started);
+    showProgress(done, total, started, phase);
   }, output.transfer);
   current = {
     cancel() {
@@ -615,15 +726,19 @@ async function forceCancel(id, output) {
   request?.reject({kind: 'cancelled', message: 'Cancelled'});
 }
 
-function showProgress(done, total, started) {
+/** Shows the progress of a conversion in `phase` (scan, write or finish; none when verifying). */
+function showProgress(done, total, started, phase) {
   const bar = $('bar');
   bar.max = Math.max(total, 1);
   bar.value = done;
+  // For the tests: where the conversion is.
+  bar.dataset.phase = phase ?? '';
   const seconds = (performance.now() - started) / 1000;
   const rate = seconds > 0 ? done / seconds : 0;
   const left = rate > 0 ? (total - done) / rate : NaN;
   const eta = Number.isFinite(left) && done > 0 ? TEXT.eta(formatDuration(left)) : '';
-  $('status').textContent = TEXT.progress(human(done), human(total), (rate / 1e6).toFixed(1)) + eta;
+  $('status').textContent = TEXT.progress(human(done), human(total), (rate / 1e6).toFixed(1)) + eta +
+    (TEXT.phases[phase] ?? '');
 }
 
 function formatDuration(seconds) {
@@ -639,6 +754,7 @@ function setBusy(value) {
   $('cancel').disabled = !value;
   if (value) {
     $('bar').value = 0;
+    $('bar').dataset.phase = '';
     $('status').textContent = TEXT.starting;
   }
   updateButtons();
@@ -674,8 +790,13 @@ async function verify(picked) {
 }
 
 function clearOutcome() {
-  for (const id of ['result', 'guidance', 'verdict']) show($(id), null);
+  for (const id of ['result', 'guidance', 'verdict', 'warnings', 'seed-guidance', 'seed-result']) show($(id), null);
+  show($('save-seed'), () => TEXT.page.saveSeed);
   $('result').title = '';
+  $('seed-result').title = '';
+  $('warnings').hidden = true;
+  $('seed').hidden = true;
+  seedOffer = null;
   $('verify').hidden = true;
   $('verify-pick').hidden = true;
   $('verify-file').value = '';
@@ -736,11 +857,13 @@ storageNote();
 becomeInstallable();
 $('file').addEventListener('change', (e) => pickFiles([...e.target.files], false));
 $('backing-file').addEventListener('change', (e) => pickFiles(asBacking([...e.target.files]), true));
-for (const [format, target] of Object.entries(TARGETS)) {
+for (const [id, target] of Object.entries(TARGETS)) {
   if (!target.button) continue;
-  const choose = () => (format === 'vmdk' ? esxiFormat() : format);
+  const choose = () => (id === 'vmdk' ? esxiFormat() : id);
   $(target.button).addEventListener('click', () => convert(choose(), {file: image.file}));
 }
+$('save-seed').addEventListener('click', saveSeed);
+wireLogin();
 $('verify').addEventListener('click', () => verify(null));
 $('verify-file').addEventListener('change', (e) => {
   if (e.target.files.length) verify(e.target.files[0]);

@@ -51,11 +51,27 @@ self.onmessage = (event) => {
     case MSG.VERIFY:
       verify(msg);
       break;
+    case MSG.CHECK_LOGIN:
+      checkLogin(msg);
+      break;
     case MSG.CANCEL:
       cancelled.add(msg.id);
       break;
   }
 };
+
+// A seed disk made only to check a login: its format and numbers change nothing the core checks.
+const CHECK_TARGET = {format: 'raw', options: '', seed: '0', epoch: '0', outputName: 'seed.img'};
+
+/** Answers whether the core takes `msg.login` for a seed disk (it checks every field as it makes one). */
+function checkLogin(msg) {
+  try {
+    wasm_bindgen.Job.seedDisk(msg.login, CHECK_TARGET).free();
+    self.postMessage({type: MSG.LOGIN_OK, id: msg.id});
+  } catch (e) {
+    self.postMessage({type: MSG.ERROR, id: msg.id, error: diskError(e)});
+  }
+}
 
 async function convert(msg) {
   const {id, target} = msg;
@@ -67,13 +83,13 @@ async function convert(msg) {
       : msg.login ? wasm_bindgen.Job.seedDisk(msg.login, target)
       : wasm_bindgen.Job.blank(msg.blankSize, target);
     if (output.readBack) job.setReadBack(output.readBack);
-    const total = job.total;
-    self.postMessage({type: MSG.PROGRESS, id, done: 0, total});
+    const {total, warnings} = job;
+    self.postMessage({type: MSG.PROGRESS, id, done: 0, total, phase: job.phase});
     let last = performance.now();
     const progress = () => {
       if (performance.now() - last < PROGRESS_INTERVAL_MS) return;
       last = performance.now();
-      self.postMessage({type: MSG.PROGRESS, id, done: job.done, total});
+      self.postMessage({type: MSG.PROGRESS, id, done: job.done, total, phase: job.phase});
     };
     const checkCancel = () => {
       if (cancelled.has(id)) throw {kind: 'cancelled', message: 'Cancelled'};
@@ -89,12 +105,12 @@ async function convert(msg) {
       job.endPass();
     }
     await finishInSteps(job, output, checkCancel, progress);
-    self.postMessage({type: MSG.PROGRESS, id, done: total, total});
+    self.postMessage({type: MSG.PROGRESS, id, done: total, total, phase: 'finish'});
     const length = job.finish();
     await output.write(job.takeChunks());
     const result = await output.close(length);
     const memoryUsed = {coordinator: memory.buffer.byteLength, encoders: encoderMemory};
-    self.postMessage({type: MSG.DONE, id, bytes: length, output: result, memory: memoryUsed});
+    self.postMessage({type: MSG.DONE, id, bytes: length, output: result, memory: memoryUsed, warnings});
   } catch (e) {
     const error = diskError(e);
     // The picker created the file when the user chose it; without this an empty or partial file stays.

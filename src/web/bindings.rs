@@ -2,7 +2,7 @@
 //! [`inspect`] a picked image, and [`compare`] the written output with its source.
 
 use super::blob::{BlobReader, PickedFiles};
-use super::protocol::{files, nullable, set};
+use super::protocol::{files, nullable, set, strings};
 use crate::compare::Comparison;
 use crate::error::Result;
 use crate::extent::ExtentKind;
@@ -39,11 +39,10 @@ pub(super) fn open_in(mut ctx: OpenContext<'_>, name: &str, blob: Blob) -> Resul
 /// What the guest boots with: `{partitionTable: 'gpt'|'mbr'|'none', boot: ['bios'|'uefi'...], problems}`.
 fn guest(image: &mut dyn Image) -> Result<JsValue> {
     let guest = crate::guest::inspect(image)?;
-    let strings = |items: Vec<&str>| items.into_iter().map(JsValue::from).collect::<Array>();
     let obj = Object::new();
     set(&obj, "partitionTable", guest.table.name());
-    set(&obj, "boot", strings(guest.boot.iter().map(|b| b.name()).collect()));
-    set(&obj, "problems", strings(guest.problems.iter().map(String::as_str).collect()));
+    set(&obj, "boot", strings(guest.boot.iter().map(|b| b.name())));
+    set(&obj, "problems", strings(guest.problems.iter().map(String::as_str)));
     Ok(obj.into())
 }
 
@@ -93,7 +92,7 @@ pub fn inspect(input: File, others: Array) -> Result<JsValue, JsValue> {
     set(&obj, "backingFormat", nullable(info.backing_format.clone()));
     set(&obj, "needsBacking", missing.into_iter().map(JsValue::from).collect::<Array>());
     set(&obj, "dirty", info.dirty);
-    set(&obj, "warnings", info.warnings.iter().map(|w| JsValue::from(w.as_str())).collect::<Array>());
+    set(&obj, "warnings", strings(info.warnings.iter().map(String::as_str)));
     Ok(obj.into())
 }
 

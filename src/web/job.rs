@@ -3,7 +3,7 @@
 
 use super::bindings::open;
 use super::blob::PickedFiles;
-use super::protocol::{append_only, files, login, set, target, with_login};
+use super::protocol::{append_only, files, login, set, strings, target, with_login};
 use super::sink::ChunkSink;
 use crate::convert::{Converter, Phase, read_unit};
 use crate::error::{Error, Result};
@@ -27,6 +27,7 @@ use web_sys::File;
 pub struct Job {
     conv: Option<Converter>,
     sink: ChunkSink,
+    warnings: Vec<String>,
 }
 
 #[wasm_bindgen]
@@ -68,7 +69,8 @@ impl Job {
     fn start(image: Box<dyn Image>, target: &Target, append_only: bool) -> Result<Job> {
         let sink = ChunkSink::new(append_only);
         let writer = target::writer(target, image.virtual_size(), &mut OneOutput::new(Box::new(sink.clone())))?;
-        Ok(Job { conv: Some(Converter::new(image, writer)?), sink })
+        let warnings = writer.warnings();
+        Ok(Job { conv: Some(Converter::new(image, writer)?), sink, warnings })
     }
 
     fn conv(&mut self) -> Result<&mut Converter> {
@@ -81,6 +83,13 @@ impl Job {
     #[wasm_bindgen(js_name = setReadBack)]
     pub fn set_read_back(&self, reader: Function) {
         self.sink.set_reader(reader);
+    }
+
+    /// What the writer warns of, as the CLI prints it (a fixed VHD's size rounded up to a whole MiB): an array of
+    /// strings, known from the start.
+    #[wasm_bindgen(getter)]
+    pub fn warnings(&self) -> Array {
+        strings(self.warnings.iter().map(String::as_str))
     }
 
     /// Where the conversion is: `scan`, `write`, `finish` or `done`.

@@ -37,6 +37,11 @@ pub(super) fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
     let _ = Reflect::set(obj, &key.into(), &value.into());
 }
 
+/// Strings as a JS array of strings.
+pub(super) fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Array {
+    items.into_iter().map(JsValue::from).collect()
+}
+
 pub(super) fn files(list: &Array) -> Vec<File> {
     list.iter().filter_map(|v| v.dyn_into::<File>().ok()).collect()
 }

@@ -196,6 +196,20 @@ fn a_seed_disk_job_writes_the_seed_commands_disk() {
 }
 
 #[wasm_bindgen_test]
+fn a_fixed_vhd_warns_that_its_size_is_rounded_up_to_a_whole_mib() {
+    let mut disk = raw_disk();
+    disk.extend_from_slice(&[0; 512]);
+    let job = |options: &str, disk: &[u8]| {
+        Job::new(file(disk, "d.img"), Array::new(), spec("vpc", options, "d.vhd"), JsValue::NULL).unwrap()
+    };
+    let warnings: Vec<String> = job("subformat=fixed", &disk).warnings().iter().filter_map(|w| w.as_string()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains(&format!("from {} to {} bytes", (3 << 20) + 512, 4 << 20)), "{warnings:?}");
+    assert_eq!(job("subformat=dynamic", &disk).warnings().length(), 0);
+    assert_eq!(job("subformat=fixed", &raw_disk()).warnings().length(), 0, "already a whole MiB");
+}
+
+#[wasm_bindgen_test]
 fn bad_options_formats_and_numbers_are_invalid_arguments() {
     let kind = |spec: JsValue| {
         let error = Job::blank(65536.0, spec).err().unwrap();

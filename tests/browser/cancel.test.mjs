@@ -79,3 +79,57 @@ test('http, streamed: cancelling the download in the browser stops the conversio
   assert.equal(await page.locator('#error').isHidden(), true);
   assert.deepEqual(errors, []);
 });
+
+// Issue 18: the OVA's last phase (hashing its finished disk) is steppable like the others, so a cancel there is
+// answered at once by the worker itself — not by the page terminating it after CANCEL_GRACE_MS — and the
+// staging file in OPFS and the picked file both go.
+test('http, picker opfs: cancel during an OVA\'s final hashing is answered within 0.5 s without restarting the ' +
+  'workers, and leaves nothing', async (t) => {
+  const dir = h.tempDir(t);
+  const input = bigFixture(dir);
+  const browser = await h.launch(t);
+  const countWorkers = () => {
+    const Native = window.Worker;
+    window.workersStarted = 0;
+    window.Worker = class extends Native {
+      constructor(...args) {
+        super(...args);
+        window.workersStarted++;
+      }
+    };
+  };
+  const {page, errors} = await h.openPage(t, browser, 'http', {picker: 'opfs', esxi: 'ova', init: countWorkers});
+  let downloads = 0;
+  page.on('download', () => downloads++);
+  await h.pick(page, [input]);
+  await page.getByText('Advanced options').click();
+  // The quickest deflate, so the write pass is short; the hash still reads the whole 512 MiB member.
+  const options = page.getByLabel('VMDK options');
+  await options.fill(`${await options.inputValue()},compression_level=1`);
+  await page.getByRole('button', {name: 'OVA for VMware ESXi'}).click();
+  await page.waitForFunction(() => document.getElementById('bar').dataset.phase === 'finish', null,
+    {timeout: 180_000, polling: 50});
+  const workers = await page.evaluate(() => window.workersStarted);
+  // The bar keeps moving while the disk is hashed.
+  const before = await page.evaluate(() => Number(document.getElementById('bar').value));
+  await page.waitForFunction((v) => Number(document.getElementById('bar').value) > v, before, {polling: 20});
+  const {ms, during} = await page.evaluate(() => new Promise((resolve) => {
+    const result = document.getElementById('result');
+    const during = document.getElementById('bar').dataset.phase;
+    const started = performance.now();
+    new MutationObserver(() => {
+      if (result.textContent.startsWith('Cancelled')) resolve({ms: performance.now() - started, during});
+    }).observe(result, {childList: true, subtree: true, characterData: true});
+    document.getElementById('cancel').click();
+  }));
+  assert.equal(during, 'finish', 'the cancel came during the hash');
+  assert.ok(ms < 500, `cancel took ${ms.toFixed(0)} ms`);
+  t.diagnostic(`cancel during the OVA's hash answered in ${ms.toFixed(0)} ms`);
+  assert.equal(await page.locator('#result').innerText(), 'Cancelled. No file was left behind.');
+  // Past the page's grace period: had the worker not answered, it would have been terminated and restarted.
+  await page.waitForTimeout(3500);
+  assert.equal(await page.evaluate(() => window.workersStarted), workers, 'the workers were restarted');
+  assert.deepEqual(await h.opfsNames(page), []);
+  assert.equal(downloads, 0);
+  assert.deepEqual(errors, []);
+});

@@ -2,9 +2,10 @@
 // without a save dialog (Firefox and Safari have none; Chromium's is hidden here): each engine takes the path
 // its capabilities allow (a download streamed through the service worker, OPFS then a download, or memory), and
 // every download is checked against the CLI's bytes for the same path and by qemu-img. Also: Verify, cancel,
-// an error, both languages, and axe-core's WCAG 2.1 AA rules before and after a conversion.
+// an error, the First login (a field's error, the seed disk beside a VHDX, the OVA carrying it), both
+// languages, and axe-core's WCAG 2.1 AA rules before and after a conversion and with a field's error shown.
 import assert from 'node:assert/strict';
-import {mkdirSync, readFileSync, truncateSync} from 'node:fs';
+import {mkdirSync, readFileSync, rmSync, truncateSync} from 'node:fs';
 import {test} from 'node:test';
 import * as e from './engines.mjs';
 import * as h from './helpers.mjs';
@@ -12,7 +13,7 @@ import * as h from './helpers.mjs';
 const VMDK_OPTIONS = 'adapter_type=lsilogic,subformat=streamOptimized,compat6';
 const AXE = readFileSync(h.join(h.ROOT, 'node_modules/axe-core/axe.min.js'), 'utf8');
 // Only the formats with an append-only layout are streamed (app.js STREAMABLE).
-const STREAMABLE = new Set(['vmdk', 'vhdx', 'raw']);
+const STREAMABLE = new Set(['vmdk', 'vhdx', 'vpc', 'raw']);
 const ENGINES = (process.env.DISKBRIDGE_ENGINES ?? e.ENGINES.join(',')).split(',');
 
 /** Opens the page in a fresh browser of `engine`; resolves to {browser, page, can, url} once it is ready. */
@@ -30,15 +31,15 @@ async function open(t, engine, mode, dir, query = `?seed=${h.SEED}&epoch=${h.EPO
   return {browser, page, can, url};
 }
 
-/** Clicks `button` and waits for the page's result line (or fails with its error). */
-async function convert(page, button) {
+/** Clicks `button` and waits for the page's result line, `#result` or the seed disk's (or fails with its error). */
+async function convert(page, button, result = 'result') {
   await page.click(button);
-  const outcome = await e.waitFor(page, () => {
+  const outcome = await e.waitFor(page, (id) => {
     const error = document.getElementById('error');
     if (!error.hidden) return {error: error.innerText};
-    const result = document.getElementById('result').innerText;
+    const result = document.getElementById(id).innerText;
     return /^(Saved|Streamed|.*(保存しました|書き出しました))/.test(result) ? {result} : null;
-  }, null, 180_000, `the result of ${button}`);
+  }, result, 180_000, `the result of ${button}`);
   assert.equal(outcome.error, undefined, outcome.error);
   return outcome.result;
 }
@@ -104,6 +105,50 @@ async function emptyVmdk(dir, browser, can) {
 }
 
 /**
+ * The First login section with `qcow2` picked: a bad host name is refused at its field before anything starts
+ * (and the page passes axe-core so); then, filled in (the key from a picked .pub file), the VHDX's result offers
+ * the seed disk, which is `diskbridge seed`'s, and the OVA carries it — the CLI's bytes for the same flags.
+ */
+async function firstLogin(dir, browser, can, qcow2) {
+  const {page} = browser;
+  const login = h.loginFixture(dir);
+  await page.evaluate(() => { document.getElementById('hostname').value = '-bad-'; });
+  await page.click('#to-vhdx');
+  const error = await e.waitFor(page, () => document.getElementById('hostname-error').innerText);
+  assert.match(error, /^This host name cannot be used: '-bad-' is not a valid host name/);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'hostname');
+  assert.equal(await page.evaluate(() => document.getElementById('progress').hidden), true);
+  await checkAccessibility(page, 'with a field\'s error');
+
+  await page.evaluate(({hostname, password}) => {
+    document.getElementById('hostname').value = hostname;
+    document.getElementById('password').value = password;
+  }, login);
+  await page.setFiles('#ssh-key-file', [login.files.key]);
+  await e.waitFor(page, (key) => document.getElementById('ssh-keys').value === key, login.key);
+  await page.setFiles('#user-data', [login.files.userData]);
+  await convert(page, '#to-vhdx');
+  assert.match(await page.evaluate(() => document.getElementById('seed-guidance').innerText),
+    /guest-seed\.vhdx\. Attach it to the VM as a second hard disk on its SCSI controller/);
+  assert.match(await convert(page, '#save-seed', 'seed-result'), /guest-seed\.vhdx/);
+  const streamed = can.stream;
+  const seed = await e.downloaded(browser, 'guest-seed.vhdx', await lastBytes(page));
+  const expected = await reference(dir, ['seed', ...login.flags, 'OUT'], 'guest-seed.vhdx', streamed);
+  assert.ok(h.sameBytes(seed, expected), 'the seed disk differs from diskbridge seed\'s');
+  h.run('qemu-img', ['check', '-f', 'vhdx', seed]);
+
+  if (!can.opfs) return;
+  await page.click('input[name=esxi-package][value=ova]');
+  assert.match(await convert(page, '#to-vmdk'), /^Saved guest\.ova /);
+  assert.match(await page.evaluate(() => document.getElementById('guidance').innerText), /guest-seed\.vmdk/);
+  const ova = await e.downloaded(browser, 'guest.ova', await lastBytes(page));
+  const cli = await reference(dir, ['convert', '-O', 'ova', '-o', VMDK_OPTIONS, ...login.flags, qcow2, 'OUT'],
+    'guest.ova', false);
+  assert.ok(h.sameBytes(ova, cli), 'the page and the CLI wrote different OVAs with a first login');
+  await page.click('#login-clear');
+}
+
+/**
  * Starts a VMDK of `big` and cancels it once output is being written: the page answers at once, and no file
  * under the output's name holds a complete-looking image.
  */
@@ -133,8 +178,8 @@ async function cancelConversion(browser, can, big) {
 
 for (const engine of ENGINES) {
   for (const mode of ['http', 'file']) {
-    test(`${engine} ${mode}: VMDK, VHDX, qcow2, OVA and the empty VMDK are the CLI's bytes; Verify; both ` +
-      'languages pass axe-core', async (t) => {
+    test(`${engine} ${mode}: VMDK, VHDX, VHD, qcow2, OVA, the seed disk and the empty VMDK are the CLI's ` +
+      'bytes; Verify; a field\'s error; both languages pass axe-core', async (t) => {
       const dir = h.tempDir(t);
       const {qcow2, raw} = h.makeFixture(dir);
       const {browser, page, can} = await open(t, engine, mode, dir);
@@ -160,6 +205,8 @@ for (const engine of ENGINES) {
       const cases = [
         {format: 'vmdk', button: '#to-vmdk', name: 'guest.vmdk', args: ['-O', 'vmdk', '-o', VMDK_OPTIONS]},
         {format: 'vhdx', button: '#to-vhdx', name: 'guest.vhdx', args: ['-O', 'vhdx']},
+        {format: 'vpc', button: '#to-azure', name: 'guest.vhd', args: ['-O', 'vpc', '-o', 'subformat=fixed']},
+        {format: 'vpc', button: '#to-xen', name: 'guest.vhd', args: ['-O', 'vpc']},
         {format: 'qcow2', button: '#to-qcow2', name: 'guest.qcow2', args: ['-O', 'qcow2']},
       ];
       for (const c of cases) {
@@ -168,8 +215,10 @@ for (const engine of ENGINES) {
         assert.match(result, new RegExp(`^${streamed ? 'Streamed' : 'Saved'} ${c.name} `));
         const path = await e.downloaded(browser, c.name, await lastBytes(page));
         const expected = await reference(dir, ['convert', ...c.args, qcow2, 'OUT'], c.name, streamed);
-        assert.ok(h.sameBytes(path, expected), `${c.name}: the page and the CLI wrote different bytes`);
+        assert.ok(h.sameBytes(path, expected), `${c.name} (${c.button}): the page and the CLI wrote different bytes`);
         h.run('qemu-img', ['compare', '-f', 'raw', '-F', c.format, raw, path]);
+        // Out of the way of the next download of the same name; the last one is verified below.
+        if (c !== cases.at(-1)) rmSync(path);
       }
 
       // Verify the last one: read back where the page can, else from the downloaded file picked again.
@@ -187,12 +236,14 @@ for (const engine of ENGINES) {
         const expected = await reference(dir, ['convert', '-O', 'ova', '-o', VMDK_OPTIONS, qcow2, 'OUT'], 'guest.ova',
           false);
         assert.ok(h.sameBytes(path, expected), 'the page and the CLI wrote different OVAs');
+        rmSync(path);
       } else {
         assert.equal(await page.evaluate(() => document.querySelector('input[value=ova]').disabled), true);
         const why = await page.evaluate(() => document.getElementById('ova-note').innerText);
         assert.match(why, mode === 'file' ? /opened from a file/ : /does not give the page/);
       }
 
+      await firstLogin(dir, browser, can, qcow2);
       await emptyVmdk(dir, browser, can);
       await checkAccessibility(page, 'after a conversion');
     });

@@ -1,6 +1,6 @@
 // Shared pieces of the browser tests: fixtures made with qemu-img, the diskbridge CLI as the reference, a
 // static server for dist/, and Debian's Chromium driven by playwright-core (browser downloads fail here).
-import {execFileSync, spawn} from 'node:child_process';
+import {execFileSync, spawn, spawnSync} from 'node:child_process';
 import {randomBytes} from 'node:crypto';
 import {closeSync, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync,
   writeSync} from 'node:fs';
@@ -32,15 +32,13 @@ export function cliPath() {
   return join(ROOT, 'target/release/diskbridge');
 }
 
-/** Runs the CLI deterministically; returns {status, stderr}. */
+/** Runs the CLI deterministically; returns {status, stderr} (warnings too, when it succeeds). */
 export function cli(args) {
   const env = {...process.env, DISKBRIDGE_SEED: SEED, SOURCE_DATE_EPOCH: EPOCH};
-  try {
-    run(cliPath(), args, {env});
-    return {status: 0, stderr: ''};
-  } catch (e) {
-    return {status: e.status, stderr: String(e.stderr)};
-  }
+  const stdio = ['ignore', 'ignore', 'pipe'];
+  const {status, stderr, error} = spawnSync(cliPath(), args, {env, encoding: 'utf8', stdio});
+  if (error) throw error;
+  return {status, stderr};
 }
 
 /**
@@ -81,6 +79,33 @@ export function makeFixture(dir, name = 'guest', sizeMiB = 24) {
   const compressed = join(dir, `${name}-compressed.qcow2`);
   run('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, compressed]);
   return {raw, qcow2, compressed};
+}
+
+/**
+ * A first login for a cloud image, as the page's First login fields take it and as the CLI's flags name it:
+ * `{hostname, key, password, userData, files: {key, password, userData}, flags}`, the files written into `dir`.
+ * The key is an ed25519 public key made here (its blob as OpenSSH lays it out, random key bytes).
+ */
+export function loginFixture(dir) {
+  const field = (bytes) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.length);
+    return [length, bytes];
+  };
+  const blob = Buffer.concat([...field(Buffer.from('ssh-ed25519')), ...field(randomBytes(32))]);
+  const login = {
+    hostname: 'web-1',
+    key: `ssh-ed25519 ${blob.toString('base64')} tester@diskbridge`,
+    password: 'correct horse battery',
+    userData: '#cloud-config\nruncmd:\n  - [sh, -c, "echo diskbridge-login-test > /dev/ttyS0"]\n',
+    files: {key: join(dir, 'id_ed25519.pub'), password: join(dir, 'password.txt'), userData: join(dir, 'user-data')},
+  };
+  writeFileSync(login.files.key, `${login.key}\n`);
+  writeFileSync(login.files.password, `${login.password}\n`);
+  writeFileSync(login.files.userData, login.userData);
+  login.flags = ['--hostname', login.hostname, '--ssh-key', login.files.key, '--password-file', login.files.password,
+    '--user-data', login.files.userData];
+  return login;
 }
 
 /** Serves `dir` on 127.0.0.1 and logs every request path; `close()` stops it (the network gone). */

@@ -22,7 +22,8 @@ test('both languages have the same keys, and every key the page uses exists', ()
   assert.deepEqual(ja.filter((k) => !en.includes(k)), [], 'missing in en.js');
   const used = [
     ...[...read('index.html').matchAll(/data-(?:text|placeholder)="([^"]+)"/g)].map((m) => `page.${m[1]}`),
-    ...[...read('www/app.js').matchAll(/\bTEXT((?:\.\w+)+)/g)].map((m) => m[1].slice(1)),
+    ...['www/app.js', 'www/login.js'].flatMap((file) => [...read(file).matchAll(/\bTEXT((?:\.\w+)+)/g)])
+      .map((m) => m[1].slice(1)),
   ];
   assert.ok(used.length > 40, `only ${used.length} uses found`);
   for (const path of used) {
@@ -32,11 +33,13 @@ test('both languages have the same keys, and every key the page uses exists', ()
   }
 });
 
-test('the buttons\' names contain OVA, VMDK, VHDX and 64 KiB in both languages', () => {
+test('the buttons\' names contain OVA, VMDK, VHDX, VHD and 64 KiB in both languages', () => {
   for (const table of Object.values(TABLES)) {
     assert.match(table.page.toOva, /OVA/);
     assert.match(table.page.toVmdk, /VMDK/);
     assert.match(table.page.toVhdx, /VHDX/);
+    assert.match(table.page.toAzure, /^(VHD for Azure|Azure 用 VHD)$/);
+    assert.match(table.page.toXen, /VHD/);
     assert.match(table.page.emptyVmdk, /64 KiB VMDK/);
   }
 });

@@ -45,11 +45,13 @@ test('every control is labelled and the target buttons are named for their forma
   const browser = await h.launch(t);
   const {page} = await h.openPage(t, browser, 'http');
   await page.getByText('Advanced options').click();
-  for (const name of ['VMDK for VMware ESXi', 'VHDX for Hyper-V', 'Empty 64 KiB VMDK']) {
+  for (const name of ['VMDK for VMware ESXi', 'VHDX for Hyper-V', 'VHD for Azure', 'VHD for XCP-ng / XenServer',
+    'Empty 64 KiB VMDK']) {
     assert.equal(await page.getByRole('button', {name, exact: true}).count(), 1, name);
   }
-  const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, button, progress, select')]
+  const controls = 'input, textarea, button, progress, select';
+  const unlabelled = await page.evaluate((selector) => [...document.querySelectorAll(selector)]
     .filter((el) => !(el.labels?.length || el.textContent.trim() || el.getAttribute('aria-labelledby')))
-    .map((el) => el.id));
+    .map((el) => el.id), controls);
   assert.deepEqual(unlabelled, []);
 });

@@ -26,7 +26,7 @@ test('the whole flow works from the keyboard', async (t) => {
   await h.pick(page, [qcow2]);
   await page.locator('#file').focus();
   let focused = '';
-  for (let i = 0; i < 10 && focused !== 'VMDK for VMware ESXi'; i++) {
+  for (let i = 0; i < 20 && focused !== 'VMDK for VMware ESXi'; i++) {
     await page.keyboard.press('Tab');
     focused = await page.evaluate(() => document.activeElement.textContent.trim());
   }

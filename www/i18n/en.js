@@ -6,21 +6,46 @@ const TEXT_EN = {
   page: {
     title: 'diskbridge — convert disk images for VMware ESXi, Hyper-V and OpenStack in your browser',
     intro: 'Convert a disk image (qcow2, raw, VMDK, VHDX, VHD or OVA) to an OVA or VMDK for VMware ESXi, a VHDX ' +
-      'for Hyper-V or a qcow2 for OpenStack, right here. Nothing is uploaded: the file is read and written on this ' +
-      'computer.',
+      'for Hyper-V, a qcow2 for OpenStack or a VHD for Azure or XCP-ng, right here. Nothing is uploaded: the file ' +
+      'is read and written on this computer.',
     language: 'Language',
     pickHeading: '1. Pick the disk image',
     pickLabel: 'Disk image (pick its backing file too, if it has one)',
     dropHint: 'or drop the files anywhere on this page',
     backingLabel: 'Backing file',
-    targetHeading: '2. Convert and save',
+    loginHeading: '2. First login (optional)',
+    loginIntro: 'A distribution\'s cloud image (Debian, Ubuntu, Rocky, openSUSE…) has no password and no SSH key: ' +
+      'cloud-init sets up the login at the first boot, from what you give here. An OVA carries it inside; for ' +
+      'other targets the result offers a small seed disk to attach as a second disk. Leave these empty for any ' +
+      'other image.',
+    loginPrivacy: 'What you enter here stays in this page: it is not sent anywhere and not stored (only a hash ' +
+      'of the password is written to the seed disk).',
+    hostnameLabel: 'Host name',
+    hostnameHint: 'Letters, digits and hyphens, for example web-1 (or a full name such as web-1.example.org).',
+    sshKeysLabel: 'SSH public keys',
+    sshKeysHint: 'Paste one or more public keys, one a line (ssh-ed25519 AAAA… you@host): the contents of a .pub ' +
+      'file, never the private key. They go to the image\'s default user (debian, ubuntu, rocky…).',
+    sshKeyFileLabel: 'Or pick .pub files (they are added to the keys above)',
+    passwordLabel: 'Password for the default user',
+    passwordHint: 'It also lets that user log in over SSH with the password.',
+    userDataLabel: 'Your own user-data file (optional)',
+    userDataHint: 'cloud-init user-data: #cloud-config, a #! script or MIME, at most 64 KiB. Given with the fields ' +
+      'above, both are used (yours first).',
+    diskSizeLabel: 'Disk size',
+    diskSizeUnit: 'Unit',
+    loginClear: 'Clear these fields',
+    targetHeading: '3. Convert and save',
     esxiPackage: 'For VMware ESXi, write',
     ova: 'OVA (recommended)',
     vmdkOnly: 'VMDK only',
+    hypervPackage: 'For Hyper-V, write',
+    vhdxFixed: 'a fixed-size VHDX (the whole size is allocated, as Hyper-V\'s "Fixed size")',
     toVmdk: 'VMDK for VMware ESXi',
     toOva: 'OVA for VMware ESXi',
     toVhdx: 'VHDX for Hyper-V',
     toQcow2: 'qcow2 for OpenStack',
+    toAzure: 'VHD for Azure',
+    toXen: 'VHD for XCP-ng / XenServer',
     advanced: 'Advanced options',
     optionsHelp: 'Options as qemu-img convert -o takes them, comma-separated.',
     vmdkOptions: 'VMDK options',
@@ -35,6 +60,7 @@ const TEXT_EN = {
     emptyVmdk: 'Empty 64 KiB VMDK',
     progressHeading: 'Progress',
     cancel: 'Cancel',
+    saveSeed: 'Save the seed disk',
     verify: 'Verify the saved file',
   },
   bytes: (n) => `${n.toLocaleString('en')} bytes`,
@@ -57,10 +83,10 @@ const TEXT_EN = {
   noteNoFileReads: 'This browser does not let a page opened from a file read the files you pick (its workers ' +
     'get "NotReadableError"), so only the empty VMDK can be made here. Open the page over http(s) instead (' +
     'scripts/start serves it), or use Firefox or Chromium.',
-  noteStream: 'This browser has no save dialog, so a VMDK, VHDX or raw image is streamed into its downloads as it ' +
-    'is written: no size limit but the disk, and a cancelled or failed conversion leaves a failed download, never ' +
-    'a complete-looking file. A streamed VMDK has its grain tables at its end (the streamOptimized layout of ' +
-    'VMware\'s own exports); a streamed VHDX reads the disk twice, once to find its empty blocks.',
+  noteStream: 'This browser has no save dialog, so a VMDK, VHDX, VHD or raw image is streamed into its downloads as ' +
+    'it is written: no size limit but the disk, and a cancelled or failed conversion leaves a failed download, ' +
+    'never a complete-looking file. A streamed VMDK has its grain tables at its end (the streamOptimized layout ' +
+    'of VMware\'s own exports); a streamed dynamic VHDX or VHD reads the disk twice, once to find its empty blocks.',
   noteNotStreamed: 'A qcow2 cannot be streamed: its header and tables come first and are known only at the end.',
   noteOpfs: (can, quota) => (can.stream ? 'So a qcow2' : can.file
     ? 'This browser has no save dialog, and a page opened from a file cannot stream downloads, so the output'
@@ -93,6 +119,7 @@ const TEXT_EN = {
   failedStream: (name) => `The download of ${name} was stopped and marked as failed; if the browser kept what it ` +
     'had received under that name, delete it: it is not a complete image.',
   progress: (done, total, mbps) => `${done} of ${total} — ${mbps} MB/s`,
+  phases: {scan: ' (first read: finding the empty blocks)', finish: ' (finishing: tables and checksums)'},
   eta: (left) => `, about ${left} left`,
   seconds: (s) => `${s} s`,
   minutes: (m, s) => `${m} min ${s} s`,
@@ -116,14 +143,46 @@ const TEXT_EN = {
     internal: 'Something went wrong inside diskbridge.', cancelled: 'Cancelled.',
   },
   fileTypes: {vmdk: 'VMDK disk image', vhdx: 'VHDX disk image', qcow2: 'qcow2 disk image', ova: 'OVA package',
-    raw: 'Raw disk image'},
+    vpc: 'VHD disk image', raw: 'Raw disk image'},
+  diskSizeHint: (source) => 'Empty: the same size as the source' + (source ? ` (${source})` : '') + '. Larger: the ' +
+    'disk grows, the added space unallocated, and cloud-init grows the root file system into it at the first boot.',
+  sizeNotNumber: 'The disk size must be a number above zero (the unit beside it), or empty for the source\'s size.',
+  sizeTooSmall: (asked, source) => `The disk size ${asked} is smaller than the source's ${source}: a disk can ` +
+    'only be made larger.',
+  loginError: {
+    hostname: (message) => `This host name cannot be used: ${message}.`,
+    sshKeys: (message) => `These are not SSH public keys: ${message}.`,
+    password: (message) => `This password cannot be used: ${message}.`,
+    userData: (message) => `This user-data file cannot be used: ${message}.`,
+  },
+  saveSeedNamed: (name) => `Save the seed disk (${name})`,
+  seedGuide: {
+    vmdk: (name, stem) => `The first login is on a seed disk, ${name}. Upload it beside the disk, import it the ` +
+      `same way (vmkfstools -i ${name} -d thin ${stem}-esxi.vmdk) and add ${stem}-esxi.vmdk to the VM as a second ` +
+      'hard disk. cloud-init reads it at the first boot (it finds the disk by its label, CIDATA); afterwards it can ' +
+      'be removed.',
+    vhdx: (name) => `The first login is on a seed disk, ${name}. Attach it to the VM as a second hard disk on its ` +
+      'SCSI controller. cloud-init reads it at the first boot (it finds the disk by its label, CIDATA); afterwards ' +
+      'it can be removed.',
+    qcow2: (name) => `The first login is on a seed disk, ${name}. Attach it to the VM as a second drive (qemu: ` +
+      `-drive file=${name},format=qcow2,if=virtio). cloud-init reads it at the first boot (it finds the disk by ` +
+      'its label, CIDATA). On OpenStack the key pair chosen at launch usually gives the login instead.',
+    xen: (name) => `The first login is on a seed disk, ${name}. Import it too (Import → Disk) and attach it to the ` +
+      'VM as a second disk. cloud-init reads it at the first boot (it finds the disk by its label, CIDATA); ' +
+      'afterwards it can be removed.',
+    raw: (name) => `The first login is on a seed disk, ${name}. Attach it to the VM as a second drive (qemu: ` +
+      `-drive file=${name},format=raw,if=virtio). cloud-init reads it at the first boot (it finds the disk by its ` +
+      'label, CIDATA).',
+  },
   guide: {
     ova: (name) => `To import it: in the vSphere Client (or the ESXi Host Client), choose Deploy OVF Template ` +
       `(Create / Register VM → Deploy a virtual machine from an OVF or OVA file) and pick ${name}.`,
     vmdk: (name, stem) => `A streamOptimized VMDK cannot be attached as it is (ESXi reports "Unsupported or ` +
       `invalid disk type 7"): upload it to a datastore, then import it on the host with ` +
       `vmkfstools -i ${name} -d thin ${stem}-esxi.vmdk and attach ${stem}-esxi.vmdk to the VM.`,
-    esxiFirmware: (firmware) => `Set the VM's firmware to ${firmware}.`,
+    ovaLogin: (seed) => `The OVA carries the first login as a second disk, ${seed}: cloud-init reads it at the first ` +
+      'boot (it finds the disk by its label, CIDATA). Afterwards the disk can be removed from the VM.',
+    firmware: (firmware) => `Set the VM's firmware to ${firmware}.`,
     hyperv1: 'In Hyper-V, create a Generation 1 virtual machine with this disk (the image boots with BIOS).',
     hyperv2: 'In Hyper-V, create a Generation 2 virtual machine with this disk (the image boots with UEFI and ' +
       'GPT). For Linux guests, set Secure Boot\'s template to "Microsoft UEFI Certificate Authority" or turn it off.',
@@ -136,5 +195,13 @@ const TEXT_EN = {
     qcow2: (name, stem) => `To upload it: openstack image create --disk-format qcow2 --container-format bare ` +
       `--file ${name} ${stem}`,
     qcow2Uefi: ' This image boots only with UEFI: add --property hw_firmware_type=uefi.',
+    azure: (bytes) => `Azure takes a fixed VHD whose size is a whole number of MiB, as this one is (${bytes} bytes ` +
+      'with its 512-byte footer). Upload it as a page blob into a managed disk made for it, make an image of the ' +
+      'disk and a VM from the image (replace GROUP, USER and the key):',
+    azureLogin: 'The host name, keys and password entered above are not written for Azure: Azure sets the login ' +
+      'itself when it creates the VM (--admin-username and --ssh-key-values above).',
+    xen: (name) => `To import it into XCP-ng or XenServer: in Xen Orchestra choose Import → Disk, pick ${name} and ` +
+      'a storage repository, then attach the disk to a VM as its boot disk (on the host itself: xe vdi-import ' +
+      'format=vhd into a new VDI of the same size).',
   },
 };

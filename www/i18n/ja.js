@@ -6,21 +6,46 @@ const TEXT_JA = {
   page: {
     title: 'diskbridge — ブラウザーで仮想ディスクを VMware ESXi・Hyper-V・OpenStack 用に変換',
     intro: '仮想ディスクイメージ（qcow2、raw、VMDK、VHDX、VHD、OVA）を、VMware ESXi 用の OVA または VMDK、' +
-      'Hyper-V 用の VHDX、OpenStack 用の qcow2 に、このページで変換します。ファイルはアップロードされず、' +
-      'このコンピューターの中で読み書きされます。',
+      'Hyper-V 用の VHDX、OpenStack 用の qcow2、Azure・XCP-ng 用の VHD に、このページで変換します。' +
+      'ファイルはアップロードされず、このコンピューターの中で読み書きされます。',
     language: '言語',
     pickHeading: '1. 仮想ディスクイメージを選ぶ',
     pickLabel: '仮想ディスクイメージ（バッキングファイルがある場合は、それも一緒に選んでください）',
     dropHint: 'または、このページのどこにでもファイルをドロップしてください',
     backingLabel: 'バッキングファイル',
-    targetHeading: '2. 変換して保存する',
+    loginHeading: '2. 初回ログイン（任意）',
+    loginIntro: 'ディストリビューションが配布するクラウドイメージ（Debian・Ubuntu・Rocky・openSUSE など）には' +
+      'パスワードも SSH 鍵もありません。ここで入力した内容から、初回起動時に cloud-init がログインを設定します。' +
+      'OVA ではその中に入り、それ以外の出力先では、2 台目のディスクとして接続する小さなシードディスクを変換後に' +
+      '保存できます。クラウドイメージ以外では空のままにしてください。',
+    loginPrivacy: 'ここで入力した内容はこのページの中だけで使われ、どこにも送信・保存されません（シードディスクに' +
+      '書き込まれるのはパスワードのハッシュだけです）。',
+    hostnameLabel: 'ホスト名',
+    hostnameHint: '英数字とハイフン。例: web-1（web-1.example.org のような完全な名前も使えます）',
+    sshKeysLabel: 'SSH 公開鍵',
+    sshKeysHint: '公開鍵を 1 行に 1 つずつ貼り付けてください（ssh-ed25519 AAAA… you@host）。.pub ファイルの中身で、' +
+      '秘密鍵ではありません。イメージの既定のユーザー（debian・ubuntu・rocky など）に設定されます。',
+    sshKeyFileLabel: 'または .pub ファイルを選ぶ（上の公開鍵に追加されます）',
+    passwordLabel: '既定のユーザーのパスワード',
+    passwordHint: 'このユーザーは SSH でもパスワードでログインできるようになります。',
+    userDataLabel: '独自のユーザーデータファイル（任意）',
+    userDataHint: 'cloud-init のユーザーデータ（#cloud-config、#! で始まるスクリプト、MIME。64 KiB まで）。上の' +
+      '項目と一緒に指定した場合は両方を使います（このファイルが先）。',
+    diskSizeLabel: 'ディスクサイズ',
+    diskSizeUnit: '単位',
+    loginClear: 'これらの入力を消去',
+    targetHeading: '3. 変換して保存する',
     esxiPackage: 'VMware ESXi 用の出力',
     ova: 'OVA（推奨）',
     vmdkOnly: 'VMDK のみ',
+    hypervPackage: 'Hyper-V 用の出力',
+    vhdxFixed: '容量固定の VHDX（Hyper-V の「固定サイズ」と同じく、全容量を割り当てます）',
     toVmdk: 'VMware ESXi 用 VMDK',
     toOva: 'VMware ESXi 用 OVA',
     toVhdx: 'Hyper-V 用 VHDX',
     toQcow2: 'OpenStack 用 qcow2',
+    toAzure: 'Azure 用 VHD',
+    toXen: 'XCP-ng / XenServer 用 VHD',
     advanced: '詳細オプション',
     optionsHelp: 'qemu-img convert -o と同じ形式のオプションをカンマ区切りで指定します。',
     vmdkOptions: 'VMDK のオプション',
@@ -35,6 +60,7 @@ const TEXT_JA = {
     emptyVmdk: '空の 64 KiB VMDK',
     progressHeading: '進捗',
     cancel: 'キャンセル',
+    saveSeed: 'シードディスクを保存',
     verify: '保存したファイルを検証',
   },
   bytes: (n) => `${n.toLocaleString('ja')} バイト`,
@@ -58,11 +84,11 @@ const TEXT_JA = {
   noteNoFileReads: 'このブラウザーでは、ファイルとして開いたページは選んだファイルを読めません（ワーカーで ' +
     '"NotReadableError" になります）。ここで作れるのは空の VMDK だけです。http(s) でページを開くか' +
     '（scripts/start で配信できます）、Firefox か Chromium を使ってください。',
-  noteStream: 'このブラウザーには保存ダイアログがないため、VMDK・VHDX・raw イメージは書き出しながら' +
+  noteStream: 'このブラウザーには保存ダイアログがないため、VMDK・VHDX・VHD・raw イメージは書き出しながら' +
     'ダウンロードとして保存します（ストリーミング）。サイズの上限はディスクの空きだけです。変換がキャンセル' +
     'または失敗した場合はダウンロードが失敗として終わり、完成したように見えるファイルは残りません。' +
     'ストリーミングした VMDK はグレインテーブルを末尾に持ちます（VMware のエクスポートと同じ streamOptimized ' +
-    'の配置です）。VHDX は空のブロックを見つけるためにディスクを 2 回読みます。',
+    'の配置です）。容量可変の VHDX と VHD は、空のブロックを見つけるためにディスクを 2 回読みます。',
   noteNotStreamed: 'qcow2 はストリーミングできません。ヘッダーとテーブルが先頭にあり、その内容は最後まで' +
     '書き終えないと決まらないためです。',
   noteOpfs: (can, quota) => (can.stream ? 'そのため qcow2 は'
@@ -98,6 +124,7 @@ const TEXT_JA = {
   failedStream: (name) => `${name} のダウンロードは中止され、失敗として扱われます。ブラウザーが受け取った分を` +
     'その名前で残した場合は削除してください（完全なイメージではありません）。',
   progress: (done, total, mbps) => `${done} / ${total} — ${mbps} MB/s`,
+  phases: {scan: '（1 回目の読み取り: 空のブロックを探しています）', finish: '（仕上げ: テーブルとチェックサム）'},
   eta: (left) => `、残り約 ${left}`,
   seconds: (s) => `${s} 秒`,
   minutes: (m, s) => `${m} 分 ${s} 秒`,
@@ -121,14 +148,47 @@ const TEXT_JA = {
     internal: 'diskbridge の内部でエラーが発生しました。', cancelled: 'キャンセルしました。',
   },
   fileTypes: {vmdk: 'VMDK 仮想ディスク', vhdx: 'VHDX 仮想ディスク', qcow2: 'qcow2 仮想ディスク', ova: 'OVA パッケージ',
-    raw: 'raw ディスクイメージ'},
+    vpc: 'VHD 仮想ディスク', raw: 'raw ディスクイメージ'},
+  diskSizeHint: (source) => '空欄の場合は変換元と同じサイズ' + (source ? `（${source}）` : '') + 'です。大きくすると、' +
+    '追加した領域は未割り当てのままで、初回起動時に cloud-init がルートファイルシステムを広げます。',
+  sizeNotNumber: 'ディスクサイズは 0 より大きい数値で指定してください（単位は右で選びます）。変換元と同じサイズにする' +
+    '場合は空欄にします。',
+  sizeTooSmall: (asked, source) => `ディスクサイズ ${asked} は変換元の ${source} より小さくなっています。` +
+    'ディスクは大きくすることしかできません。',
+  loginError: {
+    hostname: (message) => `このホスト名は使えません: ${message}`,
+    sshKeys: (message) => `SSH 公開鍵として読めません: ${message}`,
+    password: (message) => `このパスワードは使えません: ${message}`,
+    userData: (message) => `このユーザーデータファイルは使えません: ${message}`,
+  },
+  saveSeedNamed: (name) => `シードディスクを保存（${name}）`,
+  seedGuide: {
+    vmdk: (name, stem) => `初回ログインの設定はシードディスク ${name} に入っています。ディスクと一緒にアップロード` +
+      `して同じ方法でインポートし（vmkfstools -i ${name} -d thin ${stem}-esxi.vmdk）、${stem}-esxi.vmdk を仮想マシンの` +
+      '2 台目のハードディスクとして追加してください。cloud-init は初回起動時にこれを読みます（CIDATA というラベルで' +
+      '見つけます）。その後は外してかまいません。',
+    vhdx: (name) => `初回ログインの設定はシードディスク ${name} に入っています。仮想マシンの SCSI コントローラーに` +
+      '2 台目のハードディスクとして接続してください。cloud-init は初回起動時にこれを読みます（CIDATA というラベルで' +
+      '見つけます）。その後は外してかまいません。',
+    qcow2: (name) => `初回ログインの設定はシードディスク ${name} に入っています。仮想マシンの 2 台目のドライブとして` +
+      `接続してください（qemu: -drive file=${name},format=qcow2,if=virtio）。cloud-init は初回起動時にこれを読みます` +
+      '（CIDATA というラベルで見つけます）。OpenStack では、通常は起動時に選ぶキーペアでログインできます。',
+    xen: (name) => `初回ログインの設定はシードディスク ${name} に入っています。これもインポートし（Import → Disk）、` +
+      '仮想マシンの 2 台目のディスクとして接続してください。cloud-init は初回起動時にこれを読みます（CIDATA という' +
+      'ラベルで見つけます）。その後は外してかまいません。',
+    raw: (name) => `初回ログインの設定はシードディスク ${name} に入っています。仮想マシンの 2 台目のドライブとして` +
+      `接続してください（qemu: -drive file=${name},format=raw,if=virtio）。cloud-init は初回起動時にこれを読みます` +
+      '（CIDATA というラベルで見つけます）。',
+  },
   guide: {
     ova: (name) => `インポート方法: vSphere Client（または ESXi Host Client）で「OVFテンプレートのデプロイ」` +
       `（仮想マシンの作成/登録 → OVF ファイルまたは OVA ファイルから仮想マシンをデプロイ）を選び、${name} を指定します。`,
     vmdk: (name, stem) => `streamOptimized の VMDK はそのままでは接続できません（ESXi は「Unsupported or invalid ` +
       `disk type 7」と報告します）。データストアにアップロードしてから、ホスト上で ` +
       `vmkfstools -i ${name} -d thin ${stem}-esxi.vmdk でインポートし、${stem}-esxi.vmdk を仮想マシンに接続します。`,
-    esxiFirmware: (firmware) => `仮想マシンのファームウェアは ${firmware} にしてください。`,
+    ovaLogin: (seed) => `この OVA には初回ログインの設定が 2 台目のディスク ${seed} として入っています。cloud-init は` +
+      '初回起動時にこれを読みます（CIDATA というラベルで見つけます）。その後は仮想マシンから外してかまいません。',
+    firmware: (firmware) => `仮想マシンのファームウェアは ${firmware} にしてください。`,
     hyperv1: 'Hyper-V では、この仮想ディスクで第 1 世代の仮想マシンを作成してください（BIOS で起動するイメージです）。',
     hyperv2: 'Hyper-V では、この仮想ディスクで第 2 世代の仮想マシンを作成してください（UEFI と GPT で起動する' +
       'イメージです）。Linux ゲストでは、セキュアブートのテンプレートを「Microsoft UEFI Certificate Authority」に' +
@@ -142,5 +202,14 @@ const TEXT_JA = {
     qcow2: (name, stem) => `アップロード方法: openstack image create --disk-format qcow2 --container-format bare ` +
       `--file ${name} ${stem}`,
     qcow2Uefi: ' このイメージは UEFI でしか起動しないため、--property hw_firmware_type=uefi を付けてください。',
+    azure: (bytes) => 'Azure が受け付けるのは、サイズが 1 MiB の倍数の容量固定 VHD で、このファイルはその条件を満たして' +
+      `います（512 バイトのフッターを含めて ${bytes} バイト）。アップロード用に作成したマネージドディスクにページ ` +
+      'BLOB としてアップロードし、そのディスクからイメージを、イメージから仮想マシンを作成します（GROUP、USER、' +
+      '鍵は置き換えてください）:',
+    azureLogin: '上で入力したホスト名・鍵・パスワードは Azure 用には書き込みません。Azure は仮想マシンの作成時に' +
+      '自分でログインを設定します（上の --admin-username と --ssh-key-values）。',
+    xen: (name) => `XCP-ng / XenServer へのインポート方法: Xen Orchestra で Import → Disk を選び、${name} とストレージ` +
+      'リポジトリを指定してから、そのディスクを仮想マシンの起動ディスクとして接続します（ホスト上では、同じサイズの' +
+      '新しい VDI に xe vdi-import format=vhd で取り込めます）。',
   },
 };
